@@ -1,0 +1,53 @@
+# Two commands: `make run` (set up, then the whole pipeline on the bundled data)
+# and `make test` (set up, then the tests). Set-up installs from requirements.lock only.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.faultwatch-installed
+# This machine kind keeps a CPU build of torch on disk; elsewhere the ordinary wheel is used.
+TORCH_WHEELS ?= /opt/wheels
+HAVE_CPU_TORCH := $(wildcard $(TORCH_WHEELS)/torch-2.13.0+cpu-*.whl)
+export WANDB_MODE ?= offline
+export BENTOML_HOME ?= $(CURDIR)/.bentoml
+export PYTHONHASHSEED = 0
+
+.PHONY: setup run test lint lock clean bench
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check "$$(grep -E '^uv==' requirements.lock)"
+ifneq ($(HAVE_CPU_TORCH),)
+	$(BIN)/uv pip sync -q --python $(BIN)/python --find-links $(TORCH_WHEELS) requirements.lock
+else
+	grep -vE '^torch==' requirements.lock > $(VENV)/requirements-no-torch.lock
+	$(BIN)/uv pip sync -q --python $(BIN)/python $(VENV)/requirements-no-torch.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python "torch==$$(grep -E '^torch==' requirements.lock | sed -E 's/^torch==([^+]*).*/\1/')"
+endif
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name faultwatch --display-name "faultwatch (.venv)" >/dev/null
+	@test -d .git && $(BIN)/pre-commit install >/dev/null || true
+	@touch $@
+
+run: setup
+	$(BIN)/dvc repro
+	@$(BIN)/faultwatch reports
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/pre-commit run --all-files
+
+# Re-resolve the lock (the only place that resolves); run after editing pyproject.toml.
+lock:
+	uv pip compile pyproject.toml --extra dev --python-version 3.11 --find-links $(TORCH_WHEELS) \
+	  --no-header -o requirements.lock
+
+bench: setup
+	$(BIN)/python bench/notebook_overhead.py
+
+clean:
+	rm -rf $(VENV)

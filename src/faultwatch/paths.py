@@ -1,0 +1,34 @@
+"""The one place that resolves project paths (root, data, reports, models)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+MARKERS = ("params.yaml", "dvc.yaml")
+
+
+def project_root(start: Path | str | None = None) -> Path:
+    """The nearest folder at or above `start` (default: cwd) holding params.yaml or dvc.yaml.
+
+    `FAULTWATCH_ROOT` overrides the search. A notebook opened in JupyterLab runs with
+    cwd=notebooks/, papermill runs it from the root: both resolve to the same root.
+    """
+    env = os.environ.get("FAULTWATCH_ROOT")
+    if env:
+        return Path(env).resolve()
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if any((folder / m).exists() for m in MARKERS):
+            return folder
+    raise FileNotFoundError(f"no {' or '.join(MARKERS)} found at or above {here}")
+
+
+def resolve(path: Path | str, root: Path | None = None) -> Path:
+    """`path` as given if absolute, else relative to the project root."""
+    p = Path(path)
+    return p if p.is_absolute() else (root or project_root()) / p
+
+
+def reports_dir(root: Path | None = None) -> Path:
+    return (root or project_root()) / "reports"
