@@ -8,6 +8,8 @@ STAMP := $(VENV)/.faultwatch-installed
 # This machine kind keeps a CPU build of torch on disk; elsewhere the ordinary wheel is used.
 TORCH_WHEELS ?= /opt/wheels
 HAVE_CPU_TORCH := $(wildcard $(TORCH_WHEELS)/torch-2.13.0+cpu-*.whl)
+# dvc.yaml commands call the venv's tools (faultwatch, papermill) by name
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 export WANDB_MODE ?= offline
 export BENTOML_HOME ?= $(CURDIR)/.bentoml
 export PYTHONHASHSEED = 0
@@ -45,6 +47,7 @@ lint: setup
 lock:
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 --find-links $(TORCH_WHEELS) \
 	  --no-header -o requirements.lock
+	$(BIN)/python -m faultwatch.hooks write-environment
 
 bench: setup
 	$(BIN)/python bench/notebook_overhead.py

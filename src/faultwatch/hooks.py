@@ -1,4 +1,4 @@
-"""Checks that pre-commit runs as local hooks: `python -m faultwatch.hooks {yaml,parameters} FILES`."""
+"""Checks pre-commit runs as local hooks: `python -m faultwatch.hooks CHECK FILES`."""
 
 from __future__ import annotations
 
@@ -36,11 +36,54 @@ def check_parameters_cell(files: list[str]) -> list[str]:
     return problems
 
 
-CHECKS = {"yaml": check_yaml, "parameters": check_parameters_cell}
+def environment_yml(lock_text: str) -> str:
+    """environment.yml for conda users, pinning exactly what requirements.lock pins."""
+    pins = [ln.strip() for ln in lock_text.splitlines() if ln and not ln.startswith((" ", "#"))]
+    lines = [
+        "# Generated from requirements.lock by `make lock`: the same pins for conda users.",
+        "#   conda env create -f environment.yml && conda activate faultwatch && pip install -e .",
+        "name: faultwatch",
+        "channels: [conda-forge]",
+        "dependencies:",
+        "  - python=3.11",
+        "  - pip",
+        "  - pip:",
+        "      - --extra-index-url https://download.pytorch.org/whl/cpu",
+        *(f"      - {p}" for p in pins),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def check_environment(files: list[str]) -> list[str]:
+    """environment.yml must match requirements.lock (regenerate with `make lock`)."""
+    with open("requirements.lock", encoding="utf-8") as f:
+        want = environment_yml(f.read())
+    with open("environment.yml", encoding="utf-8") as f:
+        have = f.read()
+    return (
+        [] if have == want else ["environment.yml differs from requirements.lock: run `make lock`"]
+    )
+
+
+def write_environment() -> int:
+    with open("requirements.lock", encoding="utf-8") as f:
+        text = environment_yml(f.read())
+    with open("environment.yml", "w", encoding="utf-8") as f:
+        f.write(text)
+    return 0
+
+
+CHECKS = {
+    "yaml": check_yaml,
+    "parameters": check_parameters_cell,
+    "environment": check_environment,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["write-environment"]:
+        return write_environment()
     if not argv or argv[0] not in CHECKS:
         print(f"usage: python -m faultwatch.hooks {{{','.join(CHECKS)}}} FILES...", file=sys.stderr)
         return 2

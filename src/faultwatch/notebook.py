@@ -161,12 +161,14 @@ def run_notebook(
 ) -> NotebookRun:
     """Execute one notebook stage; outputs are only replaced when it succeeds.
 
-    By default cells run in this process (ploomber-engine's papermill engine): the same
+    By default cells run in this process (faultwatch.engine): the same
     notebook semantics without a kernel start. `kernel=True` runs a Jupyter kernel as
     JupyterLab does.
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
+
+    from faultwatch.engine import register as register_engine
 
     src = Path(notebook)
     src = src if src.is_absolute() else root / src
@@ -191,7 +193,7 @@ def run_notebook(
                 tmp,
                 parameters=parameters,
                 cwd=str(root),
-                engine_name=None if kernel else "embedded",
+                engine_name=None if kernel else register_engine(),
                 progress_bar=False,
                 log_output=False,
             )

@@ -25,11 +25,10 @@ def signal_schema(p: DataParams) -> pa.DataFrameSchema:
             "values": pa.Column(
                 object,
                 checks=[
-                    pa.Check(_finite, name="values_finite", error="values must be finite numbers"),
+                    pa.Check(_finite, name="values_finite"),
                     pa.Check(
                         lambda s: s.map(len).between(p.min_length, p.max_length),
                         name="length_within_bounds",
-                        error=f"length must be within [{p.min_length}, {p.max_length}]",
                     ),
                 ],
             ),
@@ -38,12 +37,10 @@ def signal_schema(p: DataParams) -> pa.DataFrameSchema:
             pa.Check(
                 lambda df: df["label"].nunique() >= 2,
                 name="at_least_two_classes",
-                error="at least two classes are needed",
             ),
             pa.Check(
                 lambda df: int((df["label"] == pos).sum()) >= p.min_positive,
                 name="min_fault_examples",
-                error=f"at least {p.min_positive} examples of the fault class '{pos}' are needed",
             ),
         ],
         strict=True,

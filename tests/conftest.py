@@ -1,0 +1,147 @@
+"""Fixtures: tiny synthetic signal sets in every format, and temporary copies of the project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def make_signals(n_healthy: int = 40, n_fault: int = 12, seed: int = 0) -> pd.DataFrame:
+    """Healthy: noisy sines of two kinds; fault: a sine with a burst. Lengths vary (48-80)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_healthy + n_fault):
+        fault = i >= n_healthy
+        n = int(rng.integers(48, 81))
+        t = np.linspace(0, 4 * np.pi, n)
+        label = "fault" if fault else ("pump_a" if i % 2 else "pump_b")
+        v = np.sin(t * (1.0 if i % 2 else 2.0)) + 0.1 * rng.standard_normal(n)
+        if fault:
+            v[n // 3 : n // 3 + 8] += 3.0
+        rows.append((f"s{i}", label, v.round(6)))
+    return pd.DataFrame(rows, columns=["id", "label", "values"])
+
+
+def write_tsv(df: pd.DataFrame, path: Path) -> Path:
+    lines = [
+        "\t".join([lab, *map(repr, v.tolist())])
+        for lab, v in zip(df.label, df["values"], strict=True)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_ts(df: pd.DataFrame, path: Path) -> Path:
+    labels = " ".join(sorted(df.label.unique()))
+    head = [
+        "# tiny test set",
+        "@problemName tiny",
+        "@univariate true",
+        "@equalLength false",
+        f"@classLabel true {labels}",
+        "@data",
+    ]
+    body = [
+        ",".join(map(repr, v.tolist())) + f":{lab}"
+        for lab, v in zip(df.label, df["values"], strict=True)
+    ]
+    path.write_text("\n".join(head + body) + "\n")
+    return path
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> Path:
+    out = df.assign(values=df["values"].map(list))
+    out.to_parquet(path, index=False)
+    return path
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["WANDB_MODE"] = "offline"
+    env.pop("FAULTWATCH_ROOT", None)
+    env.update(extra)
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=tool_env(**env), capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+TINY_PARAMS = {
+    "data": {
+        "source": "data/raw/tiny.tsv",
+        "positive_label": "fault",
+        "min_positive": 5,
+        "min_length": 16,
+        "max_length": 1000,
+        "limit": None,
+    },
+    "split": {"seed": 7, "val_fraction": 0.25, "test_fraction": 0.25, "out_dir": "data/prepared"},
+}
+
+
+def copy_project(dest: Path, params: dict | None = None) -> Path:
+    """The repo's committed and new files (no .venv, no outputs) in `dest`, as a fresh git repo,
+    with tiny data in data/raw/tiny.tsv and `params` merged into params.yaml."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for f in files:
+        src = REPO / f
+        if src.is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / f)
+    (dest / ".venv").symlink_to(VENV_BIN.parent)
+    write_tsv(make_signals(), dest / "data" / "raw" / "tiny.tsv")
+    p = yaml.safe_load((dest / "params.yaml").read_text())
+    for name, sec in {**TINY_PARAMS, **(params or {})}.items():
+        p.setdefault(name, {}).update(sec)
+    (dest / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    run(["git", "init", "-q"], dest)
+    run(["git", "add", "-A"], dest)
+    run(
+        [
+            "git",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "copy",
+            "--no-verify",
+        ],
+        dest,
+    )
+    return dest
+
+
+@pytest.fixture
+def signals() -> pd.DataFrame:
+    return make_signals()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return copy_project(tmp_path / "proj")
