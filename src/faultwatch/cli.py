@@ -59,6 +59,81 @@ def cmd_reports(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_register(args: argparse.Namespace) -> int:
+    from faultwatch.register import register
+
+    record = register(project_root())
+    print(f"registered {record['model_tag']} (weights sha256 {record['weights_sha256'][:16]}...)")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from faultwatch.params import section
+    from faultwatch.promote import PROMOTION_FILE, promote_if_better
+
+    root = project_root()
+    d = promote_if_better(root, section("promote"))
+    print("APPROVED" if d.approved else "REJECTED")
+    for r in d.reasons:
+        print(f"  - {r}")
+    print(f"decision recorded in {PROMOTION_FILE} and the registry (`faultwatch registry list`)")
+    return 0 if d.approved or not args.strict else 3
+
+
+def _fmt(v: object) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def cmd_registry_list(args: argparse.Namespace) -> int:
+    from faultwatch import registry
+
+    vs = registry.versions(project_root())
+    if not vs:
+        print("no versions registered yet: run `faultwatch promote`")
+        return 0
+    print(
+        f"{'version':<10} {'stage':<18} {'approval':<10} {'test f1':>8} {'recall':>7} {'pr_auc':>7}  model"
+    )
+    for v in vs:
+        t = v.record.get("test", {})
+        stage = (
+            ",".join(s for s in v.stages if s not in (registry.APPROVED, registry.REJECTED)) or "-"
+        )
+        print(
+            f"{v.version:<10} {stage:<18} {v.approval:<10} {_fmt(t.get('f1')):>8} "
+            f"{_fmt(t.get('recall')):>7} {_fmt(t.get('pr_auc')):>7}  {v.model_tag}"
+        )
+    return 0
+
+
+def cmd_registry_show(args: argparse.Namespace) -> int:
+    import json
+
+    import bentoml
+
+    from faultwatch import registry
+
+    v = registry.get(args.version, project_root())
+    info = bentoml.models.get(v.model_tag).info if v.model_tag else None
+    print(
+        json.dumps(
+            {
+                "version": v.version,
+                "commit": v.commit,
+                "created_at": v.created_at,
+                "stages": list(v.stages),
+                "approval": v.approval,
+                "record": v.record,
+                "labels": dict(info.labels) if info else None,
+                "provenance": dict(info.metadata) if info else None,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="faultwatch", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -77,6 +152,21 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--no-html", action="store_true", help="skip the HTML copy")
     r.add_argument("--kernel", action="store_true", help="run in a Jupyter kernel, not in-process")
     r.set_defaults(func=cmd_nb_run)
+
+    reg = sub.add_parser("register", help="import the evaluated model into the BentoML store")
+    reg.set_defaults(func=cmd_register)
+
+    pro = sub.add_parser("promote", help="gate the registered candidate against production")
+    pro.add_argument("--strict", action="store_true", help="exit 3 when the candidate is rejected")
+    pro.set_defaults(func=cmd_promote)
+
+    rg = sub.add_parser("registry", help="model versions, stages, approval").add_subparsers(
+        dest="registry_command", required=True
+    )
+    rg.add_parser("list", help="every version").set_defaults(func=cmd_registry_list)
+    show = rg.add_parser("show", help="one version with its provenance")
+    show.add_argument("version")
+    show.set_defaults(func=cmd_registry_show)
 
     rep = sub.add_parser("reports", help="list the reports the pipeline wrote")
     rep.set_defaults(func=cmd_reports)

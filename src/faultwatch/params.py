@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,22 @@ class EdaParams(Section):
     max_classes_plotted: int = Field(12, ge=1)
 
 
-SECTIONS: dict[str, type[Section]] = {"data": DataParams, "split": SplitParams, "eda": EdaParams}
+# Section name -> its model, or "module:Class" for models that live beside their stage's code
+# (imported only when that section is validated, so this module stays cheap to import).
+SECTIONS: dict[str, type[Section] | str] = {
+    "data": DataParams,
+    "split": SplitParams,
+    "eda": EdaParams,
+    "promote": "faultwatch.promote:PromoteParams",
+}
+
+
+def section_model(name: str) -> type[Section]:
+    model = SECTIONS[name]
+    if isinstance(model, str):
+        module, _, cls = model.partition(":")
+        model = getattr(importlib.import_module(module), cls)
+    return model
 
 
 def load_params(path: Path | str | None = None) -> dict[str, Any]:
@@ -72,7 +88,7 @@ def load_params(path: Path | str | None = None) -> dict[str, Any]:
 def section(name: str, raw: dict[str, Any] | None = None, source: str = "params.yaml") -> Any:
     """Validate one section; a bad key fails with its dotted name and the rule it broke."""
     raw = load_params() if raw is None else raw
-    model = SECTIONS[name]
+    model = section_model(name)
     try:
         return model.model_validate(raw.get(name) or {})
     except ValidationError as e:
