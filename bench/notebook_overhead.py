@@ -49,9 +49,9 @@ def main() -> int:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MPLBACKEND": "Agg"}
     with tempfile.TemporaryDirectory() as tmp:
         script = as_script(NOTEBOOK, Path(tmp) / "eda_script.py")
+        # order matters: the in-process runner writes the bytes dvc.lock expects, so the
+        # no-op `dvc repro` right after it has nothing to do (a kernel run's outputs differ)
         cases = {
-            "script": [str(BIN / "python"), str(script)],
-            "runner": [str(BIN / "faultwatch"), "nb", "run", str(NOTEBOOK)],
             "runner --kernel": [str(BIN / "faultwatch"), "nb", "run", "--kernel", str(NOTEBOOK)],
             "papermill CLI": [
                 str(BIN / "papermill"),
@@ -59,8 +59,11 @@ def main() -> int:
                 str(NOTEBOOK),
                 f"{tmp}/out.ipynb",
             ],
-            "dvc repro (no-op)": [str(BIN / "dvc"), "repro"],
+            "script": [str(BIN / "python"), str(script)],
+            "runner": [str(BIN / "faultwatch"), "nb", "run", str(NOTEBOOK)],
+            "dvc repro (no-op)": [str(BIN / "dvc"), "repro", "eda"],
         }
+        timed([str(BIN / "dvc"), "repro", "eda"], env)  # bring the outputs up to date first
         times: dict[str, list[float]] = {k: [] for k in cases}
         for r in range(args.rounds):
             for name, cmd in cases.items():

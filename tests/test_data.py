@@ -11,9 +11,10 @@ import pytest
 from conftest import write_parquet, write_ts, write_tsv
 
 from faultwatch.data import read_source, split_stratified, validate_signals
+from faultwatch.data.params import DataParams, SplitParams
 from faultwatch.data.prepare import fault_target, prepare
 from faultwatch.errors import DataError, ParamsError
-from faultwatch.params import DataParams, SplitParams, section
+from faultwatch.params import section
 
 P = DataParams(source="x", positive_label="fault", min_positive=5, min_length=16, max_length=1000)
 

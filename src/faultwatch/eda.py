@@ -6,10 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
+from faultwatch.params import Section
 from faultwatch.preprocess import to_matrix
 
 SPLITS = ("train", "val", "test")
+
+
+class EdaParams(Section):
+    data_dir: str = "data/prepared"
+    examples_per_class: int = Field(2, ge=1)
+    max_classes_plotted: int = Field(12, ge=1)
 
 
 def load_splits(data_dir: Path) -> pd.DataFrame:

@@ -7,58 +7,23 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from faultwatch.errors import ParamsError
 from faultwatch.paths import project_root
-
-BUNDLED = "bundled:PLAID"
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DataParams(Section):
-    source: str = BUNDLED
-    positive_label: str = "3"
-    min_positive: int = Field(10, ge=1)
-    min_length: int = Field(16, ge=2)
-    max_length: int = Field(100_000, ge=2)
-    limit: int | None = Field(None, ge=1, description="keep a stratified subset (tests, dry runs)")
-
-    @model_validator(mode="after")
-    def _bounds(self) -> DataParams:
-        if self.min_length > self.max_length:
-            raise ValueError(f"min_length ({self.min_length}) > max_length ({self.max_length})")
-        return self
-
-
-class SplitParams(Section):
-    seed: int = 42
-    val_fraction: float = Field(0.15, gt=0, lt=1)
-    test_fraction: float = Field(0.2, gt=0, lt=1)
-    out_dir: str = "data/prepared"
-
-    @model_validator(mode="after")
-    def _fractions(self) -> SplitParams:
-        if self.val_fraction + self.test_fraction >= 1:
-            raise ValueError("val_fraction + test_fraction must be below 1")
-        return self
-
-
-class EdaParams(Section):
-    data_dir: str = "data/prepared"
-    examples_per_class: int = Field(2, ge=1)
-    max_classes_plotted: int = Field(12, ge=1)
-
-
-# Section name -> its model, or "module:Class" for models that live beside their stage's code
-# (imported only when that section is validated, so this module stays cheap to import).
+# Section name -> "module:Class" of its model. Each model lives beside its stage's code, so a
+# new section does not touch the other stages' dependencies, and this module stays cheap to import.
 SECTIONS: dict[str, type[Section] | str] = {
-    "data": DataParams,
-    "split": SplitParams,
-    "eda": EdaParams,
+    "data": "faultwatch.data.params:DataParams",
+    "split": "faultwatch.data.params:SplitParams",
+    "eda": "faultwatch.eda:EdaParams",
+    "evaluate": "faultwatch.evaluate:EvaluateParams",
     "promote": "faultwatch.promote:PromoteParams",
 }
 

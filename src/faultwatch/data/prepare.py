@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
 
+from faultwatch.data.params import DataParams, SplitParams
 from faultwatch.data.readers import read_source
 from faultwatch.data.split import split_stratified
 from faultwatch.data.validate import validate_signals
-from faultwatch.params import DataParams, SplitParams
 
 SPLITS = ("train", "val", "test")
 SCHEMA = pa.schema(

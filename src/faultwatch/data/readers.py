@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from faultwatch.data.params import BUNDLED
 from faultwatch.errors import DataError
-from faultwatch.params import BUNDLED
 
 COLUMNS = ["id", "label", "values"]
 

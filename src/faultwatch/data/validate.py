@@ -7,8 +7,8 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from faultwatch.data.params import DataParams
 from faultwatch.errors import DataError
-from faultwatch.params import DataParams
 
 
 def _finite(values: pd.Series) -> pd.Series:
