@@ -115,8 +115,9 @@ def copy_project(dest: Path, params: dict | None = None) -> Path:
     (dest / ".venv").symlink_to(VENV_BIN.parent)
     write_tsv(make_signals(), dest / "data" / "raw" / "tiny.tsv")
     p = yaml.safe_load((dest / "params.yaml").read_text())
-    for name, sec in {**TINY_PARAMS, **(params or {})}.items():
-        p.setdefault(name, {}).update(sec)
+    for layer in (TINY_PARAMS, params or {}):
+        for name, sec in layer.items():
+            p.setdefault(name, {}).update(sec)
     (dest / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     run(["git", "init", "-q"], dest)
     run(["git", "add", "-A"], dest)

@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 from conftest import write_parquet, write_ts, write_tsv
 
-from faultwatch.data import read_source, split_stratified, validate_signals
 from faultwatch.data.params import DataParams, SplitParams
 from faultwatch.data.prepare import fault_target, prepare
+from faultwatch.data.readers import read_source
+from faultwatch.data.split import split_stratified
+from faultwatch.data.validate import validate_signals
 from faultwatch.errors import DataError, ParamsError
 from faultwatch.params import section
 

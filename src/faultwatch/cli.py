@@ -67,6 +67,15 @@ def cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_package(args: argparse.Namespace) -> int:
+    from faultwatch.package import package
+
+    record = package(project_root())
+    print(f"built bento {record['bento_tag']} with {record['model_tag']} ({record['stage']})")
+    print("containerize it where a Docker engine runs: bentoml containerize " + record["bento_tag"])
+    return 0
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     from faultwatch.params import section
     from faultwatch.promote import PROMOTION_FILE, promote_if_better
@@ -155,6 +164,9 @@ def parser() -> argparse.ArgumentParser:
 
     reg = sub.add_parser("register", help="import the evaluated model into the BentoML store")
     reg.set_defaults(func=cmd_register)
+
+    pkg = sub.add_parser("package", help="bentoml build of the production (or latest) model")
+    pkg.set_defaults(func=cmd_package)
 
     pro = sub.add_parser("promote", help="gate the registered candidate against production")
     pro.add_argument("--strict", action="store_true", help="exit 3 when the candidate is rejected")

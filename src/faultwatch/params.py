@@ -25,6 +25,8 @@ SECTIONS: dict[str, type[Section] | str] = {
     "eda": "faultwatch.eda:EdaParams",
     "evaluate": "faultwatch.evaluate:EvaluateParams",
     "promote": "faultwatch.promote:PromoteParams",
+    "augment": "faultwatch.augment:AugmentParams",
+    "train": "faultwatch.model.params:TrainParams",
 }
 
 

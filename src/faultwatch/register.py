@@ -70,7 +70,7 @@ def provenance(root: Path, model_dir: Path) -> tuple[dict[str, str], dict[str, A
     metadata = {
         "metrics": {"test": test, "val": evaluation.get("val", {})},
         "baselines": {k: v for k, v in evaluation.items() if k.startswith("baseline")},
-        "params": params,
+        "params": json.dumps(params, sort_keys=True),  # as text: nulls and nesting kept
         "git": git,
         "data": {"hash": data_hash, "prepare_outs_md5": data, "source": data_params.get("source")},
         "wandb_run_id": model_json.get("wandb_run_id"),
@@ -85,7 +85,16 @@ def provenance(root: Path, model_dir: Path) -> tuple[dict[str, str], dict[str, A
         "class_names": model_json.get("class_names"),
         "weights_sha256": weights_sha,
     }
-    return labels, metadata, threshold
+    return labels, _no_none(metadata), threshold
+
+
+def _no_none(value: Any) -> Any:
+    """BentoML metadata takes basic types only: drop None entries (recursively)."""
+    if isinstance(value, dict):
+        return {k: _no_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_no_none(v) for v in value if v is not None]
+    return value
 
 
 def register(root: Path, model_dir: str = "models/fault_cnn") -> dict[str, Any]:

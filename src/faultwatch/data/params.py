@@ -11,7 +11,7 @@ BUNDLED = "bundled:PLAID"
 
 class DataParams(Section):
     source: str = BUNDLED
-    positive_label: str = "3"
+    positive_label: str = "9"
     min_positive: int = Field(10, ge=1)
     min_length: int = Field(16, ge=2)
     max_length: int = Field(100_000, ge=2)

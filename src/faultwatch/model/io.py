@@ -1,0 +1,193 @@
+"""The saved model: `weights.safetensors` beside `model.json` (what serving needs).
+
+Weights load with safetensors (no pickle, no code), after their sha256 is checked against
+model.json. Loading needs torch, not Lightning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from faultwatch.errors import FaultwatchError
+from faultwatch.model.network import ARCHITECTURES, build_network
+from faultwatch.preprocess import to_matrix
+
+WEIGHTS = "weights.safetensors"
+META = "model.json"
+FORMAT = "faultwatch-model/1"
+PREPROCESSING = {"resample": "linear", "normalise": "zscore_per_signal"}
+
+
+class ModelError(FaultwatchError):
+    """A saved model is missing, malformed or does not match its description."""
+
+
+class WeightsTampered(ModelError):
+    """The weights file's sha256 is not the one model.json records."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def save_model(model_dir: Path | str, network: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
+    """Write the weights and model.json; returns the description written.
+
+    `meta` must hold `input_length` and `positive_label`; `threshold` (default 0.5, a
+    placeholder until evaluation picks one on validation), `class_names`, `wandb_run_id`
+    and anything else given are recorded as they are.
+    """
+    from safetensors.torch import save
+
+    name = type(network).__name__
+    if name not in ARCHITECTURES:
+        raise ModelError(f"{name}: not a known architecture ({', '.join(ARCHITECTURES)})")
+    for key in ("input_length", "positive_label"):
+        if key not in meta:
+            raise ModelError(f"save_model: meta needs {key!r}")
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    weights = save(state)
+    description = {
+        "format": FORMAT,
+        "architecture": name,
+        "architecture_args": network.config,
+        "input_length": int(meta["input_length"]),
+        "preprocessing": dict(PREPROCESSING),
+        "threshold": 0.5,
+        "class_names": ["healthy", str(meta["positive_label"])],
+        "wandb_run_id": None,
+        **meta,
+        "weights_file": WEIGHTS,
+        "weights_sha256": hashlib.sha256(weights).hexdigest(),
+    }
+    description["positive_label"] = str(description["positive_label"])
+    # weights first: a model.json on disk always describes the weights beside it
+    _write_bytes_atomic(model_dir / WEIGHTS, weights)
+    text = json.dumps(description, indent=2, sort_keys=True) + "\n"
+    _write_bytes_atomic(model_dir / META, text.encode())
+    return description
+
+
+def read_meta(model_dir: Path | str) -> dict[str, Any]:
+    path = Path(model_dir) / META
+    if not path.is_file():
+        raise ModelError(f"{path}: no model description (is {model_dir} a saved model?)")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{path}: not valid JSON: {e}") from None
+    required = (
+        "architecture",
+        "architecture_args",
+        "input_length",
+        "weights_sha256",
+        "preprocessing",
+    )
+    missing = [k for k in required if k not in meta]
+    if missing:
+        raise ModelError(f"{path}: missing keys {missing}")
+    if meta["preprocessing"] != PREPROCESSING:
+        raise ModelError(
+            f"{path}: preprocessing {meta['preprocessing']} is not the one this code applies ({PREPROCESSING})"
+        )
+    return meta
+
+
+@dataclass
+class LoadedModel:
+    """A saved model ready to score signals."""
+
+    network: nn.Module
+    meta: dict[str, Any]
+    batch_size: int = 256
+    _device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def input_length(self) -> int:
+        return int(self.meta["input_length"])
+
+    def preprocess(self, signals) -> np.ndarray:
+        """Raw signals (any lengths) -> float32 (n, input_length), the training transform."""
+        return to_matrix([np.asarray(s, dtype="float64") for s in signals], self.input_length)
+
+    def predict_proba(self, signals, preprocessed: bool | None = None) -> np.ndarray:
+        """Fault probability per signal.
+
+        `signals`: raw signals of any lengths (a list, or a 2-D array of equal-length rows), or
+        an array already through `preprocess`. With `preprocessed=None`, a float32 array of shape
+        (n, input_length) is taken as preprocessed and anything else as raw.
+        """
+        if preprocessed is None:
+            preprocessed = (
+                isinstance(signals, np.ndarray)
+                and signals.dtype == np.float32
+                and signals.ndim == 2
+                and signals.shape[1] == self.input_length
+            )
+        x = np.asarray(signals, dtype=np.float32) if preprocessed else self.preprocess(signals)
+        if x.ndim != 2 or x.shape[1] != self.input_length:
+            raise ValueError(
+                f"expected preprocessed input of shape (n, {self.input_length}), got {x.shape}"
+            )
+        out = np.empty(len(x), dtype=np.float64)
+        with torch.inference_mode():
+            for i in range(0, len(x), self.batch_size):
+                xb = torch.from_numpy(np.ascontiguousarray(x[i : i + self.batch_size])).to(
+                    self._device
+                )
+                out[i : i + len(xb)] = torch.sigmoid(self.network(xb)).cpu().numpy()
+        return out
+
+
+def load_model(model_dir: Path | str, verify: bool = True) -> LoadedModel:
+    """Load a saved model; raises WeightsTampered if the weights are not the ones recorded."""
+    from safetensors.torch import load
+
+    model_dir = Path(model_dir)
+    meta = read_meta(model_dir)
+    path = model_dir / meta.get("weights_file", WEIGHTS)
+    if not path.is_file():
+        raise ModelError(f"{path}: weights file missing")
+    data = path.read_bytes()
+    if verify:
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != meta["weights_sha256"]:
+            raise WeightsTampered(
+                f"{path}: sha256 {digest[:16]}… does not match {META} ({meta['weights_sha256'][:16]}…); "
+                "the weights were changed after saving: refusing to load them"
+            )
+    try:
+        network = build_network(meta["architecture"], meta["architecture_args"])
+    except (KeyError, TypeError) as e:
+        raise ModelError(f"{model_dir / META}: cannot build the network: {e}") from None
+    try:
+        state = load(data)
+        network.load_state_dict(state, strict=True)
+    except Exception as e:  # safetensors and torch raise several types for a bad file
+        raise ModelError(f"{path}: weights do not fit {meta['architecture']}: {e}") from None
+    network.eval()
+    return LoadedModel(network, meta)

@@ -1,0 +1,89 @@
+"""What the service accepts and answers: pydantic models and the limits they enforce.
+
+The limits are module-level values because BentoML builds an endpoint's input schema from
+its type annotations when the service class is defined. They come, in this order, from the
+environment (`FAULTWATCH_MIN_LENGTH`, `FAULTWATCH_MAX_LENGTH`, `FAULTWATCH_MAX_BATCH`,
+`FAULTWATCH_MAX_BODY_BYTES`), the served model's `input_schema` metadata (written by the
+register stage from params.yaml's `data` section), and the defaults below, which are
+`faultwatch.data.params.DataParams`' own (a test keeps them equal; importing that module here
+would pull pandas into the serving image).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, RootModel
+
+# no sensor reads more; far inside what z-scoring in float64 handles (squares up to 1e30)
+MAX_ABS_VALUE = 1e15
+
+
+@dataclass(frozen=True)
+class ServingLimits:
+    min_length: int = 16
+    max_length: int = 100_000
+    max_batch: int = 64  # signals per predict_batch request (= the batcher's max batch size)
+    # a JSON float takes ~20 bytes: a maximum-length signal (100 000 samples) fits in 2 MiB
+    max_body_bytes: int = 4 * 1024 * 1024
+
+    @classmethod
+    def resolve(cls, metadata: Mapping[str, Any] | None = None) -> ServingLimits:
+        """Defaults, then the model's `input_schema` metadata, then the environment."""
+        values: dict[str, int] = {}
+        schema = (metadata or {}).get("input_schema") or {}
+        for name in ("min_length", "max_length", "max_batch", "max_body_bytes"):
+            if name in schema:
+                values[name] = int(schema[name])
+            env = os.environ.get(f"FAULTWATCH_{name.upper()}")
+            if env:
+                values[name] = int(env)
+        limits = cls(**values)
+        if not 2 <= limits.min_length <= limits.max_length:
+            raise ValueError(f"serving limits: need 2 <= min_length <= max_length, got {limits}")
+        return limits
+
+
+def signal_type(limits: ServingLimits) -> Any:
+    """A list of finite numbers (JSON numbers only: no strings, booleans, NaN or Infinity)."""
+    sample = Annotated[
+        float, Field(strict=True, allow_inf_nan=False, ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)
+    ]
+    return Annotated[
+        list[sample], Field(min_length=limits.min_length, max_length=limits.max_length)
+    ]
+
+
+def signal_model(limits: ServingLimits) -> type[RootModel]:
+    """One signal of a batch; stamps the time it was validated, so latency can be logged."""
+
+    class Signal(RootModel[signal_type(limits)]):  # type: ignore[misc]
+        _received: float = PrivateAttr(default_factory=time.perf_counter)
+
+    return Signal
+
+
+class Prediction(BaseModel):
+    """The answer for one signal."""
+
+    model_config = ConfigDict(frozen=True)
+
+    probability: float = Field(description="probability of the fault class, 0 to 1")
+    label: str = Field(description="the fault class name when probability >= threshold")
+    is_fault: bool
+    threshold: float
+    model_version: str
+
+
+class BatchPrediction(BaseModel):
+    """The answer for a batch: one prediction per signal, in order.
+
+    An object rather than a bare list: BentoML 1.4.39 computes the JSON schema of a root-list
+    output on every response (~1 ms per request here); an object is serialised directly.
+    """
+
+    predictions: list[Prediction]

@@ -1,0 +1,93 @@
+"""The model in the BentoML model store: import a saved model, load it back verified.
+
+A store entry named `fault_cnn` is a folder holding the files of `faultwatch.model.io.save_model`
+(`weights.safetensors`, `model.json`) plus `threshold.json` ({"threshold": float}). Loading goes
+through `load_model`, so the sha256 of the weights is checked and nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from faultwatch.errors import FaultwatchError
+
+if TYPE_CHECKING:
+    import bentoml
+
+    from faultwatch.model.io import LoadedModel
+
+MODEL_NAME = "fault_cnn"
+MODEL_FILES = ("weights.safetensors", "model.json")
+THRESHOLD_FILE = "threshold.json"
+
+
+class StoreError(FaultwatchError):
+    """A store entry or a model folder is missing a file or holds a bad value."""
+
+
+def import_model(
+    model_dir: Path | str,
+    threshold: float,
+    labels: Mapping[str, str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    name: str = MODEL_NAME,
+) -> bentoml.Tag:
+    """Copy a saved model into the store as a new version of `name`; returns its tag.
+
+    The model is loaded first (sha256 checked), so a broken folder never reaches the store.
+    `metadata` should carry the provenance and `input_schema` ({"min_length", "max_length"},
+    which the service's validation uses); `threshold` and the weights' sha256 are added.
+    """
+    import bentoml
+
+    from faultwatch.model.io import load_model
+
+    src = Path(model_dir)
+    missing = [f for f in MODEL_FILES if not (src / f).is_file()]
+    if missing:
+        raise StoreError(f"{src}: missing {', '.join(missing)} (expected save_model's output)")
+    if not (
+        isinstance(threshold, int | float) and math.isfinite(threshold) and 0 <= threshold <= 1
+    ):
+        raise StoreError(f"threshold must be a probability in [0, 1], got {threshold!r}")
+    loaded = load_model(src)
+    meta = dict(metadata or {})
+    meta["threshold"] = float(threshold)
+    sha = loaded.meta.get("sha256") or loaded.meta.get("weights_sha256")
+    if sha:
+        meta.setdefault("weights_sha256", sha)
+    with bentoml.models.create(
+        name, labels={str(k): str(v) for k, v in (labels or {}).items()}, metadata=meta
+    ) as entry:
+        for f in MODEL_FILES:
+            shutil.copy2(src / f, Path(entry.path) / f)
+        (Path(entry.path) / THRESHOLD_FILE).write_text(json.dumps({"threshold": float(threshold)}))
+    return entry.tag
+
+
+def read_threshold(entry_dir: Path | str) -> float:
+    path = Path(entry_dir) / THRESHOLD_FILE
+    try:
+        value = json.loads(path.read_text())["threshold"]
+    except FileNotFoundError as e:
+        raise StoreError(f"{path}: not found (the register stage writes it)") from e
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise StoreError(f'{path}: expected {{"threshold": <float>}}: {e}') from e
+    if not (isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= 1):
+        raise StoreError(f"{path}: threshold must be a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
+def load_from_store(tag: str | bentoml.Tag) -> LoadedModel:
+    """The model of store entry `tag` (e.g. "fault_cnn:latest"), its sha256 verified."""
+    import bentoml
+
+    from faultwatch.model.io import load_model
+
+    entry = bentoml.models.get(tag)
+    return load_model(Path(entry.path))
