@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -19,6 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from faultwatch.params import Section
+from faultwatch.paths import write_text_atomic
 from faultwatch.preprocess import EPS, to_matrix
 
 if TYPE_CHECKING:
@@ -334,19 +333,8 @@ def confusion_rows(
     )
 
 
-def _write_atomic(path: Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
-
-
 def write_json(path: Path | str, data: Any) -> Path:
-    return _write_atomic(Path(path), json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return write_text_atomic(Path(path), json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def write_pr_curve(path: Path | str, y: Iterable[int], p: Iterable[float]) -> Path:
@@ -356,11 +344,11 @@ def write_pr_curve(path: Path | str, y: Iterable[int], p: Iterable[float]) -> Pa
 def write_confusion(
     path: Path | str, y: Iterable[int], p: Iterable[float], threshold: float
 ) -> Path:
-    return _write_atomic(Path(path), confusion_rows(y, p, threshold).to_csv(index=False))
+    return write_text_atomic(Path(path), confusion_rows(y, p, threshold).to_csv(index=False))
 
 
 def write_table(path: Path | str, table: pd.DataFrame, digits: int = 6) -> Path:
-    return _write_atomic(Path(path), table.round(digits).to_csv(index=False))
+    return write_text_atomic(Path(path), table.round(digits).to_csv(index=False))
 
 
 def threshold_record(evaluation: Mapping[str, Any]) -> dict[str, Any]:

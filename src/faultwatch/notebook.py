@@ -29,6 +29,7 @@ import nbformat
 
 from faultwatch.errors import FaultwatchError, ParamsError
 from faultwatch.params import SECTIONS, load_params, section
+from faultwatch.paths import write_text_atomic
 from faultwatch.scraps import json_metrics, read_scraps
 
 
@@ -113,15 +114,6 @@ def scrub(nb: nbformat.NotebookNode, root: Path) -> nbformat.NotebookNode:
             elif out.get("output_type") == "error":
                 out["traceback"] = [t.replace(root_s, ".") for t in out["traceback"]]
     return nb
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 @contextmanager
@@ -212,8 +204,10 @@ def run_notebook(
     failed.unlink(missing_ok=True)
     nb = scrub(nb, root)
     scraps = read_scraps(nb)
-    _write_atomic(out_metrics, json.dumps(json_metrics(scraps), indent=2, sort_keys=True) + "\n")
+    write_text_atomic(
+        out_metrics, json.dumps(json_metrics(scraps), indent=2, sort_keys=True) + "\n"
+    )
     if html:
-        _write_atomic(out_html, to_html(nb))
-    _write_atomic(out_nb, nbformat.writes(nb) + "\n")
+        write_text_atomic(out_html, to_html(nb))
+    write_text_atomic(out_nb, nbformat.writes(nb) + "\n")
     return NotebookRun(stage, out_nb, out_html, out_metrics, scraps)

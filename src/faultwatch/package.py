@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from faultwatch.errors import FaultwatchError
+from faultwatch.paths import write_text_atomic
 from faultwatch.register import REGISTER_FILE
 
 PACKAGE_FILE = Path("reports/package.json")
@@ -69,6 +70,5 @@ def package(root: Path, bentofile: str = "bentofile.yaml") -> dict[str, Any]:
         "dockerfile": str(Path(bento.path_of("env/docker/Dockerfile")).relative_to(bento.path)),
     }
     out = root / PACKAGE_FILE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(out, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record

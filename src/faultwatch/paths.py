@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 MARKERS = ("params.yaml", "dvc.yaml")
@@ -32,3 +33,20 @@ def resolve(path: Path | str, root: Path | None = None) -> Path:
 
 def reports_dir(root: Path | None = None) -> Path:
     return (root or project_root()) / "reports"
+
+
+def write_text_atomic(path: Path | str, text: str) -> Path:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file,
+    and a failure leaves the previous version in place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -12,6 +12,7 @@ import yaml
 
 from faultwatch.errors import FaultwatchError
 from faultwatch.params import load_params
+from faultwatch.paths import write_text_atomic
 
 REGISTER_FILE = Path("reports/register.json")
 
@@ -105,6 +106,5 @@ def register(root: Path, model_dir: str = "models/fault_cnn") -> dict[str, Any]:
     tag = import_model(root / model_dir, threshold, labels=labels, metadata=metadata)
     record = {"model_tag": str(tag), "weights_sha256": metadata["weights_sha256"], "labels": labels}
     out = root / REGISTER_FILE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(out, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record

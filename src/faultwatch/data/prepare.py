@@ -17,6 +17,7 @@ from faultwatch.data.params import DataParams, SplitParams
 from faultwatch.data.readers import read_source
 from faultwatch.data.split import split_stratified
 from faultwatch.data.validate import validate_signals
+from faultwatch.paths import write_text_atomic
 
 SPLITS = ("train", "val", "test")
 SCHEMA = pa.schema(
@@ -97,6 +98,5 @@ def prepare(data: DataParams, split: SplitParams, root: Path) -> dict[str, dict[
     write_parquet_atomic({k: to_table(v, y) for k, v in parts.items()}, root / split.out_dir)
     summary = split_summary(parts, y)
     metrics = root / "reports" / "metrics" / "prepare.json"
-    metrics.parent.mkdir(parents=True, exist_ok=True)
-    metrics.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(metrics, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
