@@ -84,6 +84,26 @@ def run(cmd: list[str], cwd: Path, check: bool = True, **env: str) -> subprocess
     return proc
 
 
+def git_commit(repo: Path, message: str) -> None:
+    """Commit everything staged (or nothing) as a test author, without hooks."""
+    run(
+        [
+            "git",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "--no-verify",
+            "-m",
+            message,
+        ],
+        repo,
+    )
+
+
 TINY_PARAMS = {
     "data": {
         "source": "data/raw/tiny.tsv",
@@ -121,20 +141,7 @@ def copy_project(dest: Path, params: dict | None = None) -> Path:
     (dest / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     run(["git", "init", "-q"], dest)
     run(["git", "add", "-A"], dest)
-    run(
-        [
-            "git",
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-qm",
-            "copy",
-            "--no-verify",
-        ],
-        dest,
-    )
+    git_commit(dest, "copy")
     return dest
 
 

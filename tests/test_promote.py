@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import run
+from conftest import git_commit, run
 
 from faultwatch import registry
 from faultwatch.promote import PromoteParams, decide
@@ -58,40 +58,12 @@ def test_bad_param_is_named():
 
 def test_registry_versions_stages_and_approval_on_git_tags(tmp_path):
     run(["git", "init", "-q"], tmp_path)
-    run(
-        [
-            "git",
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "init",
-        ],
-        tmp_path,
-    )
+    git_commit(tmp_path, "init")
     assert registry.versions(tmp_path) == [] and registry.production(tmp_path) is None
     v1 = registry.register({"model_tag": "fault_cnn:aaa", "test": {"f1": 0.8}}, tmp_path)
     registry.assign(v1, registry.APPROVED, "beats baselines", tmp_path)
     registry.assign(v1, registry.PRODUCTION, "first approved model", tmp_path)
-    run(
-        [
-            "git",
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "retrain",
-        ],
-        tmp_path,
-    )
+    git_commit(tmp_path, "retrain")
     v2 = registry.register({"model_tag": "fault_cnn:bbb", "test": {"f1": 0.7}}, tmp_path)
     registry.assign(v2, registry.REJECTED, "f1 below production", tmp_path)
     vs = registry.versions(tmp_path)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import yaml
-from conftest import copy_project, run
+from conftest import copy_project, git_commit, run
 
 TINY = {
     "data": {"min_positive": 5},
@@ -89,20 +89,7 @@ def test_bento_carries_the_provenance_and_a_dockerfile(released):
 def test_promote_records_the_decision_and_the_registry_lists_it(released):
     root, env, _ = released
     run(["git", "add", "-A"], root)
-    run(
-        [
-            "git",
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-qm",
-            "candidate",
-            "--no-verify",
-        ],
-        root,
-    )
+    git_commit(root, "candidate")
     proc = run(["faultwatch", "promote"], root, **env)
     decision = json.loads((root / "reports/promotion.json").read_text())
     assert decision["decision"] in ("approved", "rejected") and decision["reasons"]
