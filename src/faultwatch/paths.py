@@ -31,6 +31,13 @@ def resolve(path: Path | str, root: Path | None = None) -> Path:
     return p if p.is_absolute() else (root or project_root()) / p
 
 
+def bentoml_home(root: Path | None = None) -> Path:
+    """The BentoML store of this project: `BENTOML_HOME` if set (relative to the cwd), else
+    `<root>/.bentoml`, so the stages, the CLI and the server use one store however started."""
+    env = os.environ.get("BENTOML_HOME")
+    return Path(env).resolve() if env else (root or project_root()) / ".bentoml"
+
+
 def reports_dir(root: Path | None = None) -> Path:
     return (root or project_root()) / "reports"
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import os
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
@@ -107,11 +106,11 @@ class FaultDetector:
     def __init__(self) -> None:
         import torch
 
-        from faultwatch.model.io import load_model
+        from faultwatch.serve.store import load_entry
 
         torch.set_num_threads(TORCH_THREADS)
         entry = self.model_ref  # the resolved store entry
-        self.model = load_model(Path(entry.path))  # checks the weights' sha256
+        self.model = load_entry(entry)  # the weights' sha256 against model.json and the store
         self.threshold = read_threshold(entry.path)
         self.version = str(entry.tag.version)
         self.healthy_label, self.fault_label = (str(c) for c in self.model.meta["class_names"])

@@ -83,11 +83,30 @@ def read_threshold(entry_dir: Path | str) -> float:
     return float(value)
 
 
+def load_entry(entry: bentoml.Model) -> LoadedModel:
+    """The model of a store entry, verified twice: the weights against the `model.json` beside
+    them, and against the sha256 recorded in the entry's metadata at registration (replacing
+    both files of an entry would pass the first check alone)."""
+    from faultwatch.model.io import WeightsTampered, load_model
+
+    loaded = load_model(Path(entry.path))
+    recorded = entry.info.metadata.get("weights_sha256")
+    if not recorded:
+        raise StoreError(
+            f"store entry {entry.tag}: no weights_sha256 in its metadata (not registered by "
+            "`faultwatch register`): refusing to load it"
+        )
+    actual = loaded.meta["weights_sha256"]
+    if actual != recorded:
+        raise WeightsTampered(
+            f"store entry {entry.tag}: weights sha256 {actual[:16]}… is not the one recorded at "
+            f"registration ({recorded[:16]}…); the entry's files were replaced: refusing to load it"
+        )
+    return loaded
+
+
 def load_from_store(tag: str | bentoml.Tag) -> LoadedModel:
-    """The model of store entry `tag` (e.g. "fault_cnn:latest"), its sha256 verified."""
+    """The model of store entry `tag` (e.g. "fault_cnn:latest"), verified by `load_entry`."""
     import bentoml
 
-    from faultwatch.model.io import load_model
-
-    entry = bentoml.models.get(tag)
-    return load_model(Path(entry.path))
+    return load_entry(bentoml.models.get(tag))
