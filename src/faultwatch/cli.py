@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import yaml
 
 from faultwatch.errors import FaultwatchError
-from faultwatch.paths import project_root
+from faultwatch.paths import bentoml_home, project_root
 
 
 def _override(text: str) -> tuple[str, object]:
@@ -32,20 +33,27 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_nb_run(args: argparse.Namespace) -> int:
-    from faultwatch.notebook import run_notebook
+    from faultwatch.notebook import ADHOC_DIR, run_notebook
 
     root = project_root()
+    notebook = Path(args.notebook).resolve()
+    output = Path(args.output).resolve() if args.output else None
+    if output is None and (args.param or args.params):
+        # a run with other params than params.yaml's is not the pipeline's: its outputs (the
+        # executed notebook, metrics, and what the cells write) go beside, not over, the stage's
+        output = root / ADHOC_DIR / notebook.stem
     run = run_notebook(
-        Path(args.notebook).resolve(),
+        notebook,
         root,
         params_file=Path(args.params).resolve() if args.params else None,
         overrides=dict(args.param or []),
         html=not args.no_html,
         kernel=args.kernel,
+        output_root=output,
     )
     for p in (run.notebook, run.html, run.metrics):
         if p.exists():
-            print(f"wrote {p.relative_to(root)}")
+            print(f"wrote {p.relative_to(root) if p.is_relative_to(root) else p}")
     return 0
 
 
@@ -160,6 +168,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("-p", "--param", type=_override, action="append", help="override: key=value")
     r.add_argument("--no-html", action="store_true", help="skip the HTML copy")
     r.add_argument("--kernel", action="store_true", help="run in a Jupyter kernel, not in-process")
+    r.add_argument(
+        "--output",
+        metavar="DIR",
+        help="write every output under DIR, mirroring the project's layout (default: in place, "
+        "as the pipeline stage does; with -p or --params: reports/adhoc/<notebook>/)",
+    )
     r.set_defaults(func=cmd_nb_run)
 
     reg = sub.add_parser("register", help="import the evaluated model into the BentoML store")
@@ -185,8 +199,19 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _project_environment() -> None:
+    """The project's BentoML store (absolute) and offline W&B for every command and the
+    processes it starts, whether or not it was started through `make`."""
+    os.environ.setdefault("WANDB_MODE", "offline")
+    try:
+        os.environ["BENTOML_HOME"] = str(bentoml_home(project_root()))
+    except FileNotFoundError:
+        pass  # outside a project: BentoML's own default
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    _project_environment()
     try:
         return args.func(args)
     except FaultwatchError as e:

@@ -37,7 +37,7 @@ class InProcessEngine(Engine):
                     client.execute_cell(
                         cell, cell_index=index, execution_count=count, store_history=False
                     )
-                except Exception as exc:
+                except BaseException as exc:  # SystemExit, KeyboardInterrupt: the same named error
                     nb.cells = [
                         c for c in nb.cells if _MARKER_TAG not in c.metadata.get("tags", [])
                     ]

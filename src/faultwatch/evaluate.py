@@ -337,6 +337,40 @@ def write_json(path: Path | str, data: Any) -> Path:
     return write_text_atomic(Path(path), json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+SCORES_FILE = "scores.json"
+HEADLINE = ("f1", "precision", "recall", "pr_auc")
+
+
+def scores_record(
+    cnn: Mapping[str, Any], classical: Mapping[str, Any], healthy: Mapping[str, Any], model: str
+) -> dict[str, Any]:
+    """Everything the evaluation measured (out_dir/scores.json, which register and promote
+    read): the CNN on val and test, both baselines on test, counts included."""
+    return {
+        "threshold": round(float(cnn["threshold"]), 6),
+        "test": rounded(cnn["test"]),
+        "val": rounded(cnn["val"]),
+        "baseline_always_healthy": rounded(healthy["test"]),
+        "baseline_classical": {"model": model, **rounded(classical["test"])},
+    }
+
+
+def headline(scores: Mapping[str, Any]) -> dict[str, Any]:
+    """The few figures worth comparing across runs (reports/metrics/evaluate.json, the DVC
+    metrics): the CNN's test F1/precision/recall/PR-AUC, its threshold, and what the baselines
+    reach; the full record stays in scores.json, so `dvc metrics show` stays one screen wide."""
+    classical, healthy = scores["baseline_classical"], scores["baseline_always_healthy"]
+    return {
+        "test": {k: scores["test"][k] for k in HEADLINE},
+        "threshold": scores["threshold"],
+        "baseline": {
+            "classical_f1": classical["f1"],
+            "classical_pr_auc": classical["pr_auc"],
+            "always_healthy_accuracy": healthy["accuracy"],
+        },
+    }
+
+
 def write_pr_curve(path: Path | str, y: Iterable[int], p: Iterable[float]) -> Path:
     return write_json(path, pr_curve_points(y, p))
 

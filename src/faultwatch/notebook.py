@@ -12,6 +12,7 @@ import ast
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import warnings
@@ -26,10 +27,11 @@ from typing import Any
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 import nbformat
+import yaml
 
 from faultwatch.errors import FaultwatchError, ParamsError
 from faultwatch.params import SECTIONS, load_params, section
-from faultwatch.paths import write_text_atomic
+from faultwatch.paths import STAGING_ENV, write_text_atomic
 from faultwatch.scraps import json_metrics, read_scraps
 
 
@@ -117,20 +119,70 @@ def scrub(nb: nbformat.NotebookNode, root: Path) -> nbformat.NotebookNode:
 
 
 @contextmanager
-def _stage_context(root: Path) -> Iterator[None]:
-    """FAULTWATCH_ROOT for the cells (and a kernel's environment), quiet scrapbook warnings."""
-    before = os.environ.get("FAULTWATCH_ROOT")
-    os.environ["FAULTWATCH_ROOT"] = str(root)
+def _stage_context(root: Path, staging: Path) -> Iterator[None]:
+    """FAULTWATCH_ROOT and FAULTWATCH_STAGING for the cells (and a kernel's environment), quiet
+    scrapbook warnings."""
+    keys = ("FAULTWATCH_ROOT", STAGING_ENV)
+    before = {k: os.environ.get(k) for k in keys}
+    os.environ.update({"FAULTWATCH_ROOT": str(root), STAGING_ENV: str(staging)})
     try:
         with warnings.catch_warnings():
             # scrapbook warns that glue saw no kernel when cells run in-process; glue still works
             warnings.filterwarnings("ignore", message="No kernel detected")
+            # IPython's hint when a cell calls sys.exit(): the runner reports the cell instead
+            warnings.filterwarnings("ignore", message="To exit: use 'exit'")
             yield
     finally:
-        if before is None:
-            os.environ.pop("FAULTWATCH_ROOT", None)
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def declared_outputs(root: Path, stage: str) -> list[Path]:
+    """The outs, metrics and plots dvc.yaml declares for `stage`, relative to the root."""
+    path = root / "dvc.yaml"
+    if not path.is_file():
+        return []
+    spec = yaml.safe_load(path.read_text()) or {}
+    declared = ((spec.get("stages") or {}).get(stage)) or {}
+    paths = []
+    for key in ("outs", "metrics", "plots"):
+        for entry in declared.get(key) or []:
+            paths.append(Path(next(iter(entry)) if isinstance(entry, dict) else str(entry)))
+    return paths
+
+
+def commit_staged(staging: Path, target: Path, folders: list[Path]) -> list[Path]:
+    """Move everything in `staging` to the same relative place under `target`.
+
+    A staged file inside one of `folders` (a folder the stage declares as one output, such as
+    models/fault_cnn) replaces that whole folder, so no file of an older version is left in
+    it; other files replace their namesakes one by one. Returns the paths replaced.
+    """
+    units: list[Path] = []
+    for f in sorted(p for p in staging.rglob("*") if not p.is_dir()):
+        rel = f.relative_to(staging)
+        unit = next((d for d in folders if rel == d or d in rel.parents), rel)
+        if unit not in units:
+            units.append(unit)
+    for unit in units:
+        src, dst = staging / unit, target / unit
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir() and dst.exists():
+            old = dst.with_name(f".{dst.name}.replaced-{os.getpid()}")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(dst, old)
+            try:
+                os.replace(src, dst)
+            except BaseException:
+                os.replace(old, dst)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
         else:
-            os.environ["FAULTWATCH_ROOT"] = before
+            os.replace(src, dst)
+    return [target / u for u in units]
 
 
 def to_html(nb: nbformat.NotebookNode) -> str:
@@ -143,6 +195,20 @@ def to_html(nb: nbformat.NotebookNode) -> str:
     return body
 
 
+def _check_overrides(overrides: dict[str, Any], nb: nbformat.NotebookNode) -> None:
+    known = parameter_names(nb) or set()
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ParamsError(
+            f"{', '.join(f'-p {k}' for k in unknown)}: the notebook's parameters cell has no such "
+            f"name (it has: {', '.join(sorted(known))})"
+        )
+
+
+STAGING_DIR = Path(".faultwatch") / "staging"
+ADHOC_DIR = Path("reports") / "adhoc"
+
+
 def run_notebook(
     notebook: Path | str,
     root: Path,
@@ -150,11 +216,16 @@ def run_notebook(
     overrides: dict[str, Any] | None = None,
     html: bool = True,
     kernel: bool = False,
+    output_root: Path | None = None,
 ) -> NotebookRun:
-    """Execute one notebook stage; outputs are only replaced when it succeeds.
+    """Execute one notebook stage; its outputs are replaced only when every cell succeeded.
 
-    By default cells run in this process (faultwatch.engine): the same
-    notebook semantics without a kernel start. `kernel=True` runs a Jupyter kernel as
+    The cells write their outputs through `faultwatch.paths.output`, which points into a
+    staging folder while the notebook runs; the runner adds the executed notebook, its HTML
+    copy and the metrics, then moves everything into place under `output_root` (the project
+    root for a pipeline stage; another folder for an ad-hoc run, which then leaves the
+    pipeline's outputs alone). By default cells run in this process (faultwatch.engine): the
+    same notebook semantics without a kernel start. `kernel=True` runs a Jupyter kernel as
     JupyterLab does.
     """
     import papermill as pm
@@ -169,45 +240,53 @@ def run_notebook(
     nb_in = nbformat.read(src, as_version=4)
     nb_in.metadata["path"] = str(rel)
     params_file = params_file or root / "params.yaml"
+    _check_overrides(overrides or {}, nb_in)
     parameters = {**stage_parameters(stage, nb_in, params_file), **(overrides or {})}
 
-    out_nb = root / "reports" / "notebooks" / f"{src.stem}.ipynb"
-    out_html = out_nb.with_suffix(".html")
-    out_metrics = root / "reports" / "metrics" / f"{stage}.json"
-    failed = out_nb.with_suffix(".failed.ipynb")
-    out_nb.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{src.stem}.", suffix=".ipynb", dir=out_nb.parent)
-    os.close(fd)
+    target = output_root or root
+    nb_rel = Path("reports") / "notebooks" / f"{src.stem}.ipynb"
+    html_rel, metrics_rel = nb_rel.with_suffix(".html"), Path("reports/metrics") / f"{stage}.json"
+    failed = target / nb_rel.with_suffix(".failed.ipynb")
+    (root / STAGING_DIR).mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{src.stem}-", dir=root / STAGING_DIR))
+    executed = staging / nb_rel
+    executed.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with _stage_context(root):
-            nb = pm.execute_notebook(
-                str(src),
-                tmp,
-                parameters=parameters,
-                cwd=str(root),
-                engine_name=None if kernel else register_engine(),
-                progress_bar=False,
-                log_output=False,
-            )
-    except PapermillExecutionError as e:
-        os.replace(tmp, failed)
-        source = "\n".join("    " + line for line in e.source.splitlines()[-8:])
-        raise NotebookFailed(
-            f"{rel}: cell {e.cell_index} (execution {e.exec_count}) raised {e.ename}: {e.evalue}\n"
-            f"{source}\n(the failed run is saved as {failed.relative_to(root)}; "
-            f"earlier outputs are unchanged)"
-        ) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    Path(tmp).unlink(missing_ok=True)
-    failed.unlink(missing_ok=True)
-    nb = scrub(nb, root)
-    scraps = read_scraps(nb)
-    write_text_atomic(
-        out_metrics, json.dumps(json_metrics(scraps), indent=2, sort_keys=True) + "\n"
-    )
-    if html:
-        write_text_atomic(out_html, to_html(nb))
-    write_text_atomic(out_nb, nbformat.writes(nb) + "\n")
-    return NotebookRun(stage, out_nb, out_html, out_metrics, scraps)
+        try:
+            with _stage_context(root, staging):
+                nb = pm.execute_notebook(
+                    str(src),
+                    str(executed),
+                    parameters=parameters,
+                    cwd=str(root),
+                    engine_name=None if kernel else register_engine(),
+                    progress_bar=False,
+                    log_output=False,
+                )
+        except PapermillExecutionError as e:
+            if executed.is_file():
+                failed.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(executed, failed)
+            source = "\n".join("    " + line for line in e.source.splitlines()[-8:])
+            raise NotebookFailed(
+                f"{rel}: cell {e.cell_index} (execution {e.exec_count}) raised {e.ename}: "
+                f"{e.evalue}\n{source}\n(the failed run is saved as {_shown(failed, root)}; "
+                f"earlier outputs are unchanged)"
+            ) from None
+        nb = scrub(nb, root)
+        scraps = read_scraps(nb)
+        metrics = json.dumps(json_metrics(scraps), indent=2, sort_keys=True) + "\n"
+        write_text_atomic(staging / metrics_rel, metrics)
+        if html:
+            write_text_atomic(staging / html_rel, to_html(nb))
+        write_text_atomic(executed, nbformat.writes(nb) + "\n")
+        commit_staged(staging, target, [p for p in declared_outputs(root, stage)])
+        failed.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return NotebookRun(stage, target / nb_rel, target / html_rel, target / metrics_rel, scraps)
+
+
+def _shown(path: Path, root: Path) -> Path:
+    """`path` relative to the project root where it lies inside it (messages name it so)."""
+    return path.relative_to(root) if path.is_relative_to(root) else path

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -15,6 +16,12 @@ from faultwatch.paths import project_root
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def from_names(cls, names: Mapping[str, Any]) -> Self:
+        """The section from the names a notebook's parameters cell defines (`globals()`): a
+        notebook builds its params in one call instead of repeating every name."""
+        return cls.model_validate({k: names[k] for k in cls.model_fields if k in names})
 
 
 # Section name -> "module:Class" of its model. Each model lives beside its stage's code, so a

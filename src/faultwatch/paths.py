@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 
 MARKERS = ("params.yaml", "dvc.yaml")
+# Set by the notebook runner while a stage runs: the folder its outputs are staged in
+STAGING_ENV = "FAULTWATCH_STAGING"
 
 
 def project_root(start: Path | str | None = None) -> Path:
@@ -29,6 +31,28 @@ def resolve(path: Path | str, root: Path | None = None) -> Path:
     """`path` as given if absolute, else relative to the project root."""
     p = Path(path)
     return p if p.is_absolute() else (root or project_root()) / p
+
+
+def output(path: Path | str, root: Path | None = None) -> Path:
+    """Where a stage writes its output `path` (relative to the project root).
+
+    While the notebook runner runs a stage, that is the same relative path inside the runner's
+    staging folder: the runner moves what the cells wrote into place only after the last cell
+    succeeded, so a stage that fails halfway leaves every earlier output as it was. Outside
+    the runner (a notebook run by hand in JupyterLab), it is `path` itself.
+    """
+    root = root or project_root()
+    target = resolve(path, root)
+    staging = os.environ.get(STAGING_ENV)
+    if not staging:
+        return target
+    try:
+        rel = Path(os.path.normpath(target)).relative_to(Path(os.path.normpath(root)))
+    except ValueError:
+        raise ValueError(
+            f"{path}: a stage output must lie inside the project ({root}) to be staged"
+        ) from None
+    return Path(staging) / rel
 
 
 def bentoml_home(root: Path | None = None) -> Path:

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import netrc
 import os
 import shutil
 import time
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -38,7 +40,7 @@ from faultwatch.model.io import save_model, sha256_file
 from faultwatch.model.module import MONITOR, FaultClassifier
 from faultwatch.model.network import FaultCNN
 from faultwatch.model.params import TrainParams
-from faultwatch.paths import resolve
+from faultwatch.paths import output, resolve, write_text_atomic
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_pr_auc", MONITOR, "samples_per_s"]
 
@@ -152,7 +154,7 @@ def _wandb_logger(params: TrainParams, root: Path, run_id: str, key: str):
 
     import wandb
 
-    return WandbLogger(
+    logger = WandbLogger(
         project=params.wandb_project,
         save_dir=str(root),
         id=run_id,
@@ -163,6 +165,9 @@ def _wandb_logger(params: TrainParams, root: Path, run_id: str, key: str):
         job_type="train",
         settings=wandb.Settings(console="off", silent=True, save_code=False),
     )
+    # Lightning passes anonymous=None, which wandb 0.31 warns about on every run
+    logger._wandb_init.pop("anonymous", None)
+    return logger
 
 
 def _run_state(run_dir: Path, params: TrainParams) -> dict[str, Any]:
@@ -174,6 +179,30 @@ def _run_state(run_dir: Path, params: TrainParams) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
     return state
+
+
+class _DropTip(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in str(record.msg)
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Drop what Lightning prints that is not the user's business: its advert for litlogger
+    and a deprecation inside its own code (torch's LeafSpec). Its other warnings stay."""
+    tip = _DropTip()
+    loggers = [logging.getLogger(n) for n in ("pytorch_lightning.utilities.rank_zero",)]
+    for lg in loggers:
+        lg.addFilter(tip)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning
+            )
+            yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(tip)
 
 
 @contextmanager
@@ -275,7 +304,7 @@ def train(
         _wandb_logger(params, root, state["wandb_run_id"], key) if mode != "disabled" else False
     )
 
-    with deterministic_algorithms(params.deterministic):
+    with deterministic_algorithms(params.deterministic), quiet_lightning():
         trainer = pl.Trainer(
             accelerator=params.accelerator,
             devices=params.devices,
@@ -318,17 +347,20 @@ def train(
     best_epoch = _epoch_of(best)
     best_score = _best_pr_auc(frame, best_epoch)
     train_seconds = float(frame["train_seconds"].sum())
+    # only what the inputs determine goes into the model folder (the W&B run id and timings
+    # go to the run record): the same data, params and code give the same folder, so DVC
+    # sees nothing new downstream of a forced re-train
     meta = {
         "input_length": params.length,
         "positive_label": positive_label,
-        "wandb_run_id": state["wandb_run_id"] if logger else None,
         "best_val_pr_auc": round(best_score, 6),
         "run_key": key,
     }
+    model_dir = output(params.model_dir, root)
     if trainer.is_global_zero:
         network = FaultCNN(params.channels, params.kernel_size, params.dropout)
         network.load_state_dict(network_state(best))
-        meta = save_model(resolve(params.model_dir, root), network, meta)
+        meta = save_model(model_dir, network, meta)
         # done: the result is model_dir; a later run with the same key starts afresh
         shutil.rmtree(run_dir, ignore_errors=True)
         with suppress(OSError):
@@ -338,16 +370,41 @@ def train(
         best_epoch=best_epoch,
         epochs_run=len(frame),
         stopped_early=len(frame) < params.max_epochs,
-        wandb_run_id=meta.get("wandb_run_id"),
+        wandb_run_id=state["wandb_run_id"] if logger else None,
         wandb_mode=mode,
         samples_per_s=float(frame["samples"].sum()) / train_seconds if train_seconds else 0.0,
         train_seconds=train_seconds,
         resumed_from_epoch=resumed_from_epoch,
         run_key=key,
-        model_dir=resolve(params.model_dir, root),
+        model_dir=model_dir,
         history=frame,
         meta=meta,
     )
+
+
+HISTORY_FILE = "history.csv"
+RUN_FILE = "run.json"
+
+
+def write_run_record(result: TrainResult, report_dir: Path) -> list[Path]:
+    """`run.json` (what changes from run to run: the W&B run id, timings) and `history.csv`
+    (per-epoch losses and val_pr_auc, drawn by `dvc plots`) in `report_dir`."""
+    run = {
+        "wandb_run_id": result.wandb_run_id,
+        "wandb_mode": result.wandb_mode,
+        "run_key": result.run_key,
+        "samples_per_s": round(result.samples_per_s, 1),
+        "train_seconds": round(result.train_seconds, 3),
+        "resumed_from_epoch": result.resumed_from_epoch,
+    }
+    columns = ["epoch", "train_loss", "val_loss", "val_pr_auc", MONITOR]
+    return [
+        write_text_atomic(report_dir / RUN_FILE, json.dumps(run, indent=2, sort_keys=True) + "\n"),
+        write_text_atomic(
+            report_dir / HISTORY_FILE,
+            result.history[columns].to_csv(index=False, float_format="%.6g", lineterminator="\n"),
+        ),
+    ]
 
 
 def _history(history: EpochHistory, last: Path) -> pd.DataFrame:

@@ -56,7 +56,7 @@ def save_model(model_dir: Path | str, network: nn.Module, meta: dict[str, Any]) 
     """Write the weights and model.json; returns the description written.
 
     `meta` must hold `input_length` and `positive_label`; `threshold` (default 0.5, a
-    placeholder until evaluation picks one on validation), `class_names`, `wandb_run_id`
+    placeholder until evaluation picks one on validation), `class_names`
     and anything else given are recorded as they are.
     """
     from safetensors.torch import save
@@ -79,7 +79,6 @@ def save_model(model_dir: Path | str, network: nn.Module, meta: dict[str, Any]) 
         "preprocessing": dict(PREPROCESSING),
         "threshold": 0.5,
         "class_names": ["healthy", str(meta["positive_label"])],
-        "wandb_run_id": None,
         **meta,
         "weights_file": WEIGHTS,
         "weights_sha256": hashlib.sha256(weights).hexdigest(),

@@ -16,6 +16,7 @@ NOT_IN_RUN_KEY = frozenset(
         "patience",
         "num_workers",
         "model_dir",
+        "report_dir",
         "checkpoint_root",
         "wandb",
         "wandb_project",
@@ -28,6 +29,9 @@ class TrainParams(Section):
     train_path: str = "data/augmented/train.parquet"
     val_path: str = "data/prepared/val.parquet"
     model_dir: str = "models/fault_cnn"
+    # what changes from run to run (W&B run id, timings) and the per-epoch history: kept out
+    # of model_dir, so the same inputs give the same model folder
+    report_dir: str = "reports/train"
     checkpoint_root: str = "checkpoints"
     # input and network
     length: int = Field(1024, ge=8, description="every signal is resampled to this many points")

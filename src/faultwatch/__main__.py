@@ -1,0 +1,7 @@
+"""`python -m faultwatch`: the same as the `faultwatch` console script."""
+
+import sys
+
+from faultwatch.cli import main
+
+sys.exit(main())
