@@ -117,21 +117,25 @@ TINY_PARAMS = {
 }
 
 
-def copy_project(dest: Path, params: dict | None = None) -> Path:
-    """The repo's committed and new files (no .venv, no outputs) in `dest`, as a fresh git repo,
-    with tiny data in data/raw/tiny.tsv and `params` merged into params.yaml."""
+def tracked_project_files() -> list[str]:
+    """The files git tracks (as they are in the working tree), less the user's own data: what
+    lies under data/ and DVC's `.dvc` pointer files (`dvc add data/raw/pumps.tsv`) would make a
+    test project depend on data it does not have."""
     files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for f in files:
+        ["git", "ls-files", "--cached"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    return [f for f in files if not f.startswith("data/") and not f.endswith(".dvc")]
+
+
+def copy_project(dest: Path, params: dict | None = None) -> Path:
+    """The repo's tracked files (no .venv, no outputs, no user data) in `dest`, as a fresh git
+    repo, with tiny data in data/raw/tiny.tsv and `params` merged into params.yaml."""
+    for f in tracked_project_files():
         src = REPO / f
         if src.is_file():
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / f)
+    (dest / "data" / "raw").mkdir(parents=True, exist_ok=True)
     (dest / ".venv").symlink_to(VENV_BIN.parent)
     write_tsv(make_signals(), dest / "data" / "raw" / "tiny.tsv")
     p = yaml.safe_load((dest / "params.yaml").read_text())

@@ -19,6 +19,9 @@ from faultwatch.model.module import FaultClassifier
 from faultwatch.model.network import FaultCNN
 from faultwatch.preprocess import to_matrix
 
+# module fixtures train models or run the pipeline: more than the default per-test timeout
+pytestmark = pytest.mark.timeout(600)
+
 LENGTH = 64
 
 

@@ -74,8 +74,11 @@ def test_failing_cell_fails_the_stage_and_keeps_outputs(tiny_project):
     with pytest.raises(NotebookFailed) as e:
         run_notebook("notebooks/07_sum.ipynb", tiny_project)
     msg = str(e.value)
-    assert "notebooks/07_sum.ipynb: cell" in msg and "ValueError: bad value 40" in msg
-    assert "raise ValueError(f'bad value {a}')" in msg
+    # cells: parameters (0), injected parameters (1), imports (2), the failing one (3)
+    assert msg.splitlines()[0] == (
+        "notebooks/07_sum.ipynb: cell 3 (execution 4) raised ValueError: bad value 40"
+    )
+    assert msg.splitlines()[2] == "    raise ValueError(f'bad value {a}')"
     assert (r.notebook.read_bytes(), r.metrics.read_bytes()) == before
     assert (tiny_project / "reports/notebooks/07_sum.failed.ipynb").exists()
 
@@ -92,8 +95,9 @@ def test_cli_in_a_real_jupyter_kernel(tiny_project):
     proc = run(
         ["faultwatch", "nb", "run", "notebooks/07_sum.ipynb", "--kernel", "-p", "b=5"], tiny_project
     )
-    assert "wrote reports/metrics/sum.json" in proc.stdout
-    assert json.loads((tiny_project / "reports/metrics/sum.json").read_text())["total"] == 45
+    metrics = "reports/adhoc/07_sum/reports/metrics/sum.json"  # -p: an ad-hoc run
+    assert f"wrote {metrics}" in proc.stdout.splitlines()
+    assert json.loads((tiny_project / metrics).read_text())["total"] == 45
 
 
 def test_cli_reports_a_failing_cell(tiny_project):
@@ -107,15 +111,100 @@ def test_cli_reports_a_failing_cell(tiny_project):
 def test_real_eda_notebook_on_tiny_data(project):
     run(["faultwatch", "prepare"], project)
     run(
-        ["faultwatch", "nb", "run", "notebooks/01_eda.ipynb", "-p", "examples_per_class=1"], project
+        ["faultwatch", "nb", "run", "notebooks/01_eda.ipynb", "-p", "examples_per_class=1"],
+        project,
     )
-    m = json.loads((project / "reports/metrics/eda.json").read_text())
+    out = project / "reports/adhoc/01_eda"  # -p: an ad-hoc run, beside the stage's outputs
+    m = json.loads((out / "reports/metrics/eda.json").read_text())
     assert m["n_signals"] == 52 and m["n_fault"] == 12 and m["n_classes"] == 3
     assert m["fault_ratio"] == pytest.approx(12 / 52, abs=1e-6)
     assert m["always_healthy_accuracy"] == pytest.approx(40 / 52, abs=1e-6)
     assert m["quality"]["n_nonfinite_values"] == 0
-    nb = nbformat.read(project / "reports/notebooks/01_eda.ipynb", 4)
+    nb = nbformat.read(out / "reports/notebooks/01_eda.ipynb", 4)
     assert (
         sum(1 for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
         >= 3
     )
+
+
+@pytest.mark.parametrize(
+    "body, ename",
+    [
+        ("import sys\nsys.exit(3)", "SystemExit: 3"),
+        ("raise KeyboardInterrupt", "KeyboardInterrupt"),
+    ],
+)
+def test_exit_and_interrupt_in_a_cell_are_named_like_any_error(tiny_project, body, ename):
+    r = run_notebook("notebooks/07_sum.ipynb", tiny_project)
+    before = r.notebook.read_bytes(), r.metrics.read_bytes()
+    tiny_notebook(tiny_project / "notebooks" / "07_sum.ipynb", body=body)
+    with pytest.raises(NotebookFailed) as e:
+        run_notebook("notebooks/07_sum.ipynb", tiny_project)
+    assert str(e.value).startswith(f"notebooks/07_sum.ipynb: cell 3 (execution 4) raised {ename}")
+    assert (tiny_project / "reports/notebooks/07_sum.failed.ipynb").is_file()
+    assert (r.notebook.read_bytes(), r.metrics.read_bytes()) == before
+
+
+STAGED = """from faultwatch.paths import output
+d = output('models/m')
+d.mkdir(parents=True, exist_ok=True)
+(d / f'w{a}.txt').write_text(str(a))
+output('reports/x.txt').write_text(label)
+"""
+
+
+def test_cell_outputs_are_moved_into_place_only_when_every_cell_succeeds(tiny_project):
+    # dvc.yaml declares models/m as one output of the stage: it is replaced as a whole
+    (tiny_project / "dvc.yaml").write_text(
+        yaml.safe_dump({"stages": {"sum": {"cmd": "x", "outs": ["models/m", "reports/x.txt"]}}})
+    )
+    tiny_notebook(tiny_project / "notebooks" / "07_sum.ipynb", body=STAGED)
+    run_notebook("notebooks/07_sum.ipynb", tiny_project)
+    assert sorted(p.name for p in (tiny_project / "models/m").iterdir()) == ["w40.txt"]
+    assert (tiny_project / "reports/x.txt").read_text() == "injected"
+
+    # the cells write new outputs, then the last cell fails: nothing of this run is kept
+    tiny_notebook(tiny_project / "notebooks" / "07_sum.ipynb", body=STAGED + "1 / 0")
+    with pytest.raises(NotebookFailed):
+        run_notebook("notebooks/07_sum.ipynb", tiny_project, overrides={"a": 7, "label": "new"})
+    assert sorted(p.name for p in (tiny_project / "models/m").iterdir()) == ["w40.txt"]
+    assert (tiny_project / "reports/x.txt").read_text() == "injected"
+    assert list((tiny_project / ".faultwatch/staging").iterdir()) == []
+
+    # success: the folder is replaced whole (no stale w40.txt beside w7.txt)
+    tiny_notebook(tiny_project / "notebooks" / "07_sum.ipynb", body=STAGED)
+    run_notebook("notebooks/07_sum.ipynb", tiny_project, overrides={"a": 7, "label": "new"})
+    assert sorted(p.name for p in (tiny_project / "models/m").iterdir()) == ["w7.txt"]
+    assert (tiny_project / "reports/x.txt").read_text() == "new"
+
+
+def test_unknown_cli_override_is_an_error(tiny_project):
+    proc = run(
+        ["faultwatch", "nb", "run", "notebooks/07_sum.ipynb", "-p", "unknown_name=3"],
+        tiny_project,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "error: -p unknown_name: the notebook's parameters cell has no such name "
+        "(it has: a, b, label)"
+    )
+    assert not (tiny_project / "reports").exists()
+
+
+def test_adhoc_run_writes_beside_the_pipeline_outputs(tiny_project):
+    run(["faultwatch", "nb", "run", "notebooks/07_sum.ipynb"], tiny_project)
+    stage = tiny_project / "reports/metrics/sum.json"
+    before = stage.read_bytes()
+    proc = run(["faultwatch", "nb", "run", "notebooks/07_sum.ipynb", "-p", "b=5"], tiny_project)
+    adhoc = tiny_project / "reports/adhoc/07_sum/reports/metrics/sum.json"
+    assert "wrote reports/adhoc/07_sum/reports/metrics/sum.json" in proc.stdout.splitlines()
+    assert json.loads(adhoc.read_text())["total"] == 45
+    assert stage.read_bytes() == before
+    out = tiny_project / "elsewhere"
+    run(
+        ["faultwatch", "nb", "run", "notebooks/07_sum.ipynb", "-p", "b=6", "--output", str(out)],
+        tiny_project,
+    )
+    assert json.loads((out / "reports/metrics/sum.json").read_text())["total"] == 46
+    assert stage.read_bytes() == before

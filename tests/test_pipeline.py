@@ -10,6 +10,9 @@ import pytest
 import yaml
 from conftest import REPO, VENV_BIN, run
 
+# module fixtures train models or run the pipeline: more than the default per-test timeout
+pytestmark = pytest.mark.timeout(600)
+
 
 def stage_runs(output: str) -> list[str]:
     return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]

@@ -16,6 +16,9 @@ from faultwatch.model.io import load_model
 from faultwatch.model.params import TrainParams
 from faultwatch.train import run_key, train, wandb_mode
 
+# module fixtures train models or run the pipeline: more than the default per-test timeout
+pytestmark = pytest.mark.timeout(600)
+
 TINY = {
     "train_path": "data/prepared/train.parquet",
     "length": 64,
