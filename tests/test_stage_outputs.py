@@ -174,3 +174,25 @@ def test_forced_retrain_on_the_same_inputs_leaves_downstream_clean(pipeline):
     assert status == {}, status  # evaluate, register and package: up to date, nothing new
     meta = json.loads((pipeline / "models/fault_cnn/model.json").read_text())
     assert "wandb_run_id" not in meta
+
+
+def test_declared_metrics_are_the_figures_worth_comparing(pipeline):
+    shown = run(["dvc", "metrics", "show"], pipeline).stdout.splitlines()
+    assert shown[0].split() == [
+        "Path",
+        "baseline.always_healthy_accuracy",
+        "baseline.classical_f1",
+        "baseline.classical_pr_auc",
+        "best_epoch",
+        "best_val_pr_auc",
+        "epochs_run",
+        "stopped_early",
+        "test.f1",
+        "test.pr_auc",
+        "test.precision",
+        "test.recall",
+        "threshold",
+    ]
+    assert max(map(len, shown)) < 300
+    ignored = run(["git", "check-ignore", "dvc_plots/index.html"], pipeline, check=False)
+    assert ignored.returncode == 0  # `dvc plots show` output never lands in a commit
