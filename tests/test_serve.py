@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -805,6 +806,71 @@ def test_log_holds_one_row_per_good_request_and_counts_rejections(client, server
     assert "signal.0" in reject["detail"]
 
 
+@contextlib.contextmanager
+def log_locked(log_path: Path):
+    """Another writer holds the prediction log's write lock until the block ends."""
+    conn = sqlite3.connect(log_path, isolation_level=None)
+    try:
+        conn.execute("BEGIN EXCLUSIVE")
+        yield
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.close()
+
+
+def post_in_thread(url: str, path: str, body: dict) -> tuple[threading.Thread, dict]:
+    """POST from a thread; the result dict gets status, json and the time the answer came."""
+    import httpx
+
+    result: dict = {}
+
+    def call() -> None:
+        r = httpx.post(f"{url}{path}", json=body, timeout=30)
+        result.update(status=r.status_code, json=r.json(), at=time.monotonic())
+
+    t = threading.Thread(target=call, daemon=True)
+    t.start()
+    return t, result
+
+
+@pytest.mark.slow
+def test_an_answer_waits_for_its_row_in_the_log(server):
+    """While another writer holds the log's lock, a prediction is not answered; it is once
+    its row is committed. An answer sent before (or beside) the write would arrive at once."""
+    url, log_path, _ = server
+    before = rows(log_path)
+    with log_locked(log_path):
+        t, result = post_in_thread(url, "/predict", {"signal": good_signal(33)})
+        t.join(1.0)  # well inside the server's lock timeout (LOG_TIMEOUT_S)
+        assert not result, f"answered while its row could not be written: {result}"
+        released = time.monotonic()
+    t.join(30)
+    assert result["status"] == 200, result
+    assert result["at"] >= released
+    assert rows(log_path) == before + 1
+
+
+@pytest.mark.slow
+def test_a_prediction_the_log_cannot_hold_is_not_answered(server, client):
+    """A log locked past the server's timeout: the client gets a 503 that says why, no
+    prediction, and no row; once the log is free again, predictions are answered."""
+    url, log_path, _ = server
+    before = rows(log_path)
+    with log_locked(log_path):
+        t, result = post_in_thread(url, "/predict_batch", {"signals": [good_signal(30)] * 2})
+        t.join(LOG_TIMEOUT_S + 20)
+    assert result["status"] == 503, result
+    assert "probability" not in json.dumps(result["json"])
+    assert result["json"]["detail"][0]["type"] == "prediction_log_unavailable"
+    error = result["json"]["error"]
+    assert error.startswith("the prediction could not be recorded, so it is not answered: ")
+    assert f"{log_path}: could not write 2 rows: database is locked" in error
+    assert rows(log_path) == before
+    assert client.post("/predict", json={"signal": good_signal(31)}).status_code == 200
+    assert rows(log_path) == before + 1
+
+
 @pytest.mark.slow
 def test_a_killed_worker_loses_no_acknowledged_prediction(client, server):
     """SIGKILL the serving worker after answers were sent: every answered request is logged.
@@ -822,3 +888,93 @@ def test_a_killed_worker_loses_no_acknowledged_prediction(client, server):
     for w in workers:
         w.kill()
     assert rows(log_path) == before + answered == before + 20
+
+
+# ---------------------------------------------------------------- refused at start, isolation
+@pytest.mark.slow
+def test_a_store_entry_whose_files_were_swapped_is_refused_at_start(store, spike_model, tmp_path):
+    """Both files of an entry replaced by another model's (each pair consistent, so model.json
+    alone cannot tell): `bentoml serve` stops at once, non-zero, naming the entry; it never
+    becomes ready and does not restart its workers in a loop."""
+    import shutil
+
+    import bentoml
+
+    from faultwatch.serve.store import import_model
+
+    home, model_dir, _ = store
+    tag = str(import_model(model_dir, THRESHOLD, metadata={"input_schema": {"min_length": 16}}))
+    entry_dir = Path(bentoml.models.get(tag).path)
+    for name in ("weights.safetensors", "model.json"):
+        shutil.copy2(spike_model[0] / name, entry_dir / name)
+    port = free_port()
+    log = tmp_path / "server.log"
+    try:
+        env = server_env(home, tag, tmp_path / "p.sqlite")
+        with started(serve_cmd(port), REPO, env, log) as proc:
+            code = wait_exit(proc, log, f"http://127.0.0.1:{port}", timeout_s=60)
+    finally:
+        bentoml.models.delete(tag)
+    out = log.read_text()
+    assert code != 0, out[-3000:]
+    assert f"store entry {tag}: weights sha256" in out, out[-3000:]
+    assert "is not the one recorded at registration" in out
+    assert "Application startup" not in out  # no worker was started
+
+
+@pytest.fixture(scope="module")
+def spike_server(store, spike_model, tmp_path_factory):
+    """A server of `save_spike_failing_model`; yields (url, prediction log)."""
+    tmp = tmp_path_factory.mktemp("spike_server")
+    port = free_port()
+    log_path = tmp / "predictions.sqlite"
+    env = server_env(store[0], spike_model[1], log_path, FAULTWATCH_PREDICTION_LOG_TIMEOUT="20")
+    url = f"http://127.0.0.1:{port}"
+    with started(serve_cmd(port), REPO, env, tmp / "server.log") as proc:
+        wait_ready(url, proc, tmp / "server.log")
+        yield url, log_path
+
+
+@pytest.mark.slow
+def test_one_bad_signal_does_not_fail_its_neighbours(spike_server, spike_model):
+    """A signal the model fails on (NaN probability) shares a model call with other clients'
+    signals: only its own request fails (500, naming the signal); the others get 200.
+
+    The shared call is forced: while the log is locked, the first request's batch waits in its
+    log write, and everything sent meanwhile queues into the next model call."""
+    from faultwatch.model.io import load_model
+
+    url, log_path = spike_server
+    goods = [good_signal(20 + i) for i in range(5)]
+    expected = load_model(spike_model[0]).predict_proba([np.asarray(g) for g in goods])
+    assert np.isnan(load_model(spike_model[0]).predict_proba([np.asarray(SPIKE)])).all()
+    with log_locked(log_path):
+        first = post_in_thread(url, "/predict", {"signal": good_signal(50)})
+        time.sleep(0.5)  # the first batch is now waiting for the lock
+        calls = [post_in_thread(url, "/predict", {"signal": g}) for g in goods[:3]]
+        calls.append(post_in_thread(url, "/predict_batch", {"signals": [SPIKE, goods[0]]}))
+        calls += [post_in_thread(url, "/predict_batch", {"signals": goods[3:]})]
+        time.sleep(2.0)  # all of them queued behind the first batch
+    for t, _ in [first, *calls]:
+        t.join(30)
+    answers = [result for _, result in calls]
+    assert first[1]["status"] == 200
+    assert [a["status"] for a in answers] == [200, 200, 200, 500, 200], answers
+    got = [a["json"]["probability"] for a in answers[:3]]
+    got += [p["probability"] for p in answers[4]["json"]["predictions"]]
+    np.testing.assert_allclose(got, expected[[0, 1, 2, 3, 4]], atol=1e-6)
+    failed = answers[3]["json"]
+    assert failed["detail"][0]["loc"] == ["signals", 0]
+    assert failed["detail"][0]["type"] == "model_failure"
+    assert failed["error"] == (
+        "signals.0: the model failed on this signal: "
+        "the model returned a non-finite probability (model_failure)"
+    )
+    with sqlite3.connect(log_path) as conn:
+        logged = conn.execute("SELECT endpoint, n, batch_size FROM predictions").fetchall()
+    # the first request, then 3 + 2 good signals answered from one model call of 7 signals
+    # (the failing request's two signals included, neither of them logged)
+    assert sorted(logged) == sorted(
+        [("predict", 50, 1)] + [("predict", n, 7) for n in (20, 21, 22)]
+        + [("predict_batch", n, 7) for n in (23, 24)]
+    )  # fmt: skip

@@ -189,7 +189,7 @@ class FaultDetector:
                     "model call failed for %s of request %d: %r", where, it.request, outcome
                 )
                 failed[it.request] = ModelFailure(
-                    loc, f"{where}: the model failed on this signal: {outcome}"
+                    loc, f"the model failed on this signal: {outcome}"
                 )
         answers: list[Prediction | ModelFailure] = []
         entries, now = [], time.perf_counter()
