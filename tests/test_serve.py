@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import VENV_BIN, make_signals, tool_env
+from conftest import VENV_BIN, copy_project, make_signals, run, tool_env
 
 from faultwatch.serve.predlog import InputSummary, LoggedPrediction, PredictionLog
 from faultwatch.serve.schema import ServingLimits
@@ -978,3 +978,100 @@ def test_one_bad_signal_does_not_fail_its_neighbours(spike_server, spike_model):
         [("predict", 50, 1)] + [("predict", n, 7) for n in (20, 21, 22)]
         + [("predict_batch", n, 7) for n in (23, 24)]
     )  # fmt: skip
+
+
+# ---------------------------------------------------------------- faultwatch serve
+def user_env(**extra: str) -> dict[str, str]:
+    """A user's shell: no BENTOML_HOME, no FAULTWATCH_* settings."""
+    env = {k: v for k, v in tool_env().items() if not k.startswith(("FAULTWATCH_", "BENTOML_"))}
+    return {**env, "BENTOML_DO_NOT_TRACK": "true", **extra}
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory) -> tuple[Path, dict]:
+    """A project copy whose store holds a registered model and the bento the package stage
+    built from it; (root, reports/package.json)."""
+    tmp = tmp_path_factory.mktemp("packaged")
+    root = copy_project(tmp / "proj")
+    model_dir = save_tiny_model(tmp / "model")
+    home = {"BENTOML_HOME": str(root / ".bentoml")}
+    meta = {"input_schema": {"min_length": 16, "max_length": 2000}}
+    code = (
+        "from faultwatch.serve.store import import_model; "
+        f"print(import_model({str(model_dir)!r}, {THRESHOLD}, metadata={meta!r}))"
+    )
+    tag = run([sys.executable, "-c", code], root, **home).stdout.strip().splitlines()[-1]
+    (root / "reports").mkdir(exist_ok=True)
+    (root / "reports" / "register.json").write_text(json.dumps({"model_tag": tag}))
+    run([str(VENV_BIN / "faultwatch"), "package"], root, **home)
+    return root, json.loads((root / "reports" / "package.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_faultwatch_serve_from_a_subfolder_serves_the_packaged_bento(packaged, tmp_path):
+    """`faultwatch serve` typed in notebooks/, with no BENTOML_HOME: the project's store, the
+    bento the package stage built, the project's prediction log; ready, and it predicts."""
+    import httpx
+
+    root, pkg = packaged
+    cwd, port = root / "notebooks", free_port()
+    cmd = [str(VENV_BIN / "faultwatch"), "serve", "--port", str(port)]
+    shown = subprocess.run(
+        [*cmd, "--show-config"], cwd=cwd, env=user_env(), capture_output=True, text=True
+    )
+    assert shown.returncode == 0, shown.stderr
+    config = json.loads(shown.stdout)
+    assert (config["target"], config["model_tag"]) == (pkg["bento_tag"], pkg["model_tag"])
+    assert config["BENTOML_HOME"] == str(root / ".bentoml")
+    log_path = root / "reports" / "serving" / "predictions.sqlite"
+    assert config["prediction_log"] == str(log_path)
+    assert config["settings"]["FAULTWATCH_MODEL_TAG"] == pkg["model_tag"]
+    assert config["limits"]["max_length"] == 2000  # the model's input schema
+
+    url, log = f"http://127.0.0.1:{port}", tmp_path / "serve.log"
+    with started(cmd, cwd, user_env(), log) as proc:
+        wait_ready(url, proc, log, timeout_s=120)
+        r = httpx.post(f"{url}/predict", json={"signal": good_signal(40)}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["model_version"] == pkg["model_tag"].split(":")[1]
+    assert f"serving bento {pkg['bento_tag']} with {pkg['model_tag']}" in log.read_text()
+    assert rows(log_path) == 1
+
+
+@pytest.mark.slow
+def test_a_bad_store_fails_at_once_with_a_message(packaged, tmp_path):
+    """A BENTOML_HOME that does not exist, a bento that is not there: `faultwatch serve` exits
+    1 at once, saying what is missing. The README's old command (a relative BENTOML_HOME,
+    which does not resolve in the bento's folder) stops too, instead of restarting workers."""
+    root, _ = packaged
+    serve = [str(VENV_BIN / "faultwatch"), "serve", "--port", str(free_port())]
+    missing = root / "no-such-store"
+    cases = [
+        ([], {"BENTOML_HOME": str(missing)}, f"BENTOML_HOME {missing}: no such folder"),
+        (["faultwatch:nope"], {}, f"no bento faultwatch:nope in {root / '.bentoml' / 'bentos'}"),
+        (["fault_cnn:nope"], {}, f"model fault_cnn:nope is not in the store {root / '.bentoml'}"),
+    ]
+    for args, env, message in cases:
+        started_at = time.monotonic()
+        p = subprocess.run(
+            [*serve, *args],
+            cwd=root,
+            env=user_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert p.returncode == 1, (args, p.stdout, p.stderr)
+        assert p.stderr.startswith(f"error: {message}"), p.stderr
+        assert time.monotonic() - started_at < 30
+
+    port = free_port()
+    readme = [str(VENV_BIN / "bentoml"), "serve", "faultwatch:latest", "--port", str(port)]
+    log = tmp_path / "readme.log"
+    with started(readme, root, user_env(BENTOML_HOME=".bentoml"), log) as proc:
+        code = wait_exit(proc, log, f"http://127.0.0.1:{port}", timeout_s=60)
+    out = log.read_text()
+    assert code != 0, out[-3000:]
+    assert "BENTOML_HOME=.bentoml: no such folder" in out, out[-3000:]
+    assert "run `faultwatch serve`" in out
