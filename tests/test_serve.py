@@ -65,6 +65,35 @@ def started(cmd: list[str], cwd: Path, env: dict[str, str], log: Path):
             stop_group(proc)
 
 
+def test_a_failing_block_stops_the_whole_process_group(tmp_path):
+    """`started` stops the process and what it started, also when the test inside fails."""
+    code = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    log = tmp_path / "out.log"
+    with pytest.raises(RuntimeError, match="the test failed"):
+        with started([sys.executable, "-c", code], tmp_path, tool_env(), log) as proc:
+            deadline = time.monotonic() + 30
+            while not log.read_text().strip() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            child = int(log.read_text())
+            raise RuntimeError("the test failed")
+    assert proc.poll() is not None
+    assert not running(child)  # the group went, the child with it
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, killed but not yet reaped by its new parent, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
 def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:
     import httpx
 
@@ -273,7 +302,12 @@ def test_a_killed_process_loses_no_acknowledged_row(tmp_path):
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=tool_env()
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=tool_env(),
+        timeout=120,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     acknowledged = int(proc.stdout.split()[-1])
