@@ -35,18 +35,30 @@ DRAIN_BYTES = 16 * 1024 * 1024  # the server reads an oversized body this far (d
 
 
 # ---------------------------------------------------------------- processes
+def group_members(pgid: int) -> list[int]:
+    """The running (not zombie) processes of process group `pgid`."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(stat.parent.name))
+    return members
+
+
 def stop_group(proc: subprocess.Popen, grace_s: float = 20) -> None:
-    """SIGTERM to the process's group, SIGKILL to what is left after `grace_s`: the server's
-    workers go too, also when the leader already exited."""
+    """SIGTERM to the process's group, SIGKILL to what is left after `grace_s`; returns once
+    none of the group runs: the server's workers go too, also when the leader already exited."""
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             break
-        try:
-            proc.wait(wait_s)
-        except subprocess.TimeoutExpired:
-            continue
+        deadline = time.monotonic() + wait_s
+        while (proc.poll() is None or group_members(proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
     if proc.poll() is None:
         proc.kill()
         proc.wait(10)
