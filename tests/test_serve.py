@@ -1,7 +1,9 @@
-"""The serving layer: prediction log, model store, and a real BentoML server over HTTP.
+"""The serving layer: prediction log, micro-batcher, model store, and real BentoML servers.
 
 The server tests (marked slow) share one `bentoml serve` process for the module, on a free
-port, with its own BENTOML_HOME and prediction log under tmp.
+port, with its own BENTOML_HOME and prediction log under tmp; the tests of isolation, of a
+refused start and of `faultwatch serve` start their own. Every process is started through
+`started`, which stops its whole process group when the test ends, failed or not.
 """
 
 from __future__ import annotations
@@ -1074,6 +1076,23 @@ def test_faultwatch_serve_from_a_subfolder_serves_the_packaged_bento(packaged, t
     assert config["prediction_log"] == str(log_path)
     assert config["settings"]["FAULTWATCH_MODEL_TAG"] == pkg["model_tag"]
     assert config["limits"]["max_length"] == 2000  # the model's input schema
+
+    from faultwatch import registry
+
+    version = registry.register({"model_tag": pkg["model_tag"]}, root)
+    for what, target in [
+        (version, pkg["bento_tag"]),  # the bento that packages the version's model
+        (pkg["model_tag"], "faultwatch.serve.service:FaultDetector"),
+        (pkg["bento_tag"].split(":")[1], pkg["bento_tag"]),
+    ]:
+        p = subprocess.run(
+            [*cmd, what, "--show-config"], cwd=cwd, env=user_env(), capture_output=True, text=True
+        )
+        assert p.returncode == 0, p.stderr
+        assert (json.loads(p.stdout)["target"], json.loads(p.stdout)["model_tag"]) == (
+            target,
+            pkg["model_tag"],
+        )
 
     url, log = f"http://127.0.0.1:{port}", tmp_path / "serve.log"
     with started(cmd, cwd, user_env(), log) as proc:

@@ -118,8 +118,8 @@ def plan(root: Path, version: str | None = None) -> ServePlan:
         model_tag = registry.get(version, root).model_tag
         if not model_tag:
             raise ServeError(f"registry version {version} names no model store entry")
-        found = _bento_for_model(model_tag)
-        bento_tag, why = found, f"registry version {version}"
+        bento_tag = _bento_for_model(model_tag)
+        why = f"registry version {version}" + ("" if bento_tag else ", which no bento packages")
     elif version.startswith(f"{MODEL_NAME}:"):
         model_tag, bento_tag, why = version, None, f"store entry {version}"
     else:
@@ -143,7 +143,7 @@ def plan(root: Path, version: str | None = None) -> ServePlan:
             raise ServeError(f"bento {bento_tag} does not say which model it serves (model_tag)")
         what = f"bento {bento_tag} with {model_tag}: {why}"
     else:
-        what = f"{model_tag} with this checkout's service: {why} (no bento packages it)"
+        what = f"{model_tag} with this checkout's service: {why}"
     try:
         entry = bentoml.models.get(model_tag)
     except NotFound:
