@@ -767,6 +767,9 @@ def test_clients_that_send_the_whole_body_first_read_the_413(server):
     r = requests.post(f"{url}/predict", data=BODY_10_MB, headers={"content-type": JSON}, timeout=30)
     assert (r.status_code, r.json()["detail"][0]["type"]) == (413, "body_too_large")
     assert r.json()["error"] == f"{expected} (body_too_large)"
+    # any refusal reads the body first: a wrong content type too
+    r = requests.post(f"{url}/predict", data=BODY_10_MB, headers={"content-type": "text/plain"})
+    assert (r.status_code, r.json()["detail"][0]["type"]) == (415, "unsupported_media_type")
 
     # chunked (no Content-Length): the size is known once the body was read to its end
     conn = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)

@@ -133,7 +133,7 @@ def plan(root: Path, version: str | None = None) -> ServePlan:
             built = sorted(str(b.tag) for b in bentoml.bentos.list())
             raise ServeError(
                 f"no bento {bento_tag} in {home / 'bentos'} (built: {', '.join(built) or 'none'});"
-                " the package stage builds one: `dvc repro`"
+                " the package stage builds one: `dvc repro -f -s package`"
             ) from None
         bento_tag = str(bento.tag)
         model_tag = (

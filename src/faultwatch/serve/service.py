@@ -139,6 +139,19 @@ def error_response(status: int, reason: str, loc: list[Any], msg: str) -> Respon
     )
 
 
+def _refusal(e: Exception) -> Response:
+    """The 5xx answer to a prediction that could not be given, with its reason."""
+    if isinstance(e, ModelFailure):
+        return error_response(500, "model_failure", e.loc, str(e))
+    if isinstance(e, PredictionLogError):
+        logger.error("prediction log: %s", e)
+        msg = f"the prediction could not be recorded, so it is not answered: {e}"
+        return error_response(503, "prediction_log_unavailable", [], msg)
+    if isinstance(e, Overloaded):
+        return error_response(503, "overloaded", [], f"overloaded: {e}")
+    return error_response(503, "shutting_down", [], str(e))
+
+
 @bentoml.service(
     name="faultwatch",
     workers=1,
@@ -234,16 +247,8 @@ class FaultDetector:
     async def _submit(self, items: list[Item]) -> list[Prediction] | Response:
         try:
             return await self._batcher.submit(items)
-        except ModelFailure as e:
-            return error_response(500, "model_failure", e.loc, str(e))
-        except Overloaded as e:
-            return error_response(503, "overloaded", [], f"overloaded: {e}")
-        except PredictionLogError as e:
-            logger.error("prediction log: %s", e)
-            msg = f"the prediction could not be recorded, so it is not answered: {e}"
-            return error_response(503, "prediction_log_unavailable", [], msg)
-        except BatchCancelled as e:
-            return error_response(503, "shutting_down", [], str(e))
+        except (ModelFailure, Overloaded, PredictionLogError, BatchCancelled) as e:
+            return _refusal(e)
 
     def _answer_now(self, items: list[Item]) -> list[Prediction]:
         """`_answer` for BentoML's own batching, which cannot answer one request apart."""
@@ -279,7 +284,10 @@ class FaultDetector:
         def predict(self, signal: SignalValues) -> Prediction:  # type: ignore[valid-type]
             """Fault probability of one signal (any length within the limits)."""
             item = Item(np.asarray(signal), time.perf_counter(), "predict", next(_requests), None)
-            return self._answer_now([item])[0]
+            try:
+                return self._answer_now([item])[0]
+            except (ModelFailure, PredictionLogError) as e:
+                return _refusal(e)
 
         @bentoml.api(
             batchable=True,
