@@ -1,24 +1,29 @@
-"""The serving layer: prediction log, model store, and a real BentoML server over HTTP.
+"""The serving layer: prediction log, micro-batcher, model store, and real BentoML servers.
 
 The server tests (marked slow) share one `bentoml serve` process for the module, on a free
-port, with its own BENTOML_HOME and prediction log under tmp.
+port, with its own BENTOML_HOME and prediction log under tmp; the tests of isolation, of a
+refused start and of `faultwatch serve` start their own. Every process is started through
+`started`, which stops its whole process group when the test ends, failed or not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import VENV_BIN, make_signals, tool_env
+from conftest import VENV_BIN, copy_project, make_signals, run, tool_env
 
 from faultwatch.serve.predlog import InputSummary, LoggedPrediction, PredictionLog
 from faultwatch.serve.schema import ServingLimits
@@ -27,6 +32,122 @@ REPO = Path(__file__).resolve().parents[1]
 INPUT_LENGTH = 64
 THRESHOLD = 0.3
 MAX_BATCH = 8  # the server's limit, set small through the environment
+LOG_TIMEOUT_S = 2  # the server waits this long for a locked prediction log
+DRAIN_BYTES = 16 * 1024 * 1024  # the server reads an oversized body this far (default 64 MiB)
+
+
+# ---------------------------------------------------------------- processes
+def group_members(pgid: int) -> list[int]:
+    """The running (not zombie) processes of process group `pgid`."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(stat.parent.name))
+    return members
+
+
+def stop_group(proc: subprocess.Popen, grace_s: float = 20) -> None:
+    """SIGTERM to the process's group, SIGKILL to what is left after `grace_s`; returns once
+    none of the group runs: the server's workers go too, also when the leader already exited."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait_s
+        while (proc.poll() is None or group_members(proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+
+
+@contextlib.contextmanager
+def started(cmd: list[str], cwd: Path, env: dict[str, str], log: Path):
+    """A process in its own session, output in `log`; stopped on leaving, also on failure."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            yield proc
+        finally:
+            stop_group(proc)
+
+
+def test_a_failing_block_stops_the_whole_process_group(tmp_path):
+    """`started` stops the process and what it started, also when the test inside fails."""
+    code = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    log = tmp_path / "out.log"
+    with pytest.raises(RuntimeError, match="the test failed"):
+        with started([sys.executable, "-c", code], tmp_path, tool_env(), log) as proc:
+            deadline = time.monotonic() + 30
+            while not log.read_text().strip() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            child = int(log.read_text())
+            raise RuntimeError("the test failed")
+    assert proc.poll() is not None
+    assert not running(child)  # the group went, the child with it
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, killed but not yet reaped by its new parent, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited ({proc.returncode}):\n{log.read_text()[-4000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"server not ready in {timeout_s} s:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+
+
+def wait_exit(proc: subprocess.Popen, log: Path, url: str | None, timeout_s: float) -> int:
+    """The exit status of a process that must stop by itself; fails if it becomes ready or
+    is still running after `timeout_s` (a restart loop)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            pytest.fail(f"still running after {timeout_s} s:\n{log.read_text()[-4000:]}")
+        if url is not None:
+            try:
+                ready = httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                ready = False
+            assert not ready, f"the server became ready:\n{log.read_text()[-4000:]}"
+        time.sleep(0.25)
+    return proc.returncode
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- fixtures
@@ -40,6 +161,31 @@ def save_tiny_model(model_dir: Path) -> Path:
     net = FaultCNN(channels=(4, 8), kernel_size=5, dropout=0.0)
     save_model(model_dir, net, {"input_length": INPUT_LENGTH, "positive_label": "fault"})
     return model_dir
+
+
+def save_spike_failing_model(model_dir: Path) -> Path:
+    """A model whose probability is NaN for a signal with a spike (SPIKE) and finite for smooth
+    ones: its first convolution overflows float32 where the normalised signal passes ~2.3, its
+    second subtracts two equal channels (inf - inf)."""
+    import torch
+
+    from faultwatch.model.io import save_model
+    from faultwatch.model.network import FaultCNN
+
+    torch.manual_seed(1)
+    net = FaultCNN(channels=(4, 8), kernel_size=5, dropout=0.0)
+    conv1, conv2 = net.features[0], net.features[4]
+    with torch.no_grad():
+        conv1.weight.zero_()
+        conv1.weight[:, 0, 2] = 1.5e38
+        conv2.weight.zero_()
+        conv2.weight[:, 0, 2] = 1e-30
+        conv2.weight[:, 1, 2] = -1e-30
+    save_model(model_dir, net, {"input_length": INPUT_LENGTH, "positive_label": "fault"})
+    return model_dir
+
+
+SPIKE = [0.0] * 20 + [1000.0] + [0.0] * 19  # valid input, but the model above fails on it
 
 
 @pytest.fixture(scope="module")
@@ -68,55 +214,51 @@ def store(tmp_path_factory) -> tuple[Path, Path, str]:
         BentoMLContainer.model_store.reset()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(store, tmp_path_factory):
-    """A `bentoml serve` of the service; yields (base url, prediction log path, process)."""
-    import httpx
+def spike_model(store, tmp_path_factory) -> tuple[Path, str]:
+    """(folder, store tag) of `save_spike_failing_model`, in the same store."""
+    from faultwatch.serve.store import import_model
 
-    home, _, tag = store
-    tmp = tmp_path_factory.mktemp("server")
-    log_path = tmp / "predictions.sqlite"
-    port = free_port()
-    env = tool_env(
+    model_dir = save_spike_failing_model(tmp_path_factory.mktemp("spike") / "model")
+    meta = {"input_schema": {"min_length": 16, "max_length": 2000}}
+    return model_dir, str(import_model(model_dir, THRESHOLD, metadata=meta))
+
+
+def server_env(home: Path, tag: str, log_path: Path, **extra: str) -> dict[str, str]:
+    return tool_env(
         BENTOML_HOME=str(home),
         FAULTWATCH_MODEL_TAG=tag,
         FAULTWATCH_PREDICTION_LOG=str(log_path),
         FAULTWATCH_MAX_BATCH=str(MAX_BATCH),
         FAULTWATCH_TORCH_THREADS="1",
         BENTOML_DO_NOT_TRACK="true",
+        **extra,
     )
-    out = open(tmp / "server.log", "w")  # closed in teardown
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "bentoml"), "serve", "faultwatch.serve.service:FaultDetector",
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+
+
+def serve_cmd(port: int) -> list[str]:
+    return [str(VENV_BIN / "bentoml"), "serve", "faultwatch.serve.service:FaultDetector",
+            "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server(store, tmp_path_factory):
+    """A `bentoml serve` of the service; yields (base url, prediction log path, process)."""
+    home, _, tag = store
+    tmp = tmp_path_factory.mktemp("server")
+    log_path = tmp / "predictions.sqlite"
+    port = free_port()
+    env = server_env(
+        home,
+        tag,
+        log_path,
+        FAULTWATCH_PREDICTION_LOG_TIMEOUT=str(LOG_TIMEOUT_S),
+        FAULTWATCH_MAX_DRAIN_BYTES=str(DRAIN_BYTES),
+    )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
-            pytest.fail(f"server did not start:\n{(tmp / 'server.log').read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    yield url, log_path, proc
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    out.close()
+    with started(serve_cmd(port), REPO, env, tmp / "server.log") as proc:
+        wait_ready(url, proc, tmp / "server.log")
+        yield url, log_path, proc
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +270,6 @@ def client(server):
 
 
 def rows(log_path: Path, table: str = "predictions") -> int:
-    import sqlite3
 
     with sqlite3.connect(log_path) as conn:
         return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
@@ -175,7 +316,12 @@ def test_a_killed_process_loses_no_acknowledged_row(tmp_path):
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=tool_env()
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=tool_env(),
+        timeout=120,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     acknowledged = int(proc.stdout.split()[-1])
@@ -214,6 +360,130 @@ def test_micro_batcher_batches_concurrent_requests_in_order():
             await b.submit([1, -1])
 
     asyncio.run(scenario())
+
+
+def test_one_failing_item_fails_only_its_own_request():
+    """`run` outcomes that are exceptions fail their item's request; the batch's other
+    requests get their results. `run_isolated` turns a call that raises for the batch into
+    such outcomes by retrying item by item."""
+    import asyncio
+    import threading
+
+    from faultwatch.serve.batching import MicroBatcher, run_isolated
+
+    calls: list[list[int]] = []
+
+    def model(items: list[int]) -> list[int]:
+        calls.append(list(items))
+        if -1 in items:
+            raise ValueError("bad item -1")
+        return [10 * i for i in items]
+
+    outcomes = run_isolated(model, [1, -1, 2])
+    assert outcomes[0::2] == [10, 20]
+    assert isinstance(outcomes[1], ValueError) and str(outcomes[1]) == "bad item -1"
+    assert calls == [[1, -1, 2], [1], [-1], [2]]  # the batch, then one by one
+    assert run_isolated(model, [3, 4]) == [30, 40] and calls[-1] == [3, 4]
+
+    release = threading.Event()
+
+    def run(items: list[int]) -> list[int | Exception]:
+        release.wait(5)  # hold the first batch until the others have queued together
+        return run_isolated(model, items)
+
+    async def scenario() -> None:
+        b = MicroBatcher(run, max_batch=8, max_queue=16)
+        first = asyncio.create_task(b.submit([0]))
+        await asyncio.sleep(0.05)
+        good = [asyncio.create_task(b.submit([i])) for i in (1, 2)]
+        bad = asyncio.create_task(b.submit([3, -1]))  # one request, one bad signal
+        more = asyncio.create_task(b.submit([4, 5]))
+        await asyncio.sleep(0.05)
+        release.set()
+        assert await first == [0]
+        assert [await t for t in good] == [[10], [20]]
+        with pytest.raises(ValueError, match="bad item -1"):
+            await bad
+        assert await more == [40, 50]
+        assert list(b.batch_sizes) == [1, 6]  # the bad request shared the batch with the others
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_batch_leaves_no_request_waiting():
+    """The batcher's task cancelled while the model runs (server shutdown): the running batch's
+    requests and the queued ones all get BatchCancelled at once; none waits for ever."""
+    import asyncio
+    import threading
+
+    from faultwatch.serve.batching import BatchCancelled, MicroBatcher
+
+    release = threading.Event()
+
+    def run(items: list[int]) -> list[int]:
+        release.wait(5)
+        return list(items)
+
+    async def scenario() -> None:
+        b = MicroBatcher(run, max_batch=2, max_queue=16)
+        running = asyncio.create_task(b.submit([1, 2]))
+        await asyncio.sleep(0.05)
+        queued = asyncio.create_task(b.submit([3]))
+        await asyncio.sleep(0.05)
+        b._task.cancel()
+        release.set()  # the thread finishes; its results must not be needed by anyone
+        for task in (running, queued):
+            with pytest.raises(BatchCancelled):
+                await asyncio.wait_for(task, 5)
+        assert await asyncio.wait_for(b.submit([7]), 5) == [7]  # a new batcher task starts
+
+    asyncio.run(scenario())
+
+
+def test_serve_settings_are_read_once_and_named(monkeypatch):
+    from faultwatch.serve.settings import ServeSettings, SettingsError
+
+    s = ServeSettings.from_env(
+        {
+            "FAULTWATCH_BATCH_SIZE": "16",
+            "FAULTWATCH_PREDICTION_LOG": "/tmp/p.sqlite",
+            "FAULTWATCH_PREDICTION_LOG_TIMEOUT": "2.5",
+            "FAULTWATCH_TRACE_PREDICTIONS": "1",
+        }
+    )
+    assert (s.batch_size, s.prediction_log, s.prediction_log_timeout_s) == (
+        16,
+        Path("/tmp/p.sqlite"),
+        2.5,
+    )
+    assert s.trace_predictions is True and s.batching == "queue"
+    assert s.as_dict()["FAULTWATCH_PREDICTION_LOG_TIMEOUT"] == 2.5
+    with pytest.raises(
+        SettingsError, match="FAULTWATCH_BATCHING='fast': expected queue or bentoml"
+    ):
+        ServeSettings.from_env({"FAULTWATCH_BATCHING": "fast"})
+    with pytest.raises(SettingsError, match="FAULTWATCH_MAX_QUEUE='many'"):
+        ServeSettings.from_env({"FAULTWATCH_MAX_QUEUE": "many"})
+    with pytest.raises(SettingsError, match="must not exceed FAULTWATCH_MAX_QUEUE"):
+        ServeSettings.from_env({"FAULTWATCH_BATCH_SIZE": "64", "FAULTWATCH_MAX_QUEUE": "8"})
+
+
+def test_a_failed_log_write_raises_a_named_error_and_leaves_the_log_usable(tmp_path):
+    """A locked log: PredictionLogError naming the file; once unlocked, appends work again."""
+
+    from faultwatch.serve.predlog import PredictionLogError
+
+    path = tmp_path / "p.sqlite"
+    log = PredictionLog(path, timeout_s=0.2)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(
+        PredictionLogError, match=f"{path}: could not write 1 rows: database is locked"
+    ):
+        log.append([entry()])
+    other.execute("ROLLBACK")
+    log.append([entry()])
+    assert log.count() == 1
 
 
 # ---------------------------------------------------------------- limits and the store
@@ -332,7 +602,6 @@ def test_concurrent_batches_get_their_own_answers(client, store, server):
     with ThreadPoolExecutor(8) as pool:
         got = [p for answer in pool.map(call, requests) for p in answer]
     np.testing.assert_allclose(got, expected, atol=1e-6)
-    import sqlite3
 
     with sqlite3.connect(server[1]) as conn:
         sizes = conn.execute(
@@ -353,89 +622,213 @@ def numbers(tokens: list[str], n: int = 40) -> bytes:
 
 
 JSON = "application/json"
+BODY_10_MB = b'{"signal": [' + b"0.5, " * 2_100_000 + b"0.5]}"
+S, SS = "signal", "signals"
+# id: (path, body bytes, content type, (status, loc of the first error, its rule))
 BAD_REQUESTS = {
-    # id: (path, body bytes, content type)
-    "nan": ("/predict", numbers(["NaN"]), JSON),
-    "infinity": ("/predict", numbers(["1.0", "Infinity"]), JSON),
-    "minus_infinity": ("/predict", numbers(["-Infinity"]), JSON),
-    "overflow_to_inf": ("/predict", numbers(["1e400"]), JSON),
-    "too_large_value": ("/predict", numbers(["1e300"]), JSON),
-    "string_sample": ("/predict", numbers(['"1.5"']), JSON),
-    "boolean_sample": ("/predict", numbers(["true"]), JSON),
-    "null_sample": ("/predict", numbers(["null"]), JSON),
-    "string_signal": ("/predict", b'{"signal": "1, 2, 3"}', JSON),
-    "empty_list": ("/predict", b'{"signal": []}', JSON),
-    "nested_lists": ("/predict", json.dumps({"signal": [good_signal(20)] * 2}).encode(), JSON),
-    "too_short": ("/predict", json.dumps({"signal": [1.0, 2.0, 3.0]}).encode(), JSON),
-    "too_long": ("/predict", json.dumps({"signal": [0.5] * 2001}).encode(), JSON),
-    "missing_field": ("/predict", b"{}", JSON),
-    "wrong_field_name": ("/predict", json.dumps({"signals": good_signal()}).encode(), JSON),
-    "empty_body": ("/predict", b"", JSON),
-    "null_body": ("/predict", b"null", JSON),
-    "array_body": ("/predict", json.dumps(good_signal()).encode(), JSON),
-    "invalid_json": ("/predict", b'{"signal": [1.0, 2.0', JSON),
-    "text_plain": ("/predict", json.dumps({"signal": good_signal()}).encode(), "text/plain"),
-    "form_encoded": ("/predict", b"signal=1&signal=2", "application/x-www-form-urlencoded"),
-    "multipart": ("/predict", b"--x\r\n\r\n--x--", "multipart/form-data; boundary=x"),
-    "pickle": ("/predict", b"\x80\x04N.", "application/vnd.bentoml+pickle"),
-    "no_content_type": ("/predict", json.dumps({"signal": good_signal()}).encode(), None),
-    "body_10_mb": ("/predict", b'{"signal": [' + b"0.5, " * 2_100_000 + b"0.5]}", JSON),
-    "batch_empty": ("/predict_batch", b'{"signals": []}', JSON),
+    "nan": ("/predict", numbers(["NaN"]), JSON, (400, [S, 0], "finite_number")),
+    "infinity": ("/predict", numbers(["1.0", "Infinity"]), JSON, (400, [S, 1], "finite_number")),
+    "minus_infinity": ("/predict", numbers(["-Infinity"]), JSON, (400, [S, 0], "finite_number")),
+    "overflow_to_inf": ("/predict", numbers(["1e400"]), JSON, (400, [S, 0], "finite_number")),
+    "too_large_value": ("/predict", numbers(["1e300"]), JSON, (400, [S, 0], "less_than_equal")),
+    "string_sample": ("/predict", numbers(['"1.5"']), JSON, (400, [S, 0], "float_type")),
+    "boolean_sample": ("/predict", numbers(["true"]), JSON, (400, [S, 0], "float_type")),
+    "null_sample": ("/predict", numbers(["null"]), JSON, (400, [S, 0], "float_type")),
+    "string_signal": ("/predict", b'{"signal": "1, 2, 3"}', JSON, (400, [S], "list_type")),
+    "empty_list": ("/predict", b'{"signal": []}', JSON, (400, [S], "too_short")),
+    "nested_lists": (
+        "/predict",
+        json.dumps({"signal": [good_signal(20)] * 2}).encode(),
+        JSON,
+        (400, [S, 0], "float_type"),
+    ),
+    "too_short": ("/predict", b'{"signal": [1.0, 2.0, 3.0]}', JSON, (400, [S], "too_short")),
+    "too_long": (
+        "/predict",
+        json.dumps({"signal": [0.5] * 2001}).encode(),
+        JSON,
+        (400, [S], "too_long"),
+    ),
+    "missing_field": ("/predict", b"{}", JSON, (400, [S], "missing")),
+    "wrong_field_name": (
+        "/predict",
+        json.dumps({"signals": good_signal()}).encode(),
+        JSON,
+        (400, [S], "missing"),
+    ),
+    "empty_body": ("/predict", b"", JSON, (400, [S], "missing")),
+    "null_body": ("/predict", b"null", JSON, (400, ["body"], "model_type")),
+    "array_body": (
+        "/predict",
+        json.dumps(good_signal()).encode(),
+        JSON,
+        (400, ["body"], "model_type"),
+    ),
+    "invalid_json": ("/predict", b'{"signal": [1.0, 2.0', JSON, (400, ["body"], "json_invalid")),
+    "text_plain": (
+        "/predict",
+        json.dumps({"signal": good_signal()}).encode(),
+        "text/plain",
+        (415, ["body"], "unsupported_media_type"),
+    ),
+    "form_encoded": (
+        "/predict",
+        b"signal=1&signal=2",
+        "application/x-www-form-urlencoded",
+        (415, ["body"], "unsupported_media_type"),
+    ),
+    "multipart": (
+        "/predict",
+        b"--x\r\n\r\n--x--",
+        "multipart/form-data; boundary=x",
+        (415, ["body"], "unsupported_media_type"),
+    ),
+    "pickle": (
+        "/predict",
+        b"\x80\x04N.",
+        "application/vnd.bentoml+pickle",
+        (415, ["body"], "unsupported_media_type"),
+    ),
+    "no_content_type": (
+        "/predict",
+        json.dumps({"signal": good_signal()}).encode(),
+        None,
+        (415, ["body"], "unsupported_media_type"),
+    ),
+    "body_10_mb": ("/predict", BODY_10_MB, JSON, (413, ["body"], "body_too_large")),
+    "batch_empty": ("/predict_batch", b'{"signals": []}', JSON, (400, [SS], "too_short")),
     "batch_too_large": (
         "/predict_batch",
         json.dumps({"signals": [good_signal()] * (MAX_BATCH + 1)}).encode(),
         JSON,
+        (400, [SS], "too_long"),
     ),
     "batch_one_bad_signal": (
         "/predict_batch",
         b'{"signals": [[' + b"0.5, " * 30 + b"0.5], [" + b"0.5, " * 30 + b"NaN]]}",
         JSON,
+        (400, [SS, 1, 30], "finite_number"),
     ),
-    "batch_not_nested": ("/predict_batch", json.dumps({"signals": good_signal()}).encode(), JSON),
+    "batch_not_nested": (
+        "/predict_batch",
+        json.dumps({"signals": good_signal(4)}).encode(),
+        JSON,
+        (400, [SS, 0], "list_type"),
+    ),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
-def test_bad_request_gets_a_4xx_with_a_message(client, server, case):
-    path, body, ctype = BAD_REQUESTS[case]
+def test_bad_request_names_the_field_and_the_rule(client, server, case):
+    """Every 4xx: status, and the first error's `loc` and `type` exactly; the top-level
+    `error` names them too ("signal.0: <msg> (finite_number)"); recorded as rejected."""
+    path, body, ctype, (status, loc, rule) = BAD_REQUESTS[case]
     headers = {"content-type": ctype} if ctype else {}
-    before = rows(server[1])
+    before, rejected = rows(server[1]), rows(server[1], "rejected")
     r = client.post(path, content=body, headers=headers)
-    assert 400 <= r.status_code < 500, (r.status_code, r.text[:500])
+    assert r.status_code == status, (r.status_code, r.text[:500])
     answer = r.json()
-    assert answer["error"], answer
-    detail = answer.get("detail") or []
-    assert detail and all(d["msg"] and "loc" in d for d in detail), answer
+    first = answer["detail"][0]
+    assert (first["loc"], first["type"]) == (loc, rule), answer
+    assert first["msg"]
+    where = ".".join(map(str, loc))
+    assert answer["error"].startswith(f"{where}: {first['msg']} ({rule})"), answer["error"]
     assert rows(server[1]) == before  # nothing logged as a prediction
+    assert rows(server[1], "rejected") == rejected + 1
+    with sqlite3.connect(server[1]) as conn:
+        reason, detail = conn.execute(
+            "SELECT reason, detail FROM rejected ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    assert rule in reason.split(",") and detail.startswith(f"{where}: ")
     assert client.get("/readyz").status_code == 200
 
 
 @pytest.mark.slow
-def test_a_streamed_oversized_body_is_refused(client):
-    """No Content-Length (chunked): the guard stops reading at the limit."""
+def test_clients_that_send_the_whole_body_first_read_the_413(server):
+    """urllib and requests send a 10 MB body before reading: they get the 413 and its message
+    (the server reads and discards the body up to its drain bound), not a connection reset."""
+    import http.client
+    import urllib.error
+    import urllib.request
 
-    def chunks():
-        yield b'{"signal": ['
-        for _ in range(600):
-            yield b"0.5, " * 2000
-        yield b"0.5]}"
+    import requests
 
-    r = client.post("/predict", content=chunks(), headers={"content-type": JSON})
-    assert r.status_code == 413, r.text
-    assert "limit" in r.json()["error"]
-    assert client.get("/readyz").status_code == 200
+    url = server[0]
+    expected = (
+        f"body: request body is {len(BODY_10_MB)} bytes; the limit is {4 * 1024 * 1024} bytes"
+    )
+    req = urllib.request.Request(f"{url}/predict", data=BODY_10_MB, headers={"content-type": JSON})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(req, timeout=30)
+    assert caught.value.code == 413
+    assert json.loads(caught.value.read())["error"] == f"{expected} (body_too_large)"
+
+    r = requests.post(f"{url}/predict", data=BODY_10_MB, headers={"content-type": JSON}, timeout=30)
+    assert (r.status_code, r.json()["detail"][0]["type"]) == (413, "body_too_large")
+    assert r.json()["error"] == f"{expected} (body_too_large)"
+    # any refusal reads the body first: a wrong content type too
+    r = requests.post(f"{url}/predict", data=BODY_10_MB, headers={"content-type": "text/plain"})
+    assert (r.status_code, r.json()["detail"][0]["type"]) == (415, "unsupported_media_type")
+
+    # chunked (no Content-Length): the size is known once the body was read to its end
+    conn = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
+    chunks = (BODY_10_MB[i : i + 65536] for i in range(0, len(BODY_10_MB), 65536))
+    conn.request("POST", "/predict", chunks, {"content-type": JSON}, encode_chunked=True)
+    answer = conn.getresponse()
+    assert answer.status == 413
+    assert json.loads(answer.read())["error"] == f"{expected} (body_too_large)"
+    conn.close()
+    assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
+
+
+def raw_request(url: str, headers: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(f"POST /predict HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n".encode())
+    return sock
+
+
+@pytest.mark.slow
+def test_a_body_past_the_drain_bound_is_cut_off(server):
+    """The server reads a refused body no further than its bound (16 MiB here): a client that
+    keeps sending is cut off; one that declares more, or asks to go ahead, is answered at once."""
+    url = server[0]
+    sent, chunk = 0, b"%x\r\n%s\r\n" % (1 << 20, b"0" * (1 << 20))
+    with raw_request(url, f"Content-Type: {JSON}\r\nTransfer-Encoding: chunked\r\n") as sock:
+        with pytest.raises(OSError):  # reset or broken pipe, once the server closed
+            while sent < 256 * 2**20:
+                sock.sendall(chunk)
+                sent += 1 << 20
+    # what the kernels buffer on both sides (well under 48 MiB on loopback) comes on top
+    assert DRAIN_BYTES <= sent < DRAIN_BYTES + 48 * 2**20
+
+    for extra in (
+        f"Content-Length: {DRAIN_BYTES + 1}",
+        "Content-Length: 10000000\r\nExpect: 100-continue",
+    ):
+        with raw_request(url, f"Content-Type: {JSON}\r\n{extra}\r\n") as sock:
+            answer = sock.recv(65536).decode()  # nothing of the body was sent
+        assert answer.startswith("HTTP/1.1 413 "), answer
+        assert "connection: close" in answer.lower()
+    import httpx
+
+    assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
 
 
 @pytest.mark.slow
 def test_wrong_method_is_a_4xx(client):
-    assert client.get("/predict").status_code == 405
+    r = client.get("/predict")
+    assert (r.status_code, r.headers["allow"]) == (405, "POST")
+    assert (r.json()["detail"][0]["loc"], r.json()["detail"][0]["type"]) == (
+        ["method"],
+        "method_not_allowed",
+    )
     assert client.get("/readyz").status_code == 200
 
 
 @pytest.mark.slow
 def test_log_holds_one_row_per_good_request_and_counts_rejections(client, server, store):
-    import sqlite3
 
     log_path = server[1]
     before, rejected_before = rows(log_path), rows(log_path, "rejected")
@@ -464,6 +857,71 @@ def test_log_holds_one_row_per_good_request_and_counts_rejections(client, server
     assert "signal.0" in reject["detail"]
 
 
+@contextlib.contextmanager
+def log_locked(log_path: Path):
+    """Another writer holds the prediction log's write lock until the block ends."""
+    conn = sqlite3.connect(log_path, isolation_level=None)
+    try:
+        conn.execute("BEGIN EXCLUSIVE")
+        yield
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.close()
+
+
+def post_in_thread(url: str, path: str, body: dict) -> tuple[threading.Thread, dict]:
+    """POST from a thread; the result dict gets status, json and the time the answer came."""
+    import httpx
+
+    result: dict = {}
+
+    def call() -> None:
+        r = httpx.post(f"{url}{path}", json=body, timeout=30)
+        result.update(status=r.status_code, json=r.json(), at=time.monotonic())
+
+    t = threading.Thread(target=call, daemon=True)
+    t.start()
+    return t, result
+
+
+@pytest.mark.slow
+def test_an_answer_waits_for_its_row_in_the_log(server):
+    """While another writer holds the log's lock, a prediction is not answered; it is once
+    its row is committed. An answer sent before (or beside) the write would arrive at once."""
+    url, log_path, _ = server
+    before = rows(log_path)
+    with log_locked(log_path):
+        t, result = post_in_thread(url, "/predict", {"signal": good_signal(33)})
+        t.join(1.0)  # well inside the server's lock timeout (LOG_TIMEOUT_S)
+        assert not result, f"answered while its row could not be written: {result}"
+        released = time.monotonic()
+    t.join(30)
+    assert result["status"] == 200, result
+    assert result["at"] >= released
+    assert rows(log_path) == before + 1
+
+
+@pytest.mark.slow
+def test_a_prediction_the_log_cannot_hold_is_not_answered(server, client):
+    """A log locked past the server's timeout: the client gets a 503 that says why, no
+    prediction, and no row; once the log is free again, predictions are answered."""
+    url, log_path, _ = server
+    before = rows(log_path)
+    with log_locked(log_path):
+        t, result = post_in_thread(url, "/predict_batch", {"signals": [good_signal(30)] * 2})
+        t.join(LOG_TIMEOUT_S + 20)
+    assert result["status"] == 503, result
+    assert "probability" not in json.dumps(result["json"])
+    assert result["json"]["detail"][0]["type"] == "prediction_log_unavailable"
+    error = result["json"]["error"]
+    assert error.startswith("the prediction could not be recorded, so it is not answered: ")
+    assert f"{log_path}: could not write 2 rows: database is locked" in error
+    assert rows(log_path) == before
+    assert client.post("/predict", json={"signal": good_signal(31)}).status_code == 200
+    assert rows(log_path) == before + 1
+
+
 @pytest.mark.slow
 def test_a_killed_worker_loses_no_acknowledged_prediction(client, server):
     """SIGKILL the serving worker after answers were sent: every answered request is logged.
@@ -481,3 +939,207 @@ def test_a_killed_worker_loses_no_acknowledged_prediction(client, server):
     for w in workers:
         w.kill()
     assert rows(log_path) == before + answered == before + 20
+
+
+# ---------------------------------------------------------------- refused at start, isolation
+@pytest.mark.slow
+def test_a_store_entry_whose_files_were_swapped_is_refused_at_start(store, spike_model, tmp_path):
+    """Both files of an entry replaced by another model's (each pair consistent, so model.json
+    alone cannot tell): `bentoml serve` stops at once, non-zero, naming the entry; it never
+    becomes ready and does not restart its workers in a loop."""
+    import shutil
+
+    import bentoml
+
+    from faultwatch.serve.store import import_model
+
+    home, model_dir, _ = store
+    tag = str(import_model(model_dir, THRESHOLD, metadata={"input_schema": {"min_length": 16}}))
+    entry_dir = Path(bentoml.models.get(tag).path)
+    for name in ("weights.safetensors", "model.json"):
+        shutil.copy2(spike_model[0] / name, entry_dir / name)
+    port = free_port()
+    log = tmp_path / "server.log"
+    try:
+        env = server_env(home, tag, tmp_path / "p.sqlite")
+        with started(serve_cmd(port), REPO, env, log) as proc:
+            code = wait_exit(proc, log, f"http://127.0.0.1:{port}", timeout_s=60)
+    finally:
+        bentoml.models.delete(tag)
+    out = log.read_text()
+    assert code != 0, out[-3000:]
+    assert f"store entry {tag}: weights sha256" in out, out[-3000:]
+    assert "is not the one recorded at registration" in out
+    assert "Application startup" not in out  # no worker was started
+
+
+@pytest.fixture(scope="module")
+def spike_server(store, spike_model, tmp_path_factory):
+    """A server of `save_spike_failing_model`; yields (url, prediction log)."""
+    tmp = tmp_path_factory.mktemp("spike_server")
+    port = free_port()
+    log_path = tmp / "predictions.sqlite"
+    env = server_env(store[0], spike_model[1], log_path, FAULTWATCH_PREDICTION_LOG_TIMEOUT="20")
+    url = f"http://127.0.0.1:{port}"
+    with started(serve_cmd(port), REPO, env, tmp / "server.log") as proc:
+        wait_ready(url, proc, tmp / "server.log")
+        yield url, log_path
+
+
+@pytest.mark.slow
+def test_one_bad_signal_does_not_fail_its_neighbours(spike_server, spike_model):
+    """A signal the model fails on (NaN probability) shares a model call with other clients'
+    signals: only its own request fails (500, naming the signal); the others get 200.
+
+    The shared call is forced: while the log is locked, the first request's batch waits in its
+    log write, and everything sent meanwhile queues into the next model call."""
+    from faultwatch.model.io import load_model
+
+    url, log_path = spike_server
+    goods = [good_signal(20 + i) for i in range(5)]
+    expected = load_model(spike_model[0]).predict_proba([np.asarray(g) for g in goods])
+    assert np.isnan(load_model(spike_model[0]).predict_proba([np.asarray(SPIKE)])).all()
+    with log_locked(log_path):
+        first = post_in_thread(url, "/predict", {"signal": good_signal(50)})
+        time.sleep(0.5)  # the first batch is now waiting for the lock
+        calls = [post_in_thread(url, "/predict", {"signal": g}) for g in goods[:3]]
+        calls.append(post_in_thread(url, "/predict_batch", {"signals": [SPIKE, goods[0]]}))
+        calls += [post_in_thread(url, "/predict_batch", {"signals": goods[3:]})]
+        time.sleep(2.0)  # all of them queued behind the first batch
+    for t, _ in [first, *calls]:
+        t.join(30)
+    answers = [result for _, result in calls]
+    assert first[1]["status"] == 200
+    assert [a["status"] for a in answers] == [200, 200, 200, 500, 200], answers
+    got = [a["json"]["probability"] for a in answers[:3]]
+    got += [p["probability"] for p in answers[4]["json"]["predictions"]]
+    np.testing.assert_allclose(got, expected[[0, 1, 2, 3, 4]], atol=1e-6)
+    failed = answers[3]["json"]
+    assert failed["detail"][0]["loc"] == ["signals", 0]
+    assert failed["detail"][0]["type"] == "model_failure"
+    assert failed["error"] == (
+        "signals.0: the model failed on this signal: "
+        "the model returned a non-finite probability (model_failure)"
+    )
+    with sqlite3.connect(log_path) as conn:
+        logged = conn.execute("SELECT endpoint, n, batch_size FROM predictions").fetchall()
+    # the first request, then 3 + 2 good signals answered from one model call of 7 signals
+    # (the failing request's two signals included, neither of them logged)
+    assert sorted(logged) == sorted(
+        [("predict", 50, 1)] + [("predict", n, 7) for n in (20, 21, 22)]
+        + [("predict_batch", n, 7) for n in (23, 24)]
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------- faultwatch serve
+def user_env(**extra: str) -> dict[str, str]:
+    """A user's shell: no BENTOML_HOME, no FAULTWATCH_* settings."""
+    env = {k: v for k, v in tool_env().items() if not k.startswith(("FAULTWATCH_", "BENTOML_"))}
+    return {**env, "BENTOML_DO_NOT_TRACK": "true", **extra}
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory) -> tuple[Path, dict]:
+    """A project copy whose store holds a registered model and the bento the package stage
+    built from it; (root, reports/package.json)."""
+    tmp = tmp_path_factory.mktemp("packaged")
+    root = copy_project(tmp / "proj")
+    model_dir = save_tiny_model(tmp / "model")
+    home = {"BENTOML_HOME": str(root / ".bentoml")}
+    meta = {"input_schema": {"min_length": 16, "max_length": 2000}}
+    code = (
+        "from faultwatch.serve.store import import_model; "
+        f"print(import_model({str(model_dir)!r}, {THRESHOLD}, metadata={meta!r}))"
+    )
+    tag = run([sys.executable, "-c", code], root, **home).stdout.strip().splitlines()[-1]
+    (root / "reports").mkdir(exist_ok=True)
+    (root / "reports" / "register.json").write_text(json.dumps({"model_tag": tag}))
+    run([str(VENV_BIN / "faultwatch"), "package"], root, **home)
+    return root, json.loads((root / "reports" / "package.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_faultwatch_serve_from_a_subfolder_serves_the_packaged_bento(packaged, tmp_path):
+    """`faultwatch serve` typed in notebooks/, with no BENTOML_HOME: the project's store, the
+    bento the package stage built, the project's prediction log; ready, and it predicts."""
+    import httpx
+
+    root, pkg = packaged
+    cwd, port = root / "notebooks", free_port()
+    cmd = [str(VENV_BIN / "faultwatch"), "serve", "--port", str(port)]
+    shown = subprocess.run(
+        [*cmd, "--show-config"], cwd=cwd, env=user_env(), capture_output=True, text=True
+    )
+    assert shown.returncode == 0, shown.stderr
+    config = json.loads(shown.stdout)
+    assert (config["target"], config["model_tag"]) == (pkg["bento_tag"], pkg["model_tag"])
+    assert config["BENTOML_HOME"] == str(root / ".bentoml")
+    log_path = root / "reports" / "serving" / "predictions.sqlite"
+    assert config["prediction_log"] == str(log_path)
+    assert config["settings"]["FAULTWATCH_MODEL_TAG"] == pkg["model_tag"]
+    assert config["limits"]["max_length"] == 2000  # the model's input schema
+
+    from faultwatch import registry
+
+    version = registry.register({"model_tag": pkg["model_tag"]}, root)
+    for what, target in [
+        (version, pkg["bento_tag"]),  # the bento that packages the version's model
+        (pkg["model_tag"], "faultwatch.serve.service:FaultDetector"),
+        (pkg["bento_tag"].split(":")[1], pkg["bento_tag"]),
+    ]:
+        p = subprocess.run(
+            [*cmd, what, "--show-config"], cwd=cwd, env=user_env(), capture_output=True, text=True
+        )
+        assert p.returncode == 0, p.stderr
+        assert (json.loads(p.stdout)["target"], json.loads(p.stdout)["model_tag"]) == (
+            target,
+            pkg["model_tag"],
+        )
+
+    url, log = f"http://127.0.0.1:{port}", tmp_path / "serve.log"
+    with started(cmd, cwd, user_env(), log) as proc:
+        wait_ready(url, proc, log, timeout_s=120)
+        r = httpx.post(f"{url}/predict", json={"signal": good_signal(40)}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["model_version"] == pkg["model_tag"].split(":")[1]
+    assert f"serving bento {pkg['bento_tag']} with {pkg['model_tag']}" in log.read_text()
+    assert rows(log_path) == 1
+
+
+@pytest.mark.slow
+def test_a_bad_store_fails_at_once_with_a_message(packaged, tmp_path):
+    """A BENTOML_HOME that does not exist, a bento that is not there: `faultwatch serve` exits
+    1 at once, saying what is missing. The README's old command (a relative BENTOML_HOME,
+    which does not resolve in the bento's folder) stops too, instead of restarting workers."""
+    root, _ = packaged
+    serve = [str(VENV_BIN / "faultwatch"), "serve", "--port", str(free_port())]
+    missing = root / "no-such-store"
+    cases = [
+        ([], {"BENTOML_HOME": str(missing)}, f"BENTOML_HOME {missing}: no such folder"),
+        (["faultwatch:nope"], {}, f"no bento faultwatch:nope in {root / '.bentoml' / 'bentos'}"),
+        (["fault_cnn:nope"], {}, f"model fault_cnn:nope is not in the store {root / '.bentoml'}"),
+    ]
+    for args, env, message in cases:
+        started_at = time.monotonic()
+        p = subprocess.run(
+            [*serve, *args],
+            cwd=root,
+            env=user_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert p.returncode == 1, (args, p.stdout, p.stderr)
+        assert p.stderr.startswith(f"error: {message}"), p.stderr
+        assert time.monotonic() - started_at < 30
+
+    port = free_port()
+    readme = [str(VENV_BIN / "bentoml"), "serve", "faultwatch:latest", "--port", str(port)]
+    log = tmp_path / "readme.log"
+    with started(readme, root, user_env(BENTOML_HOME=".bentoml"), log) as proc:
+        code = wait_exit(proc, log, f"http://127.0.0.1:{port}", timeout_s=60)
+    out = log.read_text()
+    assert code != 0, out[-3000:]
+    assert "BENTOML_HOME=.bentoml: no such folder" in out, out[-3000:]
+    assert "run `faultwatch serve`" in out

@@ -1,11 +1,23 @@
-"""An ASGI middleware in front of the prediction endpoints: request size, content type, and
-the rejected-requests table.
+"""An ASGI middleware in front of the prediction endpoints: method, content type, request size,
+readable errors, and the rejected-requests table.
 
 BentoML answers a body that fails pydantic validation with a 400 and the errors' locations and
 rules, but it parses any content type as JSON and reads a body of any size into memory. This
-middleware answers 415 to a non-JSON content type and 413 to a body over the limit (read no
-further than the limit), and records every 4xx answer of the guarded paths in the prediction
-log's `rejected` table, so monitoring can count malformed requests.
+middleware answers 405 to a method other than POST, 415 to a non-JSON content type and 413 to
+a body over the limit (kept in memory no further than the limit). Every 4xx of the guarded
+paths has one shape, {"error": "<field>: <message> (<rule>)", "detail": [{"type", "loc",
+"msg"}, ...]}, whose `error` names the first field and rule (a `loc` of ["body"] is the body as
+a whole), and is recorded in the prediction log's `rejected` table before it is sent, so
+monitoring can count malformed requests.
+
+Refusing before the body is read. Most HTTP clients (urllib, requests, httpx) send the whole
+body before they read the answer; a server that answers and closes while they are still sending
+gives them a broken pipe or a connection reset instead of the answer. So a refused request's
+body is read and discarded first, up to `max_drain_bytes` (default 64 MiB,
+FAULTWATCH_MAX_DRAIN_BYTES), then the answer is sent. A body declared (Content-Length) or found
+to be larger than that bound is not read further: the answer is sent and the connection closed,
+which cuts such a client off. A client that asks to go ahead first (`Expect: 100-continue`,
+curl's default for large bodies) gets the refusal at once and sends nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
+from http import HTTPStatus
 from typing import Any
 
 import anyio.to_thread
@@ -28,30 +41,73 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON_TYPES = ("application/json",)
+DRAIN_BYTES = 64 * 1024 * 1024
+MAX_DETAILS = 50  # a signal of 100 000 strings would otherwise give a 10 MB error body
+RULE_OF_STATUS = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+}
 
 
-def error_body(status: int, reason: str, loc: list[str], msg: str) -> bytes:
-    """The shape BentoML gives a validation error: {"error", "detail": [{type, loc, msg}]}."""
-    return json.dumps({"error": msg, "detail": [{"type": reason, "loc": loc, "msg": msg}]}).encode()
+def error_body(status: int, reason: str, loc: list[Any], msg: str) -> bytes:
+    """The shape of every error answer: {"error", "detail": [{type, loc, msg}]}; `error` names
+    the field and the rule where there is a field (`loc`)."""
+    error = f"{'.'.join(map(str, loc))}: {msg} ({reason})" if loc else msg
+    return json.dumps(
+        {"error": error, "detail": [{"type": reason, "loc": loc, "msg": msg}]}
+    ).encode()
+
+
+def readable_error(status: int, body: bytes) -> bytes:
+    """A 4xx body rewritten to the one shape: `error` names the first error's field and rule.
+
+    BentoML gives {"error": "1 validation error for Input", "detail": [...]} for a validation
+    error, [{"error": msg}] for its own exceptions and plain text for routing errors."""
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        data = body.decode("utf-8", "replace").strip()
+    if isinstance(data, list) and len(data) == 1:  # BentoML wraps some errors in a 1-tuple
+        data = data[0]
+    rule = RULE_OF_STATUS.get(status, "client_error")
+    details: list[dict[str, Any]] = []
+    if isinstance(data, dict) and isinstance(data.get("detail"), list):
+        details = [dict(d) for d in data["detail"] if isinstance(d, dict)]
+    if not details:
+        msg = data.get("error") if isinstance(data, dict) else data
+        details = [{"type": rule, "loc": ["body"], "msg": str(msg or HTTPStatus(status).phrase)}]
+    for d in details:
+        d["loc"] = list(d.get("loc") or ["body"])  # [] is the body as a whole
+        d.setdefault("type", rule)
+        d.setdefault("msg", "")
+    first = details[0]
+    where = ".".join(str(p) for p in first["loc"])
+    error = f"{where}: {first['msg']} ({first['type']})"
+    if len(details) > 1:
+        error += f"; and {len(details) - 1} more"
+    shown = details[:MAX_DETAILS]
+    return json.dumps({"error": error, "detail": shown}).encode()
 
 
 def reason_of(body: bytes) -> tuple[str, str]:
-    """(rule, message) of an error answer, for the rejected table."""
+    """(rules, message) of an error answer in the shape of `readable_error`, for the log."""
     try:
         data = json.loads(body)
-        if isinstance(data, list) and data:  # BentoML wraps some errors in a 1-tuple
-            data = data[0]
-        detail = data.get("detail") if isinstance(data, dict) else None
-        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
-            first = detail[0]
-            loc = ".".join(str(p) for p in first.get("loc", []))
-            types = sorted({str(d.get("type")) for d in detail if isinstance(d, dict)})
-            return ",".join(types), f"{loc}: {first.get('msg', '')}".strip(": ")
-        if isinstance(data, dict) and "error" in data:
-            return "error", str(data["error"])
-    except (ValueError, AttributeError):
-        pass
-    return "unknown", body[:200].decode("utf-8", "replace")
+        detail = data["detail"]
+        first = detail[0]
+        loc = ".".join(str(p) for p in first.get("loc", []))
+        types = sorted({str(d.get("type")) for d in detail if isinstance(d, dict)})
+        return ",".join(types), f"{loc}: {first.get('msg', '')}".strip(": ")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return "unknown", body[:200].decode("utf-8", "replace")
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() else None
 
 
 class RequestGuard:
@@ -60,11 +116,13 @@ class RequestGuard:
         app: ASGIApp,
         paths: tuple[str, ...],
         max_body_bytes: int,
+        max_drain_bytes: int = DRAIN_BYTES,
         log_factory: Callable[[], PredictionLog] | None = None,
     ):
         self.app = app
         self.paths = frozenset(paths)
         self.max_body_bytes = max_body_bytes
+        self.max_drain_bytes = max(max_drain_bytes, max_body_bytes)
         self._log_factory = log_factory
         self._log: PredictionLog | None = None
 
@@ -73,69 +131,139 @@ class RequestGuard:
             return await self.app(scope, receive, send)
         path = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        declared = _int(headers.get("content-length"))
 
-        if scope["method"] == "POST":
-            ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-            if ctype not in JSON_TYPES:
-                shown = ctype or "none"
-                msg = f"Content-Type must be application/json, got {shown}"
-                return await self._refuse(send, path, 415, "unsupported_media_type", msg, None)
-            declared = headers.get("content-length")
-            if declared is not None and declared.isdigit():
-                if int(declared) > self.max_body_bytes:
-                    return await self._refuse_size(send, path, int(declared))
-            body = bytearray()
-            more = True
-            while more:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return None
-                body += message.get("body", b"")
-                if len(body) > self.max_body_bytes:
-                    return await self._refuse_size(send, path, len(body))
-                more = message.get("more_body", False)
-            receive = _replay(bytes(body), receive)
-            size = len(body)
-        else:
-            size = None
+        if scope["method"] != "POST":
+            msg = f"{scope['method']} is not allowed on {path}: use POST"
+            return await self._refuse_unread(
+                receive, send, path, headers, 405, "method_not_allowed", ["method"], msg
+            )
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in JSON_TYPES:
+            msg = f"Content-Type must be application/json, got {ctype or 'none'}"
+            return await self._refuse_unread(
+                receive, send, path, headers, 415, "unsupported_media_type", ["body"], msg
+            )
+        if declared is not None and declared > self.max_body_bytes:
+            msg = self._too_large(declared, exact=True)
+            return await self._refuse_unread(
+                receive, send, path, headers, 413, "body_too_large", ["body"], msg
+            )
 
-        status = 0
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body_bytes:  # no Content-Length: the size shows only now
+                seen, complete = len(body), not more
+                if more:
+                    drained = await self._drain(receive, seen)
+                    if drained is None:
+                        return None
+                    seen, complete = drained
+                msg = self._too_large(seen, exact=complete)
+                return await self._answer_refusal(
+                    send, path, 413, "body_too_large", ["body"], msg, seen, complete
+                )
+            if not more:
+                break
+        receive = _replay(bytes(body), receive)
+        size = len(body)
+
+        start: Message | None = None  # a 4xx answer's start, held until its body is rewritten
         error = bytearray()
 
         async def watch(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body" and 400 <= status < 500:
-                error.extend(message.get("body", b"")[:4096])
-                if not message.get("more_body", False):  # recorded before the answer ends
-                    rule, msg = reason_of(bytes(error))
-                    await self._record(path, status, rule, msg, size)
-            await send(message)
+            nonlocal start
+            if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+                start = message
+                return
+            if message["type"] != "http.response.body" or start is None:
+                return await send(message)
+            error.extend(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            status = start["status"]
+            new = readable_error(status, bytes(error))
+            rule, msg = reason_of(new)
+            await self._record(path, status, rule, msg, size)  # recorded before the answer ends
+            kept = [
+                (k, v)
+                for k, v in start.get("headers", [])
+                if k.lower() not in (b"content-length", b"content-type")
+            ]
+            kept += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(new))]
+            await send({**start, "headers": kept})
+            await send({"type": "http.response.body", "body": new})
 
         await self.app(scope, receive, watch)
 
-    async def _refuse_size(self, send: Send, path: str, size: int) -> None:
-        msg = f"request body is {size} bytes or more; the limit is {self.max_body_bytes} bytes"
-        await self._refuse(send, path, 413, "body_too_large", msg, size)
+    def _too_large(self, size: int, exact: bool) -> str:
+        shown = f"{size} bytes" if exact else f"more than {size} bytes"
+        return f"request body is {shown}; the limit is {self.max_body_bytes} bytes"
 
-    async def _refuse(
-        self, send: Send, path: str, status: int, reason: str, msg: str, size: int | None
+    async def _drain(self, receive: Receive, seen: int) -> tuple[int, bool] | None:
+        """Read and discard the rest of a body: (bytes in all, whether the body ended) once it
+        ends or passes `max_drain_bytes`; None if the client went away."""
+        while seen <= self.max_drain_bytes:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            seen += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return seen, True
+        return seen, False
+
+    async def _refuse_unread(
+        self,
+        receive: Receive,
+        send: Send,
+        path: str,
+        headers: dict[str, str],
+        status: int,
+        reason: str,
+        loc: list[Any],
+        msg: str,
     ) -> None:
-        body = error_body(status, reason, ["body"], msg)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),  # the rest of an unread body is not wanted
-                ],
-            }
-        )
+        """Refuse a request whose body has not been read (see the module docstring)."""
+        declared = _int(headers.get("content-length"))
+        waits = headers.get("expect", "").lower() == "100-continue"
+        if waits or (declared is not None and declared > self.max_drain_bytes):
+            size, complete = declared, False
+        else:
+            drained = await self._drain(receive, 0)
+            if drained is None:
+                return None
+            size, complete = drained
+        extra = [(b"allow", b"POST")] if status == 405 else []
+        await self._answer_refusal(send, path, status, reason, loc, msg, size, complete, extra)
+
+    async def _answer_refusal(
+        self,
+        send: Send,
+        path: str,
+        status: int,
+        reason: str,
+        loc: list[Any],
+        msg: str,
+        size: int | None,
+        complete: bool,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        body = error_body(status, reason, loc, msg)
+        await self._record(path, status, *reason_of(body), size)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+            *(extra or []),
+        ]
+        if not complete:  # the rest of the body is not wanted: close after the answer
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        await self._record(path, status, reason, msg, size)
 
     async def _record(self, path: str, status: int, reason: str, msg: str, size: int | None):
         if self._log_factory is None:

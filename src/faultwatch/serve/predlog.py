@@ -8,6 +8,11 @@ can lose the last commits (never corrupt the file). `synchronous=FULL` also surv
 one fsync per commit: 4 ms on this machine's disk against 0.03 ms, more than the model costs.
 The batched endpoint writes one transaction per batch, so FULL costs one fsync per batch.
 Choose with `FAULTWATCH_PREDICTION_LOG_SYNC` (NORMAL or FULL).
+
+A row that cannot be committed (the file locked by another writer for longer than
+`FAULTWATCH_PREDICTION_LOG_TIMEOUT` seconds, default 10; a full or read-only disk) raises
+`PredictionLogError`, and the service answers 503 instead of the prediction: no answer leaves
+that the log does not hold.
 """
 
 from __future__ import annotations
@@ -22,11 +27,20 @@ from pathlib import Path
 
 import numpy as np
 
+from faultwatch.errors import FaultwatchError
 from faultwatch.paths import reports_dir
 
 ENV_PATH = "FAULTWATCH_PREDICTION_LOG"
 ENV_SYNC = "FAULTWATCH_PREDICTION_LOG_SYNC"
+ENV_TIMEOUT = "FAULTWATCH_PREDICTION_LOG_TIMEOUT"
 SYNC_MODES = ("NORMAL", "FULL")
+# seconds a write waits for another writer's lock; below the service's 30 s request timeout
+DEFAULT_TIMEOUT_S = 10.0
+
+
+class PredictionLogError(FaultwatchError):
+    """Rows could not be committed to the prediction log."""
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -109,18 +123,26 @@ class LoggedPrediction:
 class PredictionLog:
     """Append-only SQLite log; thread-safe (one connection behind a lock)."""
 
-    def __init__(self, path: Path | str | None = None, synchronous: str | None = None):
+    def __init__(
+        self,
+        path: Path | str | None = None,
+        synchronous: str | None = None,
+        timeout_s: float | None = None,
+    ):
         self.path = Path(path) if path else default_path()
         self.synchronous = (synchronous or os.environ.get(ENV_SYNC) or "NORMAL").upper()
         if self.synchronous not in SYNC_MODES:
             raise ValueError(
                 f"{ENV_SYNC}={self.synchronous!r}: expected one of {', '.join(SYNC_MODES)}"
             )
+        if timeout_s is None:
+            timeout_s = float(os.environ.get(ENV_TIMEOUT) or DEFAULT_TIMEOUT_S)
+        self.timeout_s = timeout_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         # autocommit mode; transactions are explicit (BEGIN ... COMMIT) in `_write`
         self._conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30
+            self.path, isolation_level=None, check_same_thread=False, timeout=timeout_s
         )
         mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
@@ -133,13 +155,23 @@ class PredictionLog:
         if not rows:
             return
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise PredictionLogError(
+                    f"{self.path}: could not write {len(rows)} rows: {e}"
+                ) from e
             try:
                 self._conn.executemany(sql, rows)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("COMMIT")
+            except BaseException as e:
+                if self._conn.in_transaction:  # a failed COMMIT leaves the transaction open
+                    self._conn.execute("ROLLBACK")
+                if isinstance(e, sqlite3.Error):
+                    raise PredictionLogError(
+                        f"{self.path}: could not write {len(rows)} rows: {e}"
+                    ) from e
                 raise
-            self._conn.execute("COMMIT")
 
     def append(self, entries: Iterable[LoggedPrediction]) -> None:
         """Commit `entries` in one transaction; returns only once they are durable."""

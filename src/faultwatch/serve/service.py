@@ -1,15 +1,21 @@
 """The BentoML service: fault probability for one signal or a batch, every answer logged.
 
-Serve it with `bentoml serve faultwatch.serve.service:FaultDetector` (or from a built bento).
-Environment:
-  FAULTWATCH_MODEL_TAG        store entry to serve (default: the bento's `model_tag` build
-                              argument, else fault_cnn:latest): a blue and a green process can
-                              serve different versions
-  FAULTWATCH_PREDICTION_LOG   the SQLite prediction log (see faultwatch.serve.predlog)
-  FAULTWATCH_BATCHING         "queue" (default) or "bentoml", see below
-  FAULTWATCH_TORCH_THREADS    torch intra-op threads (default 1)
-  FAULTWATCH_TRACE_PREDICTIONS=1  keep OpenTelemetry spans on the prediction routes
-and the input limits of faultwatch.serve.schema.
+Serve it with `faultwatch serve` (the packaged bento, the project's store, from anywhere in the
+project), or `bentoml serve faultwatch.serve.service:FaultDetector` with an absolute
+BENTOML_HOME. Settings: the FAULTWATCH_* variables of faultwatch.serve.settings
+(`faultwatch serve --show-config` prints them) and the input limits of faultwatch.serve.schema.
+FAULTWATCH_MODEL_TAG picks the store entry (default: the bento's `model_tag` build argument,
+else fault_cnn:latest), so a blue and a green process can serve different versions.
+
+Start fails fast. Importing this module (which `bentoml serve` and `bentoml build` do before
+any worker starts) checks that BENTOML_HOME resolves, that the model is in the store, and that
+its weights are the ones recorded at registration; a failure stops the command with a message
+naming the entry, instead of workers that fail and restart in a loop.
+
+Failures stay with their request. A model call that fails for a micro-batch is retried signal
+by signal; only the request whose signal fails gets the error (500, naming the signal). A
+prediction is committed to the log before its answer is sent; a log that cannot be written
+answers 503 and no prediction.
 
 Batching. By default both endpoints put their signals in one continuous micro-batcher
 (faultwatch.serve.batching): a signal that arrives while the model is idle is computed at
@@ -25,18 +31,28 @@ answers bursts with 503 (shared/MEASURED.md).
 from __future__ import annotations
 
 import functools
+import itertools
+import logging
 import os
 import time
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, NamedTuple
 
 import bentoml
 import numpy as np
-from bentoml.exceptions import ServiceUnavailable
 from pydantic import Field
+from starlette.responses import Response
 
-from faultwatch.serve.batching import MicroBatcher, Overloaded
-from faultwatch.serve.guard import RequestGuard
-from faultwatch.serve.predlog import InputSummary, LoggedPrediction, PredictionLog
+from faultwatch.errors import FaultwatchError
+from faultwatch.serve.batching import BatchCancelled, MicroBatcher, Overloaded, run_isolated
+from faultwatch.serve.guard import RequestGuard, error_body
+from faultwatch.serve.predlog import (
+    InputSummary,
+    LoggedPrediction,
+    PredictionLog,
+    PredictionLogError,
+    default_path,
+)
 from faultwatch.serve.schema import (
     BatchPrediction,
     Prediction,
@@ -44,61 +60,104 @@ from faultwatch.serve.schema import (
     signal_model,
     signal_type,
 )
-from faultwatch.serve.store import MODEL_NAME, read_threshold
+from faultwatch.serve.settings import ServeSettings
+from faultwatch.serve.store import (
+    MODEL_NAME,
+    StoreError,
+    read_threshold,
+    store_location,
+    verify_entry_files,
+)
+
+logger = logging.getLogger(__name__)
+
+SETTINGS = ServeSettings.from_env()
 
 
 def _model_tag() -> str:
     """FAULTWATCH_MODEL_TAG, else the bento's build argument `model_tag` (`bentoml build --arg
     model_tag=...` pins the packaged version), else the newest `fault_cnn` in the store."""
     arg = getattr(bentoml.use_arguments(), "model_tag", None)
-    return os.environ.get("FAULTWATCH_MODEL_TAG") or arg or f"{MODEL_NAME}:latest"
+    return SETTINGS.model_tag or arg or f"{MODEL_NAME}:latest"
 
 
 MODEL_TAG = _model_tag()
 MODEL_REF = bentoml.models.BentoModel(MODEL_TAG)
 
 
-def _model_metadata() -> dict[str, Any]:
-    stored = MODEL_REF.stored  # None when the tag is not in the store (yet)
-    return dict(stored.info.metadata) if stored is not None else {}
+def _checked_entry() -> bentoml.Model:
+    """The store entry to serve, checked before any worker starts (see the module docstring)."""
+    home = os.environ.get("BENTOML_HOME")
+    if home and not Path(home).is_dir():
+        raise StoreError(
+            f"BENTOML_HOME={home}: no such folder (seen from {Path.cwd()}). `bentoml serve` "
+            "runs the service in the bento's folder, where a relative path does not resolve: "
+            "give an absolute path, or run `faultwatch serve`"
+        )
+    stored = MODEL_REF.stored
+    if stored is None:
+        raise StoreError(
+            f"model {MODEL_TAG} is not in the BentoML store ({store_location()}): register it "
+            "(`dvc repro`), or set FAULTWATCH_MODEL_TAG to an entry of `bentoml models list`"
+        )
+    verify_entry_files(stored)  # swapped files stop the start here, naming the entry
+    read_threshold(stored.path)
+    return stored
 
 
-LIMITS = ServingLimits.resolve(_model_metadata())
+ENTRY = _checked_entry()
+LIMITS = ServingLimits.resolve(dict(ENTRY.info.metadata))
 SignalValues = signal_type(LIMITS)
 Signal = signal_model(LIMITS)
 SignalBatch = Annotated[list[Signal], Field(min_length=1, max_length=LIMITS.max_batch)]
 
-BATCHING = os.environ.get("FAULTWATCH_BATCHING", "queue")
-if BATCHING not in ("queue", "bentoml"):
-    raise ValueError(f"FAULTWATCH_BATCHING={BATCHING!r}: expected queue or bentoml")
-# Signals per model call. Under load a batch is everything that queued during the previous
-# call; 64 is above the concurrency the service is tested at (32), and this CNN costs no more
-# per signal at batch 64 than at 32 on CPU (0.3-0.4 ms).
-BATCH_SIZE = int(os.environ.get("FAULTWATCH_BATCH_SIZE", "64"))
-# Signals waiting beyond this are refused with 503: about 1 s of model time on 1 CPU thread.
-MAX_QUEUE = int(os.environ.get("FAULTWATCH_MAX_QUEUE", "2048"))
-# Only for FAULTWATCH_BATCHING=bentoml: BentoML answers 503 to a request it expects to wait
-# longer than this. At c=32 p99 reached 0.4-0.7 s on a busy 2-core machine, so 2 s leaves
-# room; 20 ms turned 39 of 40 burst requests into 503s (shared/MEASURED.md).
-MAX_LATENCY_MS = int(os.environ.get("FAULTWATCH_MAX_LATENCY_MS", "2000"))
-TORCH_THREADS = int(os.environ.get("FAULTWATCH_TORCH_THREADS", "1"))
-
 ROUTES = ("/predict", "/predict_batch")
-# OpenTelemetry spans cost CPU on every request and go nowhere unless an exporter is set up
-TRACED = os.environ.get("FAULTWATCH_TRACE_PREDICTIONS", "0") == "1"
+_requests = itertools.count()
 
-# one queued signal: (values, when its request was validated, endpoint)
-Item = tuple[np.ndarray, float, str]
+
+class Item(NamedTuple):
+    """One queued signal."""
+
+    values: np.ndarray
+    received: float  # when its request was validated
+    endpoint: str
+    request: int  # the signals of one request share this number
+    index: int | None  # position in a predict_batch request; None for predict
+
+
+class ModelFailure(FaultwatchError):
+    """The model could not give a probability for this request's signal."""
+
+    def __init__(self, loc: list[str | int], msg: str):
+        super().__init__(msg)
+        self.loc = loc
+
+
+def error_response(status: int, reason: str, loc: list[Any], msg: str) -> Response:
+    return Response(
+        error_body(status, reason, loc, msg), status_code=status, media_type="application/json"
+    )
+
+
+def _refusal(e: Exception) -> Response:
+    """The 5xx answer to a prediction that could not be given, with its reason."""
+    if isinstance(e, ModelFailure):
+        return error_response(500, "model_failure", e.loc, str(e))
+    if isinstance(e, PredictionLogError):
+        logger.error("prediction log: %s", e)
+        msg = f"the prediction could not be recorded, so it is not answered: {e}"
+        return error_response(503, "prediction_log_unavailable", [], msg)
+    if isinstance(e, Overloaded):
+        return error_response(503, "overloaded", [], f"overloaded: {e}")
+    return error_response(503, "shutting_down", [], str(e))
 
 
 @bentoml.service(
     name="faultwatch",
     workers=1,
     traffic={"timeout": 30},
-    # every prediction and every rejection is in the prediction log; the access log doubles
-    # that and costs ~15 % of the request rate (shared/MEASURED.md). FAULTWATCH_ACCESS_LOG=1
-    logging={"access": {"enabled": os.environ.get("FAULTWATCH_ACCESS_LOG", "0") == "1"}},
-    tracing={} if TRACED else {"excluded_urls": list(ROUTES)},
+    logging={"access": {"enabled": SETTINGS.access_log}},
+    tracing={} if SETTINGS.trace_predictions else {"excluded_urls": list(ROUTES)},
 )
 class FaultDetector:
     model_ref = MODEL_REF
@@ -108,23 +167,49 @@ class FaultDetector:
 
         from faultwatch.serve.store import load_entry
 
-        torch.set_num_threads(TORCH_THREADS)
+        torch.set_num_threads(SETTINGS.torch_threads)
         entry = self.model_ref  # the resolved store entry
         self.model = load_entry(entry)  # the weights' sha256 against model.json and the store
         self.threshold = read_threshold(entry.path)
         self.version = str(entry.tag.version)
         self.healthy_label, self.fault_label = (str(c) for c in self.model.meta["class_names"])
-        self.log = PredictionLog()
+        self.log = PredictionLog(
+            SETTINGS.prediction_log or default_path(),
+            synchronous=SETTINGS.prediction_log_sync,
+            timeout_s=SETTINGS.prediction_log_timeout_s,
+        )
         # the first model call pays for lazy initialisation: not a client's request
         self.model.predict_proba([np.zeros(LIMITS.min_length)])
 
-    def _answer(self, items: list[Item]) -> list[Prediction]:
-        """One model call for `items`; the rows are committed to the log before returning."""
-        proba = np.asarray(self.model.predict_proba([x for x, _, _ in items]), dtype="float64")
+    def _probabilities(self, signals: list[np.ndarray]) -> list[float]:
+        """One model call; raises if any probability is not finite."""
+        proba = np.asarray(self.model.predict_proba(signals), dtype="float64")
         if not np.all(np.isfinite(proba)):
-            raise RuntimeError("the model returned a non-finite probability")
-        answers, entries, now = [], [], time.perf_counter()
-        for (x, received, endpoint), p in zip(items, proba.tolist(), strict=True):
+            raise ValueError("the model returned a non-finite probability")
+        return proba.tolist()
+
+    def _answer(self, items: list[Item]) -> list[Prediction | ModelFailure]:
+        """One model call for `items` (signal by signal if it fails); the answered rows are
+        committed to the log before returning. A request with a failing signal gets that
+        failure for all its signals, and none of them is logged."""
+        outcomes = run_isolated(self._probabilities, [it.values for it in items])
+        failed: dict[int, ModelFailure] = {}
+        for it, outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, Exception) and it.request not in failed:
+                loc: list[str | int] = ["signal"] if it.index is None else ["signals", it.index]
+                where = ".".join(map(str, loc))
+                logger.error(
+                    "model call failed for %s of request %d: %r", where, it.request, outcome
+                )
+                failed[it.request] = ModelFailure(
+                    loc, f"the model failed on this signal: {outcome}"
+                )
+        answers: list[Prediction | ModelFailure] = []
+        entries, now = [], time.perf_counter()
+        for it, p in zip(items, outcomes, strict=True):
+            if it.request in failed:
+                answers.append(failed[it.request])
+                continue
             fault = p >= self.threshold
             label = self.fault_label if fault else self.healthy_label
             answers.append(
@@ -138,58 +223,87 @@ class FaultDetector:
             )
             entries.append(
                 LoggedPrediction(
-                    endpoint=endpoint,
+                    endpoint=it.endpoint,
                     model_version=self.version,
-                    summary=InputSummary.of(x),
+                    summary=InputSummary.of(it.values),
                     probability=p,
                     label=label,
                     is_fault=fault,
                     threshold=self.threshold,
-                    latency_ms=(now - received) * 1e3,
+                    latency_ms=(now - it.received) * 1e3,
                     batch_size=len(items),
                 )
             )
-        self.log.append(entries)
+        self.log.append(entries)  # raises PredictionLogError: then no answer of the batch leaves
         return answers
 
     @functools.cached_property
     def _batcher(self) -> MicroBatcher[Item, Prediction]:
         """Created on first use, inside the server's event loop."""
-        return MicroBatcher(self._answer, max_batch=BATCH_SIZE, max_queue=MAX_QUEUE)
+        return MicroBatcher(
+            self._answer, max_batch=SETTINGS.batch_size, max_queue=SETTINGS.max_queue
+        )
 
-    async def _submit(self, items: list[Item]) -> list[Prediction]:
+    async def _submit(self, items: list[Item]) -> list[Prediction] | Response:
         try:
             return await self._batcher.submit(items)
-        except Overloaded as e:
-            raise ServiceUnavailable(f"overloaded: {e}") from None
+        except (ModelFailure, Overloaded, PredictionLogError, BatchCancelled) as e:
+            return _refusal(e)
 
-    if BATCHING == "queue":
+    def _answer_now(self, items: list[Item]) -> list[Prediction]:
+        """`_answer` for BentoML's own batching, which cannot answer one request apart."""
+        answers = self._answer(items)
+        for a in answers:
+            if isinstance(a, Exception):
+                raise a
+        return answers  # type: ignore[return-value]
+
+    if SETTINGS.batching == "queue":
 
         @bentoml.api
         async def predict(self, signal: SignalValues) -> Prediction:  # type: ignore[valid-type]
             """Fault probability of one signal (any length within the limits)."""
-            return (await self._submit([(np.asarray(signal), time.perf_counter(), "predict")]))[0]
+            item = Item(np.asarray(signal), time.perf_counter(), "predict", next(_requests), None)
+            out = await self._submit([item])
+            return out if isinstance(out, Response) else out[0]
 
         @bentoml.api
         async def predict_batch(self, signals: SignalBatch) -> BatchPrediction:  # type: ignore[valid-type]
             """Fault probabilities of many signals; concurrent requests share model calls."""
-            items = [(np.asarray(s.root), s._received, "predict_batch") for s in signals]
-            return BatchPrediction(predictions=await self._submit(items))
+            request = next(_requests)
+            items = [
+                Item(np.asarray(s.root), s._received, "predict_batch", request, i)
+                for i, s in enumerate(signals)
+            ]
+            out = await self._submit(items)
+            return out if isinstance(out, Response) else BatchPrediction(predictions=out)
 
     else:
 
         @bentoml.api
         def predict(self, signal: SignalValues) -> Prediction:  # type: ignore[valid-type]
             """Fault probability of one signal (any length within the limits)."""
-            return self._answer([(np.asarray(signal), time.perf_counter(), "predict")])[0]
+            item = Item(np.asarray(signal), time.perf_counter(), "predict", next(_requests), None)
+            try:
+                return self._answer_now([item])[0]
+            except (ModelFailure, PredictionLogError) as e:
+                return _refusal(e)
 
-        @bentoml.api(batchable=True, max_batch_size=BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
+        @bentoml.api(
+            batchable=True,
+            max_batch_size=SETTINGS.batch_size,
+            max_latency_ms=SETTINGS.max_latency_ms,
+        )
         def predict_batch(self, signals: SignalBatch) -> list[Prediction]:  # type: ignore[valid-type]
             """Fault probabilities of many signals; BentoML batches concurrent requests.
 
             The answer is a bare list (batchable=True splits the output list by request)."""
-            return self._answer(
-                [(np.asarray(s.root), s._received, "predict_batch") for s in signals]
+            request = next(_requests)
+            return self._answer_now(
+                [
+                    Item(np.asarray(s.root), s._received, "predict_batch", request, i)
+                    for i, s in enumerate(signals)
+                ]
             )
 
 
@@ -197,5 +311,10 @@ FaultDetector.add_asgi_middleware(
     RequestGuard,
     paths=ROUTES,
     max_body_bytes=LIMITS.max_body_bytes,
-    log_factory=PredictionLog,
+    max_drain_bytes=SETTINGS.max_drain_bytes,
+    log_factory=lambda: PredictionLog(
+        SETTINGS.prediction_log or default_path(),
+        synchronous=SETTINGS.prediction_log_sync,
+        timeout_s=SETTINGS.prediction_log_timeout_s,
+    ),
 )

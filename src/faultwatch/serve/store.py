@@ -7,8 +7,10 @@ through `load_model`, so the sha256 of the weights is checked and nothing is unp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -83,6 +85,42 @@ def read_threshold(entry_dir: Path | str) -> float:
     return float(value)
 
 
+def _recorded_sha256(entry: bentoml.Model) -> str:
+    recorded = entry.info.metadata.get("weights_sha256")
+    if not recorded:
+        raise StoreError(
+            f"store entry {entry.tag}: no weights_sha256 in its metadata (not registered by "
+            "`faultwatch register`): refusing to load it"
+        )
+    return str(recorded)
+
+
+def _replaced(entry: bentoml.Model, actual: str, recorded: str) -> str:
+    return (
+        f"store entry {entry.tag}: weights sha256 {actual[:16]}… is not the one recorded at "
+        f"registration ({recorded[:16]}…); the entry's files were replaced: refusing to load it"
+    )
+
+
+def verify_entry_files(entry: bentoml.Model) -> None:
+    """The entry's weights file against the sha256 recorded at registration, with hashlib only:
+    the service runs this when it is imported, so `bentoml serve` and `bentoml build` stop at
+    once, before torch is imported or a worker started. `load_entry` checks again on load."""
+    recorded = _recorded_sha256(entry)
+    folder = Path(entry.path)
+    meta_path = folder / MODEL_FILES[1]
+    try:
+        weights_name = json.loads(meta_path.read_text()).get("weights_file", MODEL_FILES[0])
+        digest = hashlib.sha256()
+        with open(folder / weights_name, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except (OSError, ValueError, AttributeError) as e:
+        raise StoreError(f"store entry {entry.tag}: cannot read its model files: {e}") from None
+    if digest.hexdigest() != recorded:
+        raise StoreError(_replaced(entry, digest.hexdigest(), recorded))
+
+
 def load_entry(entry: bentoml.Model) -> LoadedModel:
     """The model of a store entry, verified twice: the weights against the `model.json` beside
     them, and against the sha256 recorded in the entry's metadata at registration (replacing
@@ -90,19 +128,17 @@ def load_entry(entry: bentoml.Model) -> LoadedModel:
     from faultwatch.model.io import WeightsTampered, load_model
 
     loaded = load_model(Path(entry.path))
-    recorded = entry.info.metadata.get("weights_sha256")
-    if not recorded:
-        raise StoreError(
-            f"store entry {entry.tag}: no weights_sha256 in its metadata (not registered by "
-            "`faultwatch register`): refusing to load it"
-        )
+    recorded = _recorded_sha256(entry)
     actual = loaded.meta["weights_sha256"]
     if actual != recorded:
-        raise WeightsTampered(
-            f"store entry {entry.tag}: weights sha256 {actual[:16]}… is not the one recorded at "
-            f"registration ({recorded[:16]}…); the entry's files were replaced: refusing to load it"
-        )
+        raise WeightsTampered(_replaced(entry, actual, recorded))
     return loaded
+
+
+def store_location() -> str:
+    """Where BentoML looks for models, as a person would set it, for error messages."""
+    home = os.environ.get("BENTOML_HOME")
+    return f"BENTOML_HOME={home}" if home else "~/bentoml (BENTOML_HOME is not set)"
 
 
 def load_from_store(tag: str | bentoml.Tag) -> LoadedModel:
