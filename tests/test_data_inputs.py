@@ -345,3 +345,10 @@ def test_file_paths_in_messages_are_relative_to_the_project_root(tmp_path):
     assert [m.split(":")[0] for m in messages] == ["data/raw/text.tsv"] * 2 + [
         "data/raw/nan.tsv"
     ] * 2
+
+
+def test_a_data_error_never_quotes_more_than_its_bound():
+    """The last guard: whatever a rule's detail quotes (a value, a row), the message stays short."""
+    err = DataError("data/raw/x.tsv", "values_numeric", "value 1 ('" + "9," * 5000 + "')", [3])
+    assert len(str(err)) < 500 and str(err).endswith(" ... (cut)")
+    assert str(err).startswith("data/raw/x.tsv: row 3: rule 'values_numeric' failed: value 1")
