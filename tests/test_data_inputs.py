@@ -352,3 +352,34 @@ def test_a_data_error_never_quotes_more_than_its_bound():
     err = DataError("data/raw/x.tsv", "values_numeric", "value 1 ('" + "9," * 5000 + "')", [3])
     assert len(str(err)) < 500 and str(err).endswith(" ... (cut)")
     assert str(err).startswith("data/raw/x.tsv: row 3: rule 'values_numeric' failed: value 1")
+
+
+# --- 5. equal lengths (removes a length shortcut) ----------------------------------------------
+
+
+def test_crop_length_gives_every_signal_its_first_n_samples(tmp_path):
+    sig = make_signals()  # lengths 48-80
+    write_tsv(sig, tmp_path / "s.tsv")
+    params = DataParams(source="s.tsv", positive_label="fault", min_positive=5, crop_length=48)
+    prepare(params, SPLIT, tmp_path)
+    parts = pd.concat(
+        pd.read_parquet(tmp_path / f"data/prepared/{s}.parquet") for s in ("train", "val", "test")
+    )
+    assert set(parts["length"]) == {48} and set(parts["values"].map(len)) == {48}
+    first = parts.set_index("source_row")["values"][1]  # line 1 of the file: sig row 0
+    np.testing.assert_array_equal(first, sig["values"][0][:48])
+
+
+def test_a_signal_shorter_than_crop_length_is_an_error_naming_it(tmp_path):
+    sig = make_signals()
+    sig.at[6, "values"] = sig.at[6, "values"][:30]
+    write_tsv(sig, tmp_path / "s.tsv")
+    params = DataParams(source="s.tsv", positive_label="fault", min_positive=5, crop_length=40)
+    with pytest.raises(DataError) as e:
+        prepare(params, SPLIT, tmp_path)
+    assert str(e.value) == (
+        "s.tsv: row 7: rule 'length_at_least_crop_length' failed: data.crop_length=40 needs "
+        "every signal at least that long; the shortest is 30 samples"
+    )
+    with pytest.raises(ParamsError, match=r"crop_length \(8\) < min_length \(16\)"):
+        section("data", {"data": {"crop_length": 8}})
