@@ -28,7 +28,8 @@ BAD_FILES = {
         "".join("fault\t" + "\t".join(["1.5"] * 30) + "\n" for _ in range(9)),
         "at_least_two_classes",
     ),
-    "data.csv": ("fault,1,2,3\n", "unknown extension '.csv'"),
+    "data.xlsx": ("fault,1,2,3\n", "unknown extension '.xlsx'"),
+    "comma.tsv": ("fault,1,2,3\n", "one column found: is the file tab-separated?"),
     "empty.tsv": ("", "the file is empty"),
 }
 

@@ -27,8 +27,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     root = project_root()
     raw = load_params(args.params or root / "params.yaml")
     summary = prepare(section("data", raw), section("split", raw), root)
-    for name, s in summary.items():
+    for name in ("train", "val", "test"):
+        s = summary[name]
         print(f"{name}: {s['n_signals']} signals, {s['n_fault']} fault ({s['fault_ratio']:.1%})")
+    gaps = summary["missing"]
+    if any(gaps.values()):
+        print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in gaps.items()))
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,8 @@ class EdaParams(Section):
     data_dir: str = "data/prepared"
     examples_per_class: int = Field(2, ge=1)
     max_classes_plotted: int = Field(12, ge=1)
+    # a single trivial property whose ROC-AUC (fault vs healthy) reaches this is a shortcut
+    shortcut_auc: float = Field(0.95, gt=0.5, le=1.0)
 
 
 def load_splits(data_dir: Path) -> pd.DataFrame:
@@ -58,6 +62,114 @@ def value_quality(df: pd.DataFrame) -> dict[str, int]:
         "n_empty_signals": int(sum(len(v) == 0 for v in values)),
         "n_constant_signals": int(sum(len(v) > 0 and float(np.ptp(v)) == 0.0 for v in values)),
     }
+
+
+def missing_counts(prepare_metrics: Path) -> dict[str, int]:
+    """What `data.missing` did in `prepare` (signals interpolated or dropped, samples filled),
+    from its reports/metrics/prepare.json; empty when prepare has not written one."""
+    if not prepare_metrics.is_file():
+        return {}
+    return dict(json.loads(prepare_metrics.read_text()).get("missing", {}))
+
+
+# Per-signal properties that need no model: if one of them alone separates the fault class,
+# a model can score well by learning it, and the test metrics say little about fault shapes.
+PROPERTIES: dict[str, Callable[[np.ndarray], float]] = {
+    "length": len,
+    "mean": np.mean,
+    "std": np.std,
+    "min": np.min,
+    "max": np.max,
+    "range": np.ptp,
+    "rms": lambda v: float(np.sqrt(np.mean(np.square(v)))),
+    "energy": lambda v: float(np.sum(np.square(v))),
+}
+
+
+def signal_properties(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per signal, one column per trivial property (PROPERTIES)."""
+    values = [np.asarray(v, dtype="float64") for v in df["values"]]
+    return pd.DataFrame(
+        {name: [float(f(v)) for v in values] for name, f in PROPERTIES.items()}, index=df.index
+    )
+
+
+def _distance_to_fault_median(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """|x - median of the fault values|; a fault signal's own value is left out of its median,
+    so that a property with no signal scores about 0.5, not higher."""
+    fault = np.flatnonzero(y == 1)
+    d = np.abs(x - np.median(x[fault]))
+    if len(fault) > 1:
+        for i in fault:
+            d[i] = abs(x[i] - np.median(x[fault[fault != i]]))
+    return d
+
+
+def shortcut_scores(df: pd.DataFrame, threshold: float = 0.95) -> pd.DataFrame:
+    """How well each trivial property alone separates fault (`y` = 1) from healthy signals.
+
+    `auc`: ROC-AUC of the property as a score, taken as max(auc, 1 - auc) (a low value
+    separates as well as a high one). `auc_centred`: ROC-AUC of the closeness to the fault
+    class's median (leave-one-out for the fault signals themselves; catches a fault class that sits inside the healthy range, e.g. every fault
+    signal exactly 200 samples long). `separation` is the larger; `flagged` when it reaches
+    `threshold`. Sorted by separation, highest first."""
+    from sklearn.metrics import roc_auc_score
+
+    y = df["y"].to_numpy()
+    if len(np.unique(y)) < 2:
+        return pd.DataFrame(columns=["auc", "auc_centred", "separation", "fault_side", "flagged"])
+    props = signal_properties(df)
+    rows = {}
+    for name in props.columns:
+        x = props[name].to_numpy()
+        auc = float(roc_auc_score(y, x))
+        centred = float(roc_auc_score(y, -_distance_to_fault_median(x, y)))
+        one_sided = max(auc, 1 - auc)
+        if centred > one_sided:
+            side = "near the fault median"
+        else:
+            side = "higher in fault" if auc >= 0.5 else "lower in fault"
+        best = max(one_sided, centred)
+        rows[name] = {
+            "auc": round(one_sided, 4),
+            "auc_centred": round(centred, 4),
+            "separation": round(best, 4),
+            "fault_side": side,
+            "flagged": best >= threshold,
+        }
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "property"
+    return out.sort_values("separation", ascending=False, kind="stable")
+
+
+def shortcut_summary(scores: pd.DataFrame) -> dict[str, object]:
+    """The compact form for eda.json: flagged property names, and the best one with its AUC."""
+    if scores.empty:
+        return {"flagged": [], "max_auc": None, "max_property": None}
+    return {
+        "flagged": [str(k) for k in scores.index[scores["flagged"]]],
+        "max_auc": float(scores["separation"].iloc[0]),
+        "max_property": str(scores.index[0]),
+    }
+
+
+def shortcut_warning(scores: pd.DataFrame, threshold: float) -> str:
+    """One line for the notebook: which property alone separates the fault class, or none."""
+    s = shortcut_summary(scores)
+    if s["max_auc"] is None:
+        return "Shortcut check skipped: the data hold only one class."
+    if s["flagged"]:
+        names = ", ".join(s["flagged"])
+        return (
+            f"WARNING: {names} alone separate(s) fault from healthy (ROC-AUC up to "
+            f"{s['max_auc']:.3f} >= {threshold}): a model can score well by learning that, so "
+            "high test metrics say little about fault shapes. Consider data.crop_length "
+            "(equal lengths) or a per-signal normalisation that removes it."
+        )
+    return (
+        f"No single trivial property separates fault from healthy (best: {s['max_property']}, "
+        f"ROC-AUC {s['max_auc']:.3f} < {threshold})."
+    )
 
 
 def class_envelopes(

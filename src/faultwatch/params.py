@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from faultwatch.errors import ParamsError
-from faultwatch.paths import project_root
+from faultwatch.paths import display_path, project_root
 
 
 class Section(BaseModel):
@@ -48,26 +49,53 @@ def section_model(name: str) -> type[Section]:
 def load_params(path: Path | str | None = None) -> dict[str, Any]:
     """The raw params.yaml mapping; `path` defaults to the project root's params.yaml."""
     path = Path(path) if path else project_root() / "params.yaml"
+    shown = display_path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError as e:
-        raise ParamsError(f"{path}: not found") from e
+        raise ParamsError(f"{shown}: not found") from e
     except yaml.YAMLError as e:
-        raise ParamsError(f"{path}: not valid YAML: {e}") from e
+        raise ParamsError(f"{shown}: not valid YAML: {e}") from e
     if not isinstance(raw, dict):
-        raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+        raise ParamsError(f"{shown}: expected a mapping of sections, got {type(raw).__name__}")
     return raw
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the (nested) model that `loc` points into."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        sub = field.annotation if field else None
+        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+            return []
+        model = sub
+    return list(model.model_fields)
 
 
 def section(name: str, raw: dict[str, Any] | None = None, source: str = "params.yaml") -> Any:
     """Validate one section; a bad key fails with its dotted name and the rule it broke."""
     raw = load_params() if raw is None else raw
     model = section_model(name)
+    if name not in raw:
+        # a misspelt section name would otherwise mean "all defaults", silently
+        unknown = [k for k in raw if k not in SECTIONS]
+        hint = _did_you_mean(name, unknown)
+        if hint:
+            raise ParamsError(f"{source}: section '{name}' not found{hint}")
     try:
         return model.model_validate(raw.get(name) or {})
     except ValidationError as e:
         msgs = []
         for err in e.errors():
             key = ".".join([name, *(str(p) for p in err["loc"])])
-            msgs.append(f"{source}: {key}: {err['msg']}")
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                *parent, last = err["loc"]
+                msg += _did_you_mean(str(last), _fields_at(model, tuple(parent)))
+            msgs.append(f"{source}: {key}: {msg}")
         raise ParamsError("\n".join(msgs)) from None

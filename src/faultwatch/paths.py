@@ -55,6 +55,20 @@ def output(path: Path | str, root: Path | None = None) -> Path:
     return Path(staging) / rel
 
 
+def display_path(path: Path | str, root: Path | None = None) -> str:
+    """`path` as messages show it: relative to the project root when inside it, else as given.
+
+    Every error names a file the same way, whether the user wrote it relative or absolute."""
+    p = Path(path)
+    if not p.is_absolute():
+        return p.as_posix()
+    try:
+        base = (root or project_root()).resolve()
+        return p.resolve().relative_to(base).as_posix()
+    except (FileNotFoundError, ValueError):
+        return str(p)
+
+
 def bentoml_home(root: Path | None = None) -> Path:
     """The BentoML store of this project: `BENTOML_HOME` if set (relative to the cwd), else
     `<root>/.bentoml`, so the stages, the CLI and the server use one store however started."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from faultwatch.params import Section
 
@@ -11,16 +13,34 @@ BUNDLED = "bundled:PLAID"
 
 class DataParams(Section):
     source: str = BUNDLED
-    positive_label: str = "9"
+    # a number or a text; how it is matched with the file's labels: faultwatch.data.labels
+    positive_label: str | int | float = "9"
     min_positive: int = Field(10, ge=1)
     min_length: int = Field(16, ge=2)
     max_length: int = Field(100_000, ge=2)
     limit: int | None = Field(None, ge=1, description="keep a stratified subset (tests, dry runs)")
+    # NaN inside a signal: error, interpolate (linearly; leading/trailing gaps trimmed), or
+    # drop the signal. Infinite values are an error in every mode.
+    missing: Literal["error", "interpolate", "drop"] = "error"
+    # keep the first N samples of every signal, so all have one length (a shorter one is an
+    # error): removes signal length as a shortcut feature
+    crop_length: int | None = Field(None, ge=2)
+
+    @field_validator("positive_label", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, v: object) -> object:
+        if isinstance(v, bool):
+            raise ValueError(
+                f"got the YAML boolean {v}; quote it ('{str(v).lower()}') if it is a label"
+            )
+        return v
 
     @model_validator(mode="after")
     def _bounds(self) -> DataParams:
         if self.min_length > self.max_length:
             raise ValueError(f"min_length ({self.min_length}) > max_length ({self.max_length})")
+        if self.crop_length is not None and self.crop_length < self.min_length:
+            raise ValueError(f"crop_length ({self.crop_length}) < min_length ({self.min_length})")
         return self
 
 

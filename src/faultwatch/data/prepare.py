@@ -13,10 +13,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
 
+from faultwatch.data.clean import crop_signals, handle_missing
 from faultwatch.data.params import DataParams, SplitParams
 from faultwatch.data.readers import read_source
 from faultwatch.data.split import split_stratified
-from faultwatch.data.validate import validate_signals
+from faultwatch.data.validate import positive_class, validate_signals
 from faultwatch.paths import write_text_atomic
 
 SPLITS = ("train", "val", "test")
@@ -32,9 +33,10 @@ SCHEMA = pa.schema(
 )
 
 
-def fault_target(df: pd.DataFrame, positive_label: str) -> pd.Series:
-    """1 for the fault class, 0 for every healthy class."""
-    return (df["label"] == positive_label).astype("int8").rename("y")
+def fault_target(df: pd.DataFrame, positive_label: str | int | float) -> pd.Series:
+    """1 for the fault class (matched as faultwatch.data.labels says), 0 for every other."""
+    pos = positive_class(df["label"], positive_label)
+    return (df["label"] == pos).astype("int8").rename("y")
 
 
 def to_table(df: pd.DataFrame, y: pd.Series) -> pa.Table:
@@ -86,9 +88,15 @@ def split_summary(parts: dict[str, pd.DataFrame], y: pd.Series) -> dict[str, dic
 
 
 def prepare(data: DataParams, split: SplitParams, root: Path) -> dict[str, dict[str, float]]:
-    """Read, validate, split and write; raises DataError before touching any output."""
+    """Read, validate, split and write; raises DataError before touching any output.
+
+    Returns (and writes to reports/metrics/prepare.json) each split's counts and, under
+    `missing`, what `data.missing` did (signals interpolated or dropped, samples filled)."""
     df = read_source(data.source, root)
-    df = validate_signals(df, data, file=data.source)
+    file = df.attrs.get("source", data.source)
+    df, gaps = handle_missing(df, data.missing)
+    df = validate_signals(df, data, file=file)
+    df = crop_signals(df, data.crop_length)
     y = fault_target(df, data.positive_label)
     if data.limit and data.limit < len(df):
         df, _ = train_test_split(df, train_size=data.limit, stratify=y, random_state=split.seed)
@@ -96,7 +104,7 @@ def prepare(data: DataParams, split: SplitParams, root: Path) -> dict[str, dict[
         y = y.loc[df.index]
     parts = split_stratified(df, y, split.val_fraction, split.test_fraction, split.seed)
     write_parquet_atomic({k: to_table(v, y) for k, v in parts.items()}, root / split.out_dir)
-    summary = split_summary(parts, y)
+    summary = {**split_summary(parts, y), "missing": gaps}
     metrics = root / "reports" / "metrics" / "prepare.json"
     write_text_atomic(metrics, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary

@@ -7,6 +7,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from faultwatch.data.labels import canonical_labels, label_text, list_classes
 from faultwatch.data.params import DataParams
 from faultwatch.errors import DataError
 
@@ -15,23 +16,31 @@ def _finite(values: pd.Series) -> pd.Series:
     return values.map(lambda v: bool(len(v)) and bool(np.isfinite(v).all()))
 
 
-def signal_schema(p: DataParams) -> pa.DataFrameSchema:
+def positive_class(labels: pd.Series, positive_label: str | int | float) -> str | None:
+    """The class of `labels` that `data.positive_label` names (see faultwatch.data.labels)."""
+    canon, numeric = canonical_labels(labels)
+    wanted = label_text(positive_label, numeric)
+    return wanted if (canon == wanted).any() else None
+
+
+def signal_schema(p: DataParams, positive: str | None = None) -> pa.DataFrameSchema:
     """Rules, by name: the name is what an error message reports."""
-    pos = p.positive_label
+    pos = label_text(p.positive_label, False) if positive is None else positive
+    lengths = [
+        pa.Check(
+            lambda s: s.map(len).between(p.min_length, p.max_length),
+            name="length_within_bounds",
+        )
+    ]
+    if p.crop_length is not None:
+        lengths.append(
+            pa.Check(lambda s: s.map(len) >= p.crop_length, name="length_at_least_crop_length")
+        )
     return pa.DataFrameSchema(
         {
             "id": pa.Column(str, unique=True, nullable=False),
             "label": pa.Column(str, nullable=False),
-            "values": pa.Column(
-                object,
-                checks=[
-                    pa.Check(_finite, name="values_finite"),
-                    pa.Check(
-                        lambda s: s.map(len).between(p.min_length, p.max_length),
-                        name="length_within_bounds",
-                    ),
-                ],
-            ),
+            "values": pa.Column(object, checks=[pa.Check(_finite, name="values_finite"), *lengths]),
         },
         checks=[
             pa.Check(
@@ -54,39 +63,82 @@ _RULE_TEXT = {
 }
 
 
-def _describe(df: pd.DataFrame, p: DataParams, check: str, cases: pd.DataFrame) -> tuple[str, str]:
+def _nonfinite_detail(cases: pd.DataFrame, p: DataParams) -> str:
+    signals = list(cases["failure_case"])
+    n_inf = sum(bool(np.isinf(v).any()) for v in signals)
+    n_empty = sum(len(v) == 0 for v in signals)
+    n_nan = len(signals) - n_inf - n_empty
+    parts = []
+    if n_inf:
+        parts.append(
+            f"{n_inf} signal(s) hold an infinite value (an error in every data.missing mode)"
+        )
+    if n_nan:
+        how = (
+            "set data.missing: interpolate or drop to accept gaps"
+            if p.missing == "error"
+            else "no observed value to interpolate from"
+        )
+        parts.append(f"{n_nan} signal(s) hold NaN or a missing value ({how})")
+    if n_empty:
+        parts.append(f"{n_empty} signal(s) hold no value")
+    return "values must be finite numbers: " + "; ".join(parts)
+
+
+def _describe(
+    df: pd.DataFrame, p: DataParams, pos: str, check: str, cases: pd.DataFrame
+) -> tuple[str, str]:
     if check in _RULE_TEXT:
         rule, text = _RULE_TEXT[check]
-        return rule, f"{text} ({', '.join(map(str, cases['failure_case'].head(5)))})"
+        shown = ", ".join(str(x)[:40] for x in cases["failure_case"].head(5))
+        return rule, f"{text} ({shown})"
     if check == "values_finite":
-        return check, "values must be finite numbers (found NaN, inf or a missing value)"
+        return check, _nonfinite_detail(cases, p)
     if check == "length_within_bounds":
         lengths = sorted({len(v) for v in cases["failure_case"].head(5)})
         return check, f"signal length must be in [{p.min_length}, {p.max_length}]; found {lengths}"
+    if check == "length_at_least_crop_length":
+        shortest = min(len(v) for v in cases["failure_case"])
+        return check, (
+            f"data.crop_length={p.crop_length} needs every signal at least that long; the "
+            f"shortest is {shortest} samples"
+        )
     if check == "at_least_two_classes":
-        return check, f"at least two classes are needed; found only {sorted(df['label'].unique())}"
+        return check, f"at least two classes are needed; found only {list_classes(df['label'])}"
     if check == "min_fault_examples":
-        n = int((df["label"] == p.positive_label).sum())
+        n = int((df["label"] == pos).sum())
         return check, (
             f"at least {p.min_positive} examples of the fault class "
-            f"data.positive_label='{p.positive_label}' are needed; found {n} "
-            f"(labels present: {sorted(df['label'].unique())[:20]})"
+            f"data.positive_label={p.positive_label!r} are needed; found {n} "
+            f"(classes found: {list_classes(df['label'])})"
         )
     return check, str(cases["failure_case"].head(5).tolist())
 
 
 def validate_signals(df: pd.DataFrame, p: DataParams, file: str | None = None) -> pd.DataFrame:
-    """Return `df` if it follows every rule; else raise DataError naming file, rows and rules."""
+    """`df` with its labels in canonical form (faultwatch.data.labels) if it follows every rule;
+    else raise DataError naming file, rows and rules."""
     file = file or df.attrs.get("source", "<data>")
     if df.empty:
         raise DataError(file, "not_empty", "no signals")
+    labels, numeric = canonical_labels(df["label"])
+    df = df.assign(label=labels)
+    pos = label_text(p.positive_label, numeric)
+    if not (labels == pos).any():
+        how = "as numbers" if numeric else "as text"
+        raise DataError(
+            file,
+            "positive_label_present",
+            f"data.positive_label={p.positive_label!r} matches no class; classes found "
+            f"(compared {how}): {list_classes(labels)}",
+        )
     try:
-        return signal_schema(p).validate(df, lazy=True)
+        return signal_schema(p, pos).validate(df, lazy=True)
     except SchemaErrors as e:
         fc = e.failure_cases
         problems = []
         for check, cases in fc.groupby("check", sort=False):
-            rule, detail = _describe(df, p, str(check), cases)
+            rule, detail = _describe(df, p, pos, str(check), cases)
             rows = sorted({int(i) for i in cases["index"].dropna()})
             problems.append(DataError(file, rule, detail, rows))
         if len(problems) == 1:
