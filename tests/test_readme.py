@@ -3,7 +3,7 @@
 Each ```bash block runs in its own `bash -e -o pipefail`, from the project root, with a plain
 PATH (no activated venv, no BENTOML_HOME, nothing `make` would export), so a command that
 works only through `make` fails here. The copy has the tiny test data and short params, and a
-file of the user's own (`data/raw/pumps.tsv`) for the "your own data" steps. Two lines are
+file of the user's own (`data/raw/pumps.tsv`, copied in before the first block naming it). Two lines are
 adapted, and only these: `make test` (that is this very suite) is left out, and the serving
 port 3000 becomes a free port.
 """
@@ -77,11 +77,10 @@ def test_readme_has_the_two_commands_first():
 
 def test_every_readme_block_works_as_written(tmp_path):
     root = copy_project(tmp_path / "proj", TINY)
-    # the user's own file, for the "your own data" steps
+    # the user's own file, copied in just before the "your own data" steps
     pumps = make_signals(40, 12, seed=3).assign(
         label=lambda d: d.label.replace({"fault": "bearing_fault"})
     )
-    write_tsv(pumps, root / "data/raw/pumps.tsv")
     # the copy's .venv is the suite's own venv: `make` must find it set up, not install this
     # copy into it (its stamp is newer than the set-up files, as after `make test`)
     stamp = (root / ".venv/.faultwatch-installed").stat().st_mtime
@@ -94,6 +93,8 @@ def test_every_readme_block_works_as_written(tmp_path):
     for i, block in enumerate(blocks):
         lines = [ln for ln in block.splitlines() if ln.split("#")[0].strip() not in LEFT_OUT]
         script = "\n".join(lines).replace("3000", port)
+        if "data/raw/pumps.tsv" in script and not (root / "data/raw/pumps.tsv").exists():
+            write_tsv(pumps, root / "data/raw/pumps.tsv")
         proc = subprocess.Popen(
             ["bash", "-e", "-o", "pipefail", "-c", script],
             cwd=root,
