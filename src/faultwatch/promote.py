@@ -1,15 +1,21 @@
-"""The promotion gate: a candidate replaces production only when it is at least as good.
+"""The promotion gate: a candidate replaces production only when it is better.
 
 Rules (params.yaml: promote):
+- the gate decides only on figures it has: a missing or non-finite figure (the candidate's,
+  production's or a baseline's) is a refusal whose reason names the figure;
 - with a production model: both are scored by the same code on the same test split; the
-  candidate must reach production's primary metric plus `margin`, and no lower recall;
-- with no production model yet: the candidate must beat both baselines ("always healthy" and
-  the classical model, from the evaluate stage) on the primary metric.
-The decision and its reasons go to reports/promotion.json and to the registry.
+  candidate must beat production's primary metric (strictly: a tie keeps production, since
+  replacing it gains nothing) and reach production + `margin` (margin 0: strictly better;
+  margin 0.02: at least 0.02 better), with no lower recall (equal recall is fine: recall is a
+  guard against regressions, not a figure to beat);
+- with no production model yet: the candidate must beat every baseline ("always healthy" and
+  the classical model, from the evaluate stage) on the primary metric; equal is not beating.
+The decision and its reasons go to the registry (git tags) and to reports/promotion.json.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,11 +25,18 @@ from pydantic import Field
 from faultwatch.params import Section
 
 Metric = Literal["f1", "pr_auc", "roc_auc", "recall", "precision"]
+# prod + margin is a float sum: 0.8 + 0.1 is 0.9000000000000001, and a candidate at 0.9 reaches it
+TOLERANCE = 1e-9
 
 
 class PromoteParams(Section):
     primary_metric: Metric = "f1"
-    margin: float = Field(0.0, ge=0.0, description="candidate >= production + margin")
+    margin: float = Field(
+        0.0,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="candidate > production and candidate >= production + margin",
+    )
 
 
 @dataclass
@@ -38,9 +51,22 @@ class Decision:
         return asdict(self)
 
 
-def _value(metrics: dict[str, Any], key: str) -> float:
-    v = metrics.get(key)
-    return float("-inf") if v is None else float(v)
+def _figure(metrics: dict[str, Any] | None, key: str) -> float | None:
+    """The figure as a finite float, or None when it is missing, null, not a number or inf/nan."""
+    value = (metrics or {}).get(key)
+    if isinstance(value, bool):
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _missing_reason(who: str, metrics: dict[str, Any] | None, key: str) -> str:
+    value = (metrics or {}).get(key)
+    what = "missing" if value is None else f"not a finite number ({value!r})"
+    return f"{who} {key} is {what}: no decision without it"
 
 
 def decide(
@@ -52,26 +78,50 @@ def decide(
     """Pure: metrics in, decision and reasons out."""
     key = p.primary_metric
     d = Decision(True, [], candidate, production, baselines)
-    cand = _value(candidate, key)
+    needed = [("candidate", candidate, key)]
+    if production is not None:
+        needed += [("production", production, key)]
+        needed += [("candidate", candidate, "recall"), ("production", production, "recall")]
+    else:
+        needed += [(f"baseline {name}", base, key) for name, base in baselines.items()]
+    missing = [_missing_reason(*n) for n in needed if _figure(n[1], n[2]) is None]
+    if missing:
+        d.approved = False
+        d.reasons = missing
+        return d
+
+    cand = _figure(candidate, key)
     if production is None:
+        if not baselines:
+            d.approved = False
+            d.reasons.append("no production model and no baselines to compare with")
         for name, base in baselines.items():
-            b = _value(base, key)
+            b = _figure(base, key)
             if cand > b:
                 d.reasons.append(f"{key} {cand:.4f} beats baseline {name} ({b:.4f})")
             else:
                 d.approved = False
-                d.reasons.append(f"{key} {cand:.4f} does not beat baseline {name} ({b:.4f})")
-        if not baselines:
-            d.approved = False
-            d.reasons.append("no production model and no baselines to compare with")
+                tie = " (equal is not beating)" if cand == b else ""
+                d.reasons.append(f"{key} {cand:.4f} does not beat baseline {name} ({b:.4f}){tie}")
         return d
-    prod = _value(production, key)
-    if cand >= prod + p.margin:
-        d.reasons.append(f"{key} {cand:.4f} >= production {prod:.4f} + margin {p.margin}")
+
+    prod = _figure(production, key)
+    target = prod + p.margin
+    if p.margin == 0:
+        if cand > prod:
+            d.reasons.append(f"{key} {cand:.4f} beats production {prod:.4f}")
+        else:
+            d.approved = False
+            tie = " (equal: production stays)" if cand == prod else ""
+            d.reasons.append(f"{key} {cand:.4f} does not beat production {prod:.4f}{tie}")
+    elif cand > prod and cand >= target - TOLERANCE:
+        d.reasons.append(f"{key} {cand:.4f} >= production {prod:.4f} + margin {p.margin:g}")
     else:
         d.approved = False
-        d.reasons.append(f"{key} {cand:.4f} < production {prod:.4f} + margin {p.margin}")
-    c_rec, p_rec = _value(candidate, "recall"), _value(production, "recall")
+        d.reasons.append(
+            f"{key} {cand:.4f} < production {prod:.4f} + margin {p.margin:g} ({target:.4f})"
+        )
+    c_rec, p_rec = _figure(candidate, "recall"), _figure(production, "recall")
     if c_rec >= p_rec:
         d.reasons.append(f"recall {c_rec:.4f} >= production {p_rec:.4f}")
     else:
