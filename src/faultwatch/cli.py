@@ -62,8 +62,15 @@ def cmd_reports(args: argparse.Namespace) -> int:
 def cmd_register(args: argparse.Namespace) -> int:
     from faultwatch.register import register
 
-    record = register(project_root())
-    print(f"registered {record['model_tag']} (weights sha256 {record['weights_sha256'][:16]}...)")
+    record, created = register(project_root())
+    sha = record["weights_sha256"][:16]
+    if created:
+        print(f"registered {record['model_tag']} (weights sha256 {sha}...)")
+    else:
+        print(
+            f"already in the store as {record['model_tag']} (same weights sha256 {sha}..., "
+            "threshold and test metrics): nothing new registered"
+        )
     return 0
 
 

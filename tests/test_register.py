@@ -1,0 +1,114 @@
+"""The register stage: provenance that is never guessed, and one store entry per model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run
+from gate_project import entry_dir, faultwatch, make_project, put_model, register, store_entries
+
+from faultwatch.register import ProvenanceError, git_commit
+
+
+def test_git_commit_outside_a_repository_is_an_error(tmp_path):
+    with pytest.raises(ProvenanceError, match=r": not a git repository: the git commit"):
+        git_commit(tmp_path)
+
+
+def test_git_commit_before_the_first_commit_is_an_error(tmp_path):
+    run(["git", "init", "-q"], tmp_path)
+    with pytest.raises(ProvenanceError, match=r": no commit yet \(commit the project first\)"):
+        git_commit(tmp_path)
+
+
+def test_git_not_installed_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools-here"))
+    with pytest.raises(ProvenanceError, match=r"^git: command not found"):
+        git_commit(tmp_path)
+
+
+@pytest.mark.slow
+def test_register_without_git_stops_with_a_named_error(tmp_path):
+    root = make_project(tmp_path / "proj", git=False)
+    put_model(root, "always")
+    proc = faultwatch(root, "register", check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: {root}: not a git repository: the git commit")
+    assert "Traceback" not in proc.stderr
+    assert not (root / "reports/register.json").exists() and store_entries(root) == []
+
+
+@pytest.mark.slow
+def test_register_without_dvc_lock_stops_and_keeps_the_previous_record(tmp_path):
+    root = make_project(tmp_path / "proj")
+    register(root, "always")
+    before = (root / "reports/register.json").read_bytes()
+    (root / "dvc.lock").unlink()
+    put_model(root, "detector")
+    proc = faultwatch(root, "register", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(
+        "error: dvc.lock: not found; the data hash of a model comes from the prepare stage's outputs"
+    )
+    assert "Traceback" not in proc.stderr
+    assert (root / "reports/register.json").read_bytes() == before
+    assert len(store_entries(root)) == 1
+
+
+@pytest.mark.slow
+def test_registering_the_same_model_again_reuses_its_store_entry(tmp_path):
+    root = make_project(tmp_path / "proj")
+    tag = register(root, "always")  # and committed: the next run is on another commit
+    record = (root / "reports/register.json").read_bytes()
+    # a forced re-run (`dvc repro -f -s register`): same weights, threshold and test metrics,
+    # another W&B run id
+    (root / "reports/train").mkdir(parents=True)
+    (root / "reports/train/run.json").write_text(json.dumps({"wandb_run_id": "other-run"}))
+    again = faultwatch(root, "register")
+    assert again.stdout.startswith(f"already in the store as {tag} (same weights sha256")
+    assert (root / "reports/register.json").read_bytes() == record
+    assert store_entries(root) == [tag.split(":")[1]]
+    # another threshold is another model
+    put_model(root, "always", threshold=0.6)
+    faultwatch(root, "register")
+    new_tag = json.loads((root / "reports/register.json").read_text())["model_tag"]
+    assert new_tag != tag and len(store_entries(root)) == 2
+
+
+@pytest.mark.slow
+def test_a_tampered_entry_is_not_reused(tmp_path):
+    root = make_project(tmp_path / "proj")
+    tag = register(root, "always")
+    weights = entry_dir(root, tag) / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    faultwatch(root, "register")
+    new_tag = json.loads((root / "reports/register.json").read_text())["model_tag"]
+    assert new_tag != tag and len(store_entries(root)) == 2
+
+
+@pytest.mark.slow
+def test_wandb_run_id_comes_from_the_train_run_record(tmp_path):
+    import yaml
+
+    root = make_project(tmp_path / "proj")
+    (root / "reports/train").mkdir(parents=True)
+    (root / "reports/train/run.json").write_text(
+        json.dumps({"wandb_run_id": "abc123", "samples_per_s": 1.0})
+    )
+    tag = register(root, "always")
+    model_yaml = yaml.safe_load((entry_dir(root, tag) / "model.yaml").read_text())
+    assert model_yaml["labels"]["wandb_run_id"] == "abc123"
+    assert model_yaml["metadata"]["wandb_run_id"] == "abc123"
+    assert (
+        model_yaml["metadata"]["git"]["commit"]
+        == run(["git", "rev-parse", "HEAD~1"], root).stdout.strip()
+    )
+    # W&B off: null in run.json, an empty label and no metadata key
+    (root / "reports/train/run.json").write_text(json.dumps({"wandb_run_id": None}))
+    tag = register(root, "detector")
+    model_yaml = yaml.safe_load((entry_dir(root, tag) / "model.yaml").read_text())
+    assert model_yaml["labels"]["wandb_run_id"] == ""
+    assert "wandb_run_id" not in model_yaml["metadata"]
