@@ -173,3 +173,39 @@ def test_registry_versions_stages_and_approval_on_git_tags(tmp_path):
     assert registry.get(v2, tmp_path).record["test"]["f1"] == 0.7
     tags = run(["git", "tag"], tmp_path).stdout.split()
     assert f"fault_cnn@{v1}" in tags and f"fault_cnn@{v2}" in tags
+
+
+def test_each_version_keeps_its_own_decision_and_the_last_prod_assignment_wins(tmp_path):
+    """GTO keeps one version per stage by default, and its tags' timestamps have one-second
+    resolution: the registry must still give every version its own approval, and production
+    to the version assigned last (a rollback included), however fast the events come."""
+    run(["git", "init", "-q"], tmp_path)
+    vs = []
+    for i, model in enumerate(("a", "b", "c", "d")):
+        git_commit(tmp_path, f"model {model}")
+        vs.append(registry.register({"model_tag": f"fault_cnn:{model}"}, tmp_path))
+        if i % 2 == 0:
+            registry.assign(vs[-1], registry.APPROVED, "better", tmp_path)
+            registry.assign(vs[-1], registry.PRODUCTION, "better", tmp_path)
+        else:
+            registry.assign(vs[-1], registry.REJECTED, "worse", tmp_path)
+    assert registry.production(tmp_path).version == vs[2]
+    registry.assign(vs[0], registry.PRODUCTION, "rollback", tmp_path)
+    # a rejected version approved later (production changed since) is approved
+    registry.assign(vs[3], registry.APPROVED, "re-gated", tmp_path)
+    got = [(v.version, v.stages, v.approval) for v in registry.versions(tmp_path)]
+    assert got == [
+        (vs[0], ("approved", "prod"), "approved"),
+        (vs[1], ("rejected",), "rejected"),
+        (vs[2], ("approved",), "approved"),
+        (vs[3], ("approved",), "approved"),
+    ]
+    assert registry.production(tmp_path).model_tag == "fault_cnn:a"
+    assert registry.latest_approved(tmp_path).version == vs[3]
+
+
+def test_the_registry_outside_a_git_repository_is_a_named_error(tmp_path):
+    from faultwatch.errors import FaultwatchError
+
+    with pytest.raises(FaultwatchError, match=r": not a git repository: the model registry lives"):
+        registry.versions(tmp_path)
