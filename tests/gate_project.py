@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +88,7 @@ def make_project(root: Path, source: str = "data/raw/tiny.tsv", git: bool = True
         root / "data/prepared/test.parquet", index=False
     )
     write_lock(root)
-    (root / ".gitignore").write_text(".bentoml/\n")
+    shutil.copy2(REPO / ".gitignore", root / ".gitignore")  # the project's own ignore rules
     if git:
         run(["git", "init", "-q"], root)
         run(["git", "add", "-A"], root)
@@ -125,18 +126,54 @@ def env(root: Path) -> dict[str, str]:
     }
 
 
-def faultwatch(root: Path, *args: str, check: bool = True):
-    return run(["faultwatch", *args], root, check=check, **env(root))
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def register(root: Path, kind: str, seed: int = 0, commit: bool = True) -> str:
-    """Put a crafted model in place, `faultwatch register` it, commit; returns its store tag."""
-    put_model(root, kind, seed)
-    faultwatch(root, "register")
-    if commit:
-        run(["git", "add", "-A"], root)
-        git_commit(root, f"candidate {kind} {seed}")
-    return json.loads((root / "reports/register.json").read_text())["model_tag"]
+class Cli:
+    """`faultwatch ARGS` in a project: in this process (`faultwatch.cli.main`, the store pointed
+    at the project's .bentoml), or as a real subprocess with `subprocess=True`."""
+
+    def __init__(self, root: Path, monkeypatch, capsys):
+        from bentoml._internal.configuration.containers import BentoMLContainer
+        from bentoml._internal.models import ModelStore
+
+        self.root, self.capsys = root, capsys
+        (root / ".bentoml/models").mkdir(parents=True, exist_ok=True)
+        for key, value in env(root).items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("FAULTWATCH_ROOT", raising=False)
+        monkeypatch.chdir(root)
+        BentoMLContainer.model_store.set(ModelStore(str(root / ".bentoml/models")))
+
+    def __call__(self, *args: str, check: bool = True, subprocess: bool = False) -> Result:
+        if subprocess:
+            proc = run(["faultwatch", *args], self.root, check=check, **env(self.root))
+            return Result(proc.returncode, proc.stdout, proc.stderr)
+        from faultwatch.cli import main
+
+        self.capsys.readouterr()
+        code = main(list(args))
+        out, err = self.capsys.readouterr()
+        if check and code != 0:
+            raise AssertionError(f"faultwatch {' '.join(args)} failed ({code}):\n{out}\n{err}")
+        return Result(code, out, err)
+
+    def close(self) -> None:
+        from bentoml._internal.configuration.containers import BentoMLContainer
+
+        BentoMLContainer.model_store.reset()
+
+    def register(self, kind: str, seed: int = 0, threshold: float = 0.5) -> str:
+        """Put a crafted model in place, `faultwatch register` it, commit; returns its tag."""
+        put_model(self.root, kind, seed, threshold)
+        self("register")
+        run(["git", "add", "-A"], self.root)
+        git_commit(self.root, f"candidate {kind} {seed}")
+        return json.loads((self.root / "reports/register.json").read_text())["model_tag"]
 
 
 def store_entries(root: Path) -> list[str]:

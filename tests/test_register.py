@@ -6,7 +6,7 @@ import json
 
 import pytest
 from conftest import run
-from gate_project import entry_dir, faultwatch, make_project, put_model, register, store_entries
+from gate_project import Cli, entry_dir, make_project, put_model, store_entries
 
 from faultwatch.register import ProvenanceError, git_commit
 
@@ -28,11 +28,18 @@ def test_git_not_installed_is_an_error(tmp_path, monkeypatch):
         git_commit(tmp_path)
 
 
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    c = Cli(make_project(tmp_path / "proj"), monkeypatch, capsys)
+    yield c
+    c.close()
+
+
 @pytest.mark.slow
-def test_register_without_git_stops_with_a_named_error(tmp_path):
+def test_register_without_git_stops_with_a_named_error(tmp_path, monkeypatch, capsys):
     root = make_project(tmp_path / "proj", git=False)
     put_model(root, "always")
-    proc = faultwatch(root, "register", check=False)
+    proc = Cli(root, monkeypatch, capsys)("register", check=False, subprocess=True)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.startswith(f"error: {root}: not a git repository: the git commit")
     assert "Traceback" not in proc.stderr
@@ -40,13 +47,13 @@ def test_register_without_git_stops_with_a_named_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_register_without_dvc_lock_stops_and_keeps_the_previous_record(tmp_path):
-    root = make_project(tmp_path / "proj")
-    register(root, "always")
+def test_register_without_dvc_lock_stops_and_keeps_the_previous_record(cli):
+    root = cli.root
+    cli.register("always")
     before = (root / "reports/register.json").read_bytes()
     (root / "dvc.lock").unlink()
     put_model(root, "detector")
-    proc = faultwatch(root, "register", check=False)
+    proc = cli("register", check=False)
     assert proc.returncode == 1
     assert proc.stderr.startswith(
         "error: dvc.lock: not found; the data hash of a model comes from the prepare stage's outputs"
@@ -57,48 +64,48 @@ def test_register_without_dvc_lock_stops_and_keeps_the_previous_record(tmp_path)
 
 
 @pytest.mark.slow
-def test_registering_the_same_model_again_reuses_its_store_entry(tmp_path):
-    root = make_project(tmp_path / "proj")
-    tag = register(root, "always")  # and committed: the next run is on another commit
+def test_registering_the_same_model_again_reuses_its_store_entry(cli):
+    root = cli.root
+    tag = cli.register("always")  # and committed: the next run is on another commit
     record = (root / "reports/register.json").read_bytes()
     # a forced re-run (`dvc repro -f -s register`): same weights, threshold and test metrics,
     # another W&B run id
     (root / "reports/train").mkdir(parents=True)
     (root / "reports/train/run.json").write_text(json.dumps({"wandb_run_id": "other-run"}))
-    again = faultwatch(root, "register")
+    again = cli("register")
     assert again.stdout.startswith(f"already in the store as {tag} (same weights sha256")
     assert (root / "reports/register.json").read_bytes() == record
     assert store_entries(root) == [tag.split(":")[1]]
     # another threshold is another model
     put_model(root, "always", threshold=0.6)
-    faultwatch(root, "register")
+    cli("register")
     new_tag = json.loads((root / "reports/register.json").read_text())["model_tag"]
     assert new_tag != tag and len(store_entries(root)) == 2
 
 
 @pytest.mark.slow
-def test_a_tampered_entry_is_not_reused(tmp_path):
-    root = make_project(tmp_path / "proj")
-    tag = register(root, "always")
+def test_a_tampered_entry_is_not_reused(cli):
+    root = cli.root
+    tag = cli.register("always")
     weights = entry_dir(root, tag) / "weights.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
-    faultwatch(root, "register")
+    cli("register")
     new_tag = json.loads((root / "reports/register.json").read_text())["model_tag"]
     assert new_tag != tag and len(store_entries(root)) == 2
 
 
 @pytest.mark.slow
-def test_wandb_run_id_comes_from_the_train_run_record(tmp_path):
+def test_wandb_run_id_comes_from_the_train_run_record(cli):
     import yaml
 
-    root = make_project(tmp_path / "proj")
+    root = cli.root
     (root / "reports/train").mkdir(parents=True)
     (root / "reports/train/run.json").write_text(
         json.dumps({"wandb_run_id": "abc123", "samples_per_s": 1.0})
     )
-    tag = register(root, "always")
+    tag = cli.register("always")
     model_yaml = yaml.safe_load((entry_dir(root, tag) / "model.yaml").read_text())
     assert model_yaml["labels"]["wandb_run_id"] == "abc123"
     assert model_yaml["metadata"]["wandb_run_id"] == "abc123"
@@ -108,7 +115,7 @@ def test_wandb_run_id_comes_from_the_train_run_record(tmp_path):
     )
     # W&B off: null in run.json, an empty label and no metadata key
     (root / "reports/train/run.json").write_text(json.dumps({"wandb_run_id": None}))
-    tag = register(root, "detector")
+    tag = cli.register("detector")
     model_yaml = yaml.safe_load((entry_dir(root, tag) / "model.yaml").read_text())
     assert model_yaml["labels"]["wandb_run_id"] == ""
     assert "wandb_run_id" not in model_yaml["metadata"]

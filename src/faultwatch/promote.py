@@ -130,74 +130,138 @@ def decide(
     return d
 
 
-PROMOTION_FILE = "reports/promotion.json"
+PROMOTION_FILE = Path("reports/promotion.json")
 
 
-def score_on_test(model_tag: str, test_file: Path) -> dict[str, Any]:
-    """Load a store entry (sha256 checked) and score it on the test split with its own threshold."""
-    import bentoml
+def baselines_of(evaluation: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:
+    """The baselines of the evaluate stage's metrics; a file without them (or without the
+    primary metric in one of them) was not written by this evaluate stage: a named error.
+    A figure present but null or non-finite is the gate's to refuse, naming it."""
+    from faultwatch.errors import FaultwatchError
+    from faultwatch.register import EVALUATE_FILE
+
+    baselines = {
+        k.removeprefix("baseline_"): v for k, v in evaluation.items() if k.startswith("baseline_")
+    }
+    if not baselines:
+        raise FaultwatchError(
+            f"{EVALUATE_FILE}: no baseline_* entries (the evaluate stage writes "
+            "baseline_always_healthy and baseline_classical): re-run it with `dvc repro`"
+        )
+    for name, base in baselines.items():
+        if not isinstance(base, dict) or key not in base:
+            raise FaultwatchError(
+                f"{EVALUATE_FILE}: baseline_{name} has no '{key}' (promote.primary_metric): "
+                "re-run the evaluate stage with `dvc repro`"
+            )
+    return baselines
+
+
+def read_test_split(path: Path, root: Path):
     import pandas as pd
 
-    from faultwatch.evaluate import fault_metrics
-    from faultwatch.serve.store import load_from_store, read_threshold
+    from faultwatch.errors import FaultwatchError
 
-    test = pd.read_parquet(test_file)
-    model = load_from_store(model_tag)
-    threshold = read_threshold(bentoml.models.get(model_tag).path)
+    shown = path.relative_to(root) if path.is_relative_to(root) else path
+    if not path.is_file():
+        raise FaultwatchError(f"{shown}: not found (the prepare stage writes it; run `dvc repro`)")
+    try:
+        test = pd.read_parquet(path, columns=["values", "y"])
+    except Exception as e:  # pyarrow raises several types for a bad file or a missing column
+        raise FaultwatchError(f"{shown}: cannot read the test split: {e}") from None
+    return test
+
+
+def score_on_test(model_tag: str, test, role: str = "model", root: Path | None = None):
+    """Load a store entry (sha256 checked against the weights and the registration record) and
+    score it on the test split with its own threshold."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    from faultwatch.errors import FaultwatchError
+    from faultwatch.evaluate import fault_metrics
+    from faultwatch.paths import bentoml_home
+    from faultwatch.serve.store import StoreError, load_entry, read_threshold
+
+    try:
+        entry = bentoml.models.get(model_tag)
+    except NotFound:
+        raise StoreError(
+            f"{role}: store entry {model_tag} is not in the BentoML store at "
+            f"{bentoml_home(root)} (BENTOML_HOME): was it registered with another store?"
+        ) from None
+    try:
+        model = load_entry(entry)
+        threshold = read_threshold(entry.path)
+    except FaultwatchError as e:
+        raise StoreError(f"{role}: {e}") from None
     p = model.predict_proba(list(test["values"]))
     return fault_metrics(test["y"].to_numpy(), p, threshold)
 
 
-def promote_if_better(root: Path, p: PromoteParams, data_dir: str = "data/prepared") -> Decision:
-    """Gate the registered candidate against production; record the decision everywhere."""
+def promote_if_better(
+    root: Path, p: PromoteParams, data_dir: str = "data/prepared"
+) -> tuple[Decision, str]:
+    """Gate the registered candidate against production; record the decision in the registry
+    and in reports/promotion.json (replaced atomically). Returns the decision and the version.
+
+    Every input is read and checked before the registry is touched: a missing file, a store
+    entry that fails its sha256 check, or a commit that holds another model stops here.
+    """
     import json
 
     from faultwatch import registry
     from faultwatch.errors import FaultwatchError
-    from faultwatch.register import REGISTER_FILE, git_commit
+    from faultwatch.paths import write_text_atomic
+    from faultwatch.register import EVALUATE_FILE, REGISTER_FILE, head_commit, read_json
 
-    reg_file = root / REGISTER_FILE
-    if not reg_file.exists():
+    reg = read_json(root / REGISTER_FILE, "the register stage's record", root)
+    candidate_tag = reg.get("model_tag")
+    if not isinstance(candidate_tag, str) or not candidate_tag:
+        raise FaultwatchError(f"{REGISTER_FILE}: no 'model_tag' (run the register stage)")
+    evaluation = read_json(root / EVALUATE_FILE, "the evaluate stage's metrics", root)
+    baselines = baselines_of(evaluation, p.primary_metric)
+    test = read_test_split(root / data_dir / "test.parquet", root)
+
+    head = head_commit(root)
+    known = registry.versions(root)
+    same_commit = [v for v in known if v.commit == head]
+    if same_commit and same_commit[-1].model_tag != candidate_tag:
         raise FaultwatchError(
-            f"{REGISTER_FILE}: not found; run `dvc repro` (the register stage) first"
+            f"registry: commit {head[:12]} already holds {same_commit[-1].version} "
+            f"({same_commit[-1].model_tag}); commit dvc.lock for the new candidate first"
         )
-    candidate_tag = json.loads(reg_file.read_text())["model_tag"]
-    evaluation = json.loads((root / "reports/metrics/evaluate.json").read_text())
-    baselines = {
-        k.removeprefix("baseline_"): v for k, v in evaluation.items() if k.startswith("baseline_")
-    }
-    test_file = root / data_dir / "test.parquet"
+    # one version per model: the same candidate on a later commit is not registered again
+    same_model = [v for v in known if v.model_tag == candidate_tag]
+    in_prod = [v for v in known if registry.PRODUCTION in v.stages]
+    prod = in_prod[-1] if in_prod else None
 
-    prod = registry.production(root)
-    candidate = score_on_test(candidate_tag, test_file)
-    production = score_on_test(prod.model_tag, test_file) if prod else None
+    candidate = score_on_test(candidate_tag, test, "candidate", root)
+    production = (
+        score_on_test(prod.model_tag, test, f"production {prod.version}", root) if prod else None
+    )
     if prod and prod.model_tag == candidate_tag:
         decision = Decision(
             True,
             [f"{candidate_tag} is already in production ({prod.version})"],
             candidate,
             production,
+            baselines,
         )
     else:
         decision = decide(candidate, production, baselines, p)
 
-    head = git_commit(root)["commit"]
-    same_commit = [v for v in registry.versions(root) if v.commit == head]
-    if same_commit and same_commit[-1].model_tag != candidate_tag:
-        raise FaultwatchError(
-            f"registry: commit {head[:12]} already holds {same_commit[-1].version} "
-            f"({same_commit[-1].model_tag}); commit dvc.lock for the new candidate first"
-        )
-    record = {
+    figures = ("f1", "precision", "recall", "pr_auc", "roc_auc", "threshold")
+    record = {  # the registry tag's message: the decision and the figures it was made on
         "model_tag": candidate_tag,
-        "test": {
-            k: candidate[k] for k in ("f1", "precision", "recall", "pr_auc", "roc_auc", "threshold")
-        },
+        "test": {k: candidate.get(k) for k in figures},
         "decision": "approved" if decision.approved else "rejected",
         "reasons": decision.reasons,
         "production_before": prod.version if prod else None,
+        "production_test": {k: production.get(k) for k in figures} if production else None,
+        "baselines": {name: base.get(p.primary_metric) for name, base in baselines.items()},
     }
-    version = same_commit[-1].version if same_commit else registry.register(record, root)
+    version = same_model[-1].version if same_model else registry.register(record, root)
     reason = "; ".join(decision.reasons)
     if decision.approved:
         registry.assign(version, registry.APPROVED, reason, root)
@@ -205,15 +269,14 @@ def promote_if_better(root: Path, p: PromoteParams, data_dir: str = "data/prepar
             registry.assign(version, registry.PRODUCTION, reason, root)
     else:
         registry.assign(version, registry.REJECTED, reason, root)
-    out = root / PROMOTION_FILE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {"version": version, **record, **decision.to_dict()},
-            indent=2,
-            sort_keys=True,
-            default=str,
-        )
-        + "\n"
+    text = json.dumps(
+        {"version": version, **record, **decision.to_dict()}, indent=2, sort_keys=True, default=str
     )
-    return decision
+    try:
+        write_text_atomic(root / PROMOTION_FILE, text + "\n")
+    except OSError as e:
+        raise FaultwatchError(
+            f"{PROMOTION_FILE}: could not write the decision ({e}); the registry holds it: "
+            f"`faultwatch registry show {version}`"
+        ) from None
+    return decision, version

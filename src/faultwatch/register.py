@@ -57,31 +57,39 @@ def read_json(path: Path, what: str, root: Path | None = None) -> dict[str, Any]
     return value
 
 
-def git_commit(root: Path) -> dict[str, Any]:
-    """{"commit": full sha of HEAD, "dirty": tracked files changed}; a git failure is an error."""
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise ProvenanceError(
+            "git: command not found; the git commit of the code is part of a model's "
+            "provenance (and the registry lives in git tags): install git"
+        ) from None
 
-    def git(*args: str) -> subprocess.CompletedProcess:
-        try:
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-        except FileNotFoundError:
-            raise ProvenanceError(
-                "git: command not found; the git commit of the code is part of a model's "
-                "provenance (and the registry lives in git tags): install git"
-            ) from None
 
-    head = git("rev-parse", "--verify", "HEAD")
+def head_commit(root: Path) -> str:
+    """The full sha of HEAD; not a repository, no commit yet or no git is a named error."""
+    head = _git(root, "rev-parse", "--verify", "HEAD")
     if head.returncode != 0:
-        inside = git("rev-parse", "--is-inside-work-tree").returncode == 0
+        inside = _git(root, "rev-parse", "--is-inside-work-tree").returncode == 0
         why = "no commit yet (commit the project first)" if inside else "not a git repository"
         detail = (head.stderr.strip().splitlines() or [""])[-1]
         raise ProvenanceError(
             f"{root}: {why}: the git commit of the code is part of a model's provenance "
             f"(git rev-parse HEAD: {detail})"
         )
-    status = git("status", "--porcelain", "--untracked-files=no")
+    return head.stdout.strip()
+
+
+def git_commit(root: Path) -> dict[str, Any]:
+    """{"commit": full sha of HEAD, "dirty": tracked files changed}; a git failure is an error."""
+    commit = head_commit(root)
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
     if status.returncode != 0:
-        raise ProvenanceError(f"{root}: git status failed: {status.stderr.strip()}")
-    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+        raise ProvenanceError(
+            f"{root}: git status failed (exit {status.returncode}): {status.stderr.strip()}"
+        )
+    return {"commit": commit, "dirty": bool(status.stdout.strip())}
 
 
 def data_hashes(root: Path) -> dict[str, str]:
