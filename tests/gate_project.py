@@ -76,9 +76,19 @@ def write_lock(root: Path) -> None:
     (root / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
 
 
-def make_project(root: Path, source: str = "data/raw/tiny.tsv", git: bool = True) -> Path:
-    """params.yaml (the repo's, with `data.source`), the test split, dvc.lock and a git repo."""
+def make_project(
+    root: Path, source: str = "data/raw/tiny.tsv", git: bool = True, bento: bool = False
+) -> Path:
+    """params.yaml (the repo's, with `data.source`), the test split, dvc.lock and a git repo;
+    with `bento`, what `bentoml build` packages too (bentofile.yaml, src/faultwatch)."""
     root.mkdir(parents=True, exist_ok=True)
+    if bento:
+        shutil.copy2(REPO / "bentofile.yaml", root / "bentofile.yaml")
+        shutil.copytree(
+            REPO / "src/faultwatch",
+            root / "src/faultwatch",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"].update({"source": source, "positive_label": "fault"})
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -174,6 +184,12 @@ class Cli:
         run(["git", "add", "-A"], self.root)
         git_commit(self.root, f"candidate {kind} {seed}")
         return json.loads((self.root / "reports/register.json").read_text())["model_tag"]
+
+
+def set_data_source(root: Path, source: str) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["data"]["source"] = source
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def store_entries(root: Path) -> list[str]:

@@ -78,7 +78,10 @@ def cmd_package(args: argparse.Namespace) -> int:
     from faultwatch.package import package
 
     record = package(project_root())
+    for warning in record["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"built bento {record['bento_tag']} with {record['model_tag']} ({record['stage']})")
+    print(f"why this model: {record['reason']}")
     print("containerize it where a Docker engine runs: bentoml containerize " + record["bento_tag"])
     return 0
 
