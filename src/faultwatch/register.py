@@ -93,7 +93,8 @@ def git_commit(root: Path) -> dict[str, Any]:
 
 
 def data_hashes(root: Path) -> dict[str, str]:
-    """md5 of every `prepare` output, as dvc.lock records it; missing is an error."""
+    """md5 of every data output of `prepare` (its metrics under reports/ are not data), as
+    dvc.lock records it; missing is an error."""
     lock_file = root / "dvc.lock"
     how = "run the pipeline with `dvc repro`, which writes it, not `faultwatch register` alone"
     try:
@@ -111,6 +112,8 @@ def data_hashes(root: Path) -> dict[str, str]:
         raise ProvenanceError(f"dvc.lock: no outputs of stage 'prepare' recorded: {how}")
     hashes = {}
     for out in outs:
+        if str(out.get("path", "")).startswith("reports/"):
+            continue
         if not out.get("md5"):
             raise ProvenanceError(f"dvc.lock: stage 'prepare', out {out.get('path')!r}: no md5")
         hashes[out["path"]] = out["md5"]
