@@ -15,6 +15,8 @@ import pytest
 from conftest import VENV_BIN, run, tool_env
 from gate_project import ALWAYS_F1, Cli, entry_dir, env, make_project
 
+from faultwatch.errors import FaultwatchError
+
 pytestmark = pytest.mark.slow
 PROMOTION = "reports/promotion.json"
 
@@ -212,3 +214,23 @@ def test_a_failing_promote_leaves_the_previous_decision_byte_identical(cli):
     assert proc.stderr.startswith(f"error: {PROMOTION}: could not write the decision ([Errno 27]")
     assert (root / PROMOTION).read_bytes() == before
     assert not [p.name for p in (root / "reports").iterdir() if p.name.startswith(".promotion")]
+
+
+def test_a_production_model_missing_from_the_store_is_named(cli):
+    """Registered with another store (BENTOML_HOME unset in one shell, set in another)."""
+    from faultwatch.package import choose_model
+
+    root = cli.root
+    prod = cli.register("always")
+    cli("promote")
+    cli.register("detector")
+    shutil.rmtree(entry_dir(root, prod))
+    proc = cli("promote", check=False)
+    assert proc.returncode == 1 and proc.stderr == (
+        f"error: production v0.0.1: store entry {prod} is not in the BentoML store at "
+        f"{root / '.bentoml'} (BENTOML_HOME): was it registered with another store?\n"
+    )
+    with pytest.raises(FaultwatchError, match=rf"^production v0\.0\.1: store entry {prod} is not"):
+        choose_model(root)
+    shown = json.loads(cli("registry", "show", "v0.0.1").stdout)
+    assert shown["record"]["model_tag"] == prod and shown["provenance"] is None

@@ -119,3 +119,35 @@ def test_wandb_run_id_comes_from_the_train_run_record(cli):
     model_yaml = yaml.safe_load((entry_dir(root, tag) / "model.yaml").read_text())
     assert model_yaml["labels"]["wandb_run_id"] == ""
     assert "wandb_run_id" not in model_yaml["metadata"]
+
+
+@pytest.mark.parametrize(
+    ("remove", "message"),
+    [
+        (
+            "reports/metrics/evaluate.json",
+            "error: reports/metrics/evaluate.json: not found (the evaluate stage's metrics; "
+            "run `dvc repro` first)\n",
+        ),
+        (
+            "reports/evaluate/threshold.json",
+            "error: reports/evaluate/threshold.json: not found (the chosen threshold; "
+            "run `dvc repro` first)\n",
+        ),
+        (
+            "models/fault_cnn/model.json",
+            "error: models/fault_cnn/model.json: not found (the train stage's model; "
+            "run `dvc repro` first)\n",
+        ),
+        (
+            "models/fault_cnn/weights.safetensors",
+            "error: models/fault_cnn/weights.safetensors: not found (run the train stage)\n",
+        ),
+    ],
+)
+def test_a_missing_input_of_register_is_named(cli, remove, message):
+    put_model(cli.root, "always")
+    (cli.root / remove).unlink()
+    proc = cli("register", check=False)
+    assert (proc.returncode, proc.stderr) == (1, message)
+    assert store_entries(cli.root) == [] and not (cli.root / "reports/register.json").exists()
