@@ -234,3 +234,28 @@ def test_a_production_model_missing_from_the_store_is_named(cli):
         choose_model(root)
     shown = json.loads(cli("registry", "show", "v0.0.1").stdout)
     assert shown["record"]["model_tag"] == prod and shown["provenance"] is None
+
+
+def test_a_production_model_of_another_task_is_not_a_yardstick(cli):
+    """After the user points data.source at their own file, production (trained on the bundled
+    data) scored on the new test split says nothing: the candidate is gated on the baselines."""
+    from gate_project import set_data_source
+
+    root = cli.root
+    set_data_source(root, "bundled:PLAID")
+    plaid = cli.register("detector")
+    cli("promote")
+    set_data_source(root, "data/raw/tiny.tsv")
+    ours = cli.register("always")  # F1 0.375: loses to the detector, beats the baselines
+    proc = cli("promote")
+    assert proc.stdout.splitlines()[:4] == [
+        "v0.0.2: APPROVED",
+        f"  - production v0.0.1 ({plaid}) was trained on data.source 'bundled:PLAID', fault "
+        "class 'fault', the candidate on data.source 'data/raw/tiny.tsv', fault class 'fault': "
+        "not comparable, the candidate is gated on the baselines",
+        "  - f1 0.3750 beats baseline always_healthy (0.0000)",
+        "  - f1 0.3750 beats baseline classical (0.3000)",
+    ]
+    d = decision(root)
+    assert (d["model_tag"], d["production_before"], d["production"]["f1"]) == (ours, "v0.0.1", 1.0)
+    assert [(r[0], r[1]) for r in registry_rows(cli)] == [("v0.0.1", "-"), ("v0.0.2", "prod")]

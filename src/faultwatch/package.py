@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from faultwatch.errors import FaultwatchError
 from faultwatch.paths import write_text_atomic
-from faultwatch.register import REGISTER_FILE, current_data, read_json
+from faultwatch.register import (
+    REGISTER_FILE,
+    current_data,
+    read_json,
+    store_entry,
+    task,
+    trained_on,
+)
 
 if TYPE_CHECKING:
     import bentoml
@@ -43,42 +50,6 @@ class Choice:
     version: Version | None
     reason: str
     warnings: list[str] = field(default_factory=list)
-
-
-def store_entry(tag: str, role: str, root: Path) -> bentoml.Model:
-    import bentoml
-    from bentoml.exceptions import NotFound
-
-    from faultwatch.paths import bentoml_home
-
-    try:
-        return bentoml.models.get(tag)
-    except NotFound:
-        raise FaultwatchError(
-            f"{role}: store entry {tag} is not in the BentoML store at {bentoml_home(root)} "
-            "(BENTOML_HOME): was it registered with another store?"
-        ) from None
-
-
-def trained_on(entry: bentoml.Model) -> dict[str, Any]:
-    """data.source, fault class and data hash from a store entry's provenance (None if absent)."""
-    meta = entry.info.metadata
-    data = meta.get("data") or {}
-    label = data.get("positive_label")
-    if label is None:  # registered before the fault class was recorded beside the source
-        try:
-            label = (json.loads(meta.get("params") or "{}").get("data") or {}).get("positive_label")
-        except (TypeError, json.JSONDecodeError):
-            label = None
-    return {
-        "source": data.get("source"),
-        "positive_label": None if label is None else str(label),
-        "hash": data.get("hash"),
-    }
-
-
-def _task(d: dict[str, Any]) -> str:
-    return f"data.source {d['source']!r}, fault class {d['positive_label']!r}"
 
 
 def choose_model(root: Path) -> Choice:
@@ -102,7 +73,7 @@ def choose_model(root: Path) -> Choice:
             current["positive_label"],
         ):
             warnings.append(
-                f"{name} was trained on {_task(data)}; this project is on {_task(current)}: "
+                f"{name} was trained on {task(data)}; this project is on {task(current)}: "
                 "not packaged for it"
             )
             continue
@@ -112,7 +83,7 @@ def choose_model(root: Path) -> Choice:
                 f"{data['hash']}, now {current['hash']}): packaged until `faultwatch promote` "
                 "gates the candidate trained on the current data"
             )
-        return Choice(v.model_tag, stage, v, f"{name}, trained on {_task(data)}", warnings)
+        return Choice(v.model_tag, stage, v, f"{name}, trained on {task(data)}", warnings)
 
     reg = read_json(root / REGISTER_FILE, "the register stage's record", root)
     tag = reg.get("model_tag")
@@ -121,12 +92,12 @@ def choose_model(root: Path) -> Choice:
     data = trained_on(store_entry(tag, "the candidate", root))
     if (data["source"], data["positive_label"]) != (current["source"], current["positive_label"]):
         raise FaultwatchError(
-            f"{REGISTER_FILE}: the candidate {tag} was trained on {_task(data)}, but params.yaml "
-            f"says {_task(current)}: run `dvc repro` to train and register a model for it"
+            f"{REGISTER_FILE}: the candidate {tag} was trained on {task(data)}, but params.yaml "
+            f"says {task(current)}: run `dvc repro` to train and register a model for it"
         )
     if warnings:
         reason = (
-            f"the candidate {tag}, trained on this project's data ({_task(current)}): no "
+            f"the candidate {tag}, trained on this project's data ({task(current)}): no "
             "promoted model was trained on it; `faultwatch promote` gates the candidate"
         )
     else:

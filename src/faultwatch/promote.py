@@ -175,21 +175,12 @@ def read_test_split(path: Path, root: Path):
 def score_on_test(model_tag: str, test, role: str = "model", root: Path | None = None):
     """Load a store entry (sha256 checked against the weights and the registration record) and
     score it on the test split with its own threshold."""
-    import bentoml
-    from bentoml.exceptions import NotFound
-
     from faultwatch.errors import FaultwatchError
     from faultwatch.evaluate import fault_metrics
-    from faultwatch.paths import bentoml_home
+    from faultwatch.register import store_entry
     from faultwatch.serve.store import StoreError, load_entry, read_threshold
 
-    try:
-        entry = bentoml.models.get(model_tag)
-    except NotFound:
-        raise StoreError(
-            f"{role}: store entry {model_tag} is not in the BentoML store at "
-            f"{bentoml_home(root)} (BENTOML_HOME): was it registered with another store?"
-        ) from None
+    entry = store_entry(model_tag, role, root)
     try:
         model = load_entry(entry)
         threshold = read_threshold(entry.path)
@@ -213,7 +204,15 @@ def promote_if_better(
     from faultwatch import registry
     from faultwatch.errors import FaultwatchError
     from faultwatch.paths import write_text_atomic
-    from faultwatch.register import EVALUATE_FILE, REGISTER_FILE, head_commit, read_json
+    from faultwatch.register import (
+        EVALUATE_FILE,
+        REGISTER_FILE,
+        head_commit,
+        read_json,
+        store_entry,
+        task,
+        trained_on,
+    )
 
     reg = read_json(root / REGISTER_FILE, "the register stage's record", root)
     candidate_tag = reg.get("model_tag")
@@ -240,6 +239,17 @@ def promote_if_better(
     production = (
         score_on_test(prod.model_tag, test, f"production {prod.version}", root) if prod else None
     )
+    other_task = None
+    if prod and prod.model_tag != candidate_tag:
+        # a production model trained for another task (data source, fault class) scored on this
+        # test split says nothing: the candidate is gated on the baselines, as a first model is
+        was = trained_on(store_entry(prod.model_tag, f"production {prod.version}", root))
+        now = trained_on(store_entry(candidate_tag, "candidate", root))
+        if (was["source"], was["positive_label"]) != (now["source"], now["positive_label"]):
+            other_task = (
+                f"production {prod.version} ({prod.model_tag}) was trained on {task(was)}, the "
+                f"candidate on {task(now)}: not comparable, the candidate is gated on the baselines"
+            )
     if prod and prod.model_tag == candidate_tag:
         decision = Decision(
             True,
@@ -248,6 +258,10 @@ def promote_if_better(
             production,
             baselines,
         )
+    elif other_task:
+        decision = decide(candidate, None, baselines, p)
+        decision.production = production
+        decision.reasons.insert(0, other_task)
     else:
         decision = decide(candidate, production, baselines, p)
 

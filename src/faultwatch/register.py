@@ -136,6 +136,45 @@ def current_data(root: Path) -> dict[str, Any]:
     }
 
 
+def store_entry(tag: str, role: str, root: Path) -> bentoml.Model:
+    """The store entry `tag`; one missing from this project's store is a named error."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    from faultwatch.paths import bentoml_home
+
+    try:
+        return bentoml.models.get(tag)
+    except NotFound:
+        raise FaultwatchError(
+            f"{role}: store entry {tag} is not in the BentoML store at {bentoml_home(root)} "
+            "(BENTOML_HOME): was it registered with another store?"
+        ) from None
+
+
+def trained_on(entry: bentoml.Model) -> dict[str, Any]:
+    """data.source, fault class and data hash from a store entry's provenance (None if absent),
+    to compare with `current_data`."""
+    meta = entry.info.metadata
+    data = meta.get("data") or {}
+    label = data.get("positive_label")
+    if label is None:  # registered before the fault class was recorded beside the source
+        try:
+            label = (json.loads(meta.get("params") or "{}").get("data") or {}).get("positive_label")
+        except (TypeError, json.JSONDecodeError):
+            label = None
+    return {
+        "source": data.get("source"),
+        "positive_label": None if label is None else str(label),
+        "hash": data.get("hash"),
+    }
+
+
+def task(d: dict[str, Any]) -> str:
+    """The task a model was trained for, in words: its data source and fault class."""
+    return f"data.source {d['source']!r}, fault class {d['positive_label']!r}"
+
+
 def wandb_run_id(root: Path, model_json: dict[str, Any]) -> str | None:
     """The training run's W&B id: reports/train/run.json if present (null when W&B was off);
     model.json in projects trained before run.json existed."""
