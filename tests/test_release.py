@@ -38,9 +38,22 @@ PROVENANCE_LABELS = {
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
     root = copy_project(tmp_path_factory.mktemp("release") / "proj", TINY)
-    env = {"BENTOML_HOME": str(root / ".bentoml")}
+    env = {"BENTOML_HOME": str(root / ".bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
     first = run(["dvc", "repro"], root, **env)
     return root, env, first
+
+
+def read_json(root, path):
+    return json.loads((root / path).read_text())
+
+
+def store_versions(root) -> list[str]:
+    return sorted(p.name for p in (root / ".bentoml/models/fault_cnn").iterdir() if p.is_dir())
+
+
+def registry_rows(root, env) -> list[list[str]]:
+    out = run(["faultwatch", "registry", "list"], root, **env).stdout.splitlines()
+    return [line.split() for line in out[1:]]
 
 
 @pytest.mark.slow
@@ -50,70 +63,135 @@ def test_repro_runs_every_stage_then_nothing(released):
     assert ran == ["prepare", "eda", "augment", "train", "evaluate", "register", "package"]
     again = run(["dvc", "repro"], root, **env)
     assert "Running stage" not in again.stdout
+    # a forced register of the same model registers nothing new and changes no output
+    tag = read_json(root, "reports/register.json")["model_tag"]
+    record = (root / "reports/register.json").read_bytes()
+    forced = run(["dvc", "repro", "-f", "-s", "register"], root, **env)
+    assert f"already in the store as {tag} (same weights sha256" in forced.stdout
+    assert (root / "reports/register.json").read_bytes() == record
+    assert store_versions(root) == [tag.split(":")[1]]
+    status = run(["dvc", "status"], root, **env).stdout
+    assert status.strip() == "Data and pipelines are up to date."
 
 
 @pytest.mark.slow
 def test_bento_carries_the_provenance_and_a_dockerfile(released):
+    import hashlib
+
+    from faultwatch.register import data_hash, data_hashes
+
     root, env, _ = released
-    pkg = json.loads((root / "reports/package.json").read_text())
-    assert pkg["stage"] == "candidate (not promoted)"
-    info = yaml.safe_load(
-        run(["bentoml", "get", pkg["bento_tag"], "-o", "yaml"], root, **env).stdout
-    )
-    labels = info["labels"]
+    pkg = read_json(root, "reports/package.json")
+    assert pkg["stage"] == "candidate (not promoted)" and pkg["registry_version"] is None
+    # the store's own files (the CLI's YAML output is wrapped to the terminal's width)
+    bento_dir = root / ".bentoml/bentos" / pkg["bento_tag"].replace(":", "/")
+    labels = yaml.safe_load((bento_dir / "bento.yaml").read_text())["labels"]
     assert PROVENANCE_LABELS <= set(labels)
-    assert labels["model_tag"] == pkg["model_tag"] and labels["wandb_run_id"] not in ("", "None")
-    model = yaml.safe_load(
-        run(["bentoml", "models", "get", pkg["model_tag"], "-o", "yaml"], root, **env).stdout
-    )
-    meta = model["metadata"]
-    for key in (
-        "metrics",
-        "params",
-        "git",
-        "data",
-        "threshold",
-        "preprocessing",
-        "input_schema",
-        "weights_sha256",
-    ):
-        assert key in meta, key
-    assert meta["data"]["prepare_outs_md5"]["data/prepared/test.parquet"]
-    dockerfile = (
-        root / ".bentoml/bentos" / pkg["bento_tag"].replace(":", "/") / "env/docker/Dockerfile"
-    ).read_text()
-    assert "FROM " in dockerfile and "bentoml" in dockerfile.lower()
+    weights = (root / "models/fault_cnn/weights.safetensors").read_bytes()
+    sha = hashlib.sha256(weights).hexdigest()
+    threshold = read_json(root, "reports/evaluate/threshold.json")["threshold"]
+    test = read_json(root, "reports/metrics/evaluate.json")["test"]
+    run_file = root / "reports/train/run.json"  # where training's run-to-run values live
+    run_id = (
+        read_json(root, "reports/train/run.json")
+        if run_file.exists()
+        else read_json(root, "models/fault_cnn/model.json")
+    )["wandb_run_id"]
+    head = run(["git", "rev-parse", "HEAD"], root).stdout.strip()
+    hashes = data_hashes(root)
+    assert labels["model_tag"] == pkg["model_tag"]
+    assert labels["stage"] == "candidate (not promoted)" and labels["registry_version"] == "none"
+    # registered inside `dvc repro`, which had rewritten dvc.lock: the tree was dirty
+    assert labels["git_commit"] == head[:12] + "-dirty"
+    assert labels["data_hash"] == data_hash(hashes) and labels["data_source"] == "data/raw/tiny.tsv"
+    assert isinstance(run_id, str) and labels["wandb_run_id"] == run_id
+    assert labels["threshold"] == f"{threshold:.6f}" and labels["test_f1"] == f"{test['f1']:.4f}"
+    assert labels["weights_sha256"] == sha[:16]
+    model_dir = root / ".bentoml/models" / pkg["model_tag"].replace(":", "/")
+    meta = yaml.safe_load((model_dir / "model.yaml").read_text())["metadata"]
+    assert meta["weights_sha256"] == sha and meta["threshold"] == threshold
+    assert meta["git"] == {"commit": head, "dirty": True}
+    assert meta["data"] == {
+        "hash": data_hash(hashes),
+        "prepare_outs_md5": hashes,
+        "source": "data/raw/tiny.tsv",
+        "positive_label": "fault",
+    }
+    assert sorted(hashes) == [f"data/prepared/{s}.parquet" for s in ("test", "train", "val")]
+    assert meta["metrics"]["test"] == test and json.loads(meta["params"])["train"]["length"] == 64
+    assert meta["input_schema"]["resampled_to"] == 64 and meta["preprocessing"] == {
+        "resample": "linear",
+        "normalise": "zscore_per_signal",
+    }
+    dockerfile = (bento_dir / "env/docker/Dockerfile").read_text()
+    lines = [ln for ln in dockerfile.splitlines() if ln and not ln.startswith("#")]
+    assert lines[0] == "FROM python:3.11-slim AS base-container"
+    assert "ENV FAULTWATCH_TORCH_THREADS=$FAULTWATCH_TORCH_THREADS" in lines
+    assert lines[-1] == 'ENTRYPOINT [ "/home/bentoml/bento/env/docker/entrypoint.sh" ]'
 
 
 @pytest.mark.slow
 def test_promote_records_the_decision_and_the_registry_lists_it(released):
+    from faultwatch.promote import PromoteParams, decide
+
     root, env, _ = released
     run(["git", "add", "-A"], root)
     git_commit(root, "candidate")
     proc = run(["faultwatch", "promote"], root, **env)
-    decision = json.loads((root / "reports/promotion.json").read_text())
-    assert decision["decision"] in ("approved", "rejected") and decision["reasons"]
-    assert decision["decision"].upper() in proc.stdout
-    listed = run(["faultwatch", "registry", "list"], root, **env).stdout
-    assert decision["version"] in listed and decision["decision"] in listed
-    if decision["decision"] == "approved":
-        assert "prod" in listed
-    shown = json.loads(
-        run(["faultwatch", "registry", "show", decision["version"]], root, **env).stdout
+    decision = read_json(root, "reports/promotion.json")
+    evaluation = read_json(root, "reports/metrics/evaluate.json")
+    tag = read_json(root, "reports/register.json")["model_tag"]
+    # promote scores the candidate with the same code, split and threshold as evaluate
+    assert decision["candidate"] == pytest.approx(evaluation["test"], abs=1e-6)
+    baselines = {
+        k[len("baseline_") :]: v for k, v in evaluation.items() if k.startswith("baseline_")
+    }
+    expected = decide(decision["candidate"], None, baselines, PromoteParams())
+    verdict = "approved" if expected.approved else "rejected"
+    assert (decision["version"], decision["decision"]) == ("v0.0.1", verdict)
+    assert decision["reasons"] == expected.reasons and len(expected.reasons) == 2
+    assert proc.stdout.splitlines()[0] == f"v0.0.1: {verdict.upper()}"
+    stage = "prod" if expected.approved else "-"
+    assert [(r[0], r[1], r[2], r[-1]) for r in registry_rows(root, env)] == [
+        ("v0.0.1", stage, verdict, tag)
+    ]
+    shown = json.loads(run(["faultwatch", "registry", "show", "v0.0.1"], root, **env).stdout)
+    assert shown["approval"] == verdict and shown["record"]["reasons"] == expected.reasons
+    assert (
+        shown["provenance"]["weights_sha256"]
+        == read_json(root, "reports/register.json")["weights_sha256"]
     )
-    assert shown["provenance"]["weights_sha256"] and shown["approval"] == decision["decision"]
-    # the same candidate again: no new version on this commit, same decision
-    run(["faultwatch", "promote"], root, **env)
-    assert run(["faultwatch", "registry", "list"], root, **env).stdout.count("v0.0.") == 1
+    # the same candidate again: no new version, the same decision
+    again = run(["faultwatch", "promote"], root, **env)
+    assert again.stdout.splitlines()[0].startswith("v0.0.1: ")
+    assert len(registry_rows(root, env)) == 1
+    # re-packaged after the promotion: the bento's labels say what the registry says
+    run(["dvc", "repro", "-f", "-s", "package"], root, **env)
+    pkg = read_json(root, "reports/package.json")
+    labels = pkg["labels"]
+    if expected.approved:
+        assert (pkg["stage"], labels["stage"], labels["registry_version"]) == (
+            "production",
+            "production",
+            "v0.0.1",
+        )
+        assert labels["git_commit"] == shown["commit"][:12]
+    else:
+        assert (pkg["stage"], labels["registry_version"]) == ("candidate (not promoted)", "none")
 
 
 @pytest.mark.slow
 def test_tampered_weights_are_refused_by_the_store(released):
     root, env, _ = released
-    tag = json.loads((root / "reports/register.json").read_text())["model_tag"]
-    path = root / ".bentoml/models" / tag.replace(":", "/") / "weights.safetensors"
+    tag = read_json(root, "reports/register.json")["model_tag"]
+    entry = root / ".bentoml/models" / tag.replace(":", "/")
+    path = entry / "weights.safetensors"
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
     proc = run(["faultwatch", "promote"], root, check=False, **env)
-    assert proc.returncode == 1 and "sha256" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"error: candidate: {path}: sha256 ")
+    assert proc.stderr.rstrip().endswith(
+        "the weights were changed after saving: refusing to load them"
+    )

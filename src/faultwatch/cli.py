@@ -74,8 +74,15 @@ def cmd_reports(args: argparse.Namespace) -> int:
 def cmd_register(args: argparse.Namespace) -> int:
     from faultwatch.register import register
 
-    record = register(project_root())
-    print(f"registered {record['model_tag']} (weights sha256 {record['weights_sha256'][:16]}...)")
+    record, created = register(project_root())
+    sha = record["weights_sha256"][:16]
+    if created:
+        print(f"registered {record['model_tag']} (weights sha256 {sha}...)")
+    else:
+        print(
+            f"already in the store as {record['model_tag']} (same weights sha256 {sha}..., "
+            "threshold and test metrics): nothing new registered"
+        )
     return 0
 
 
@@ -83,21 +90,28 @@ def cmd_package(args: argparse.Namespace) -> int:
     from faultwatch.package import package
 
     record = package(project_root())
+    for warning in record["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"built bento {record['bento_tag']} with {record['model_tag']} ({record['stage']})")
+    print(f"why this model: {record['reason']}")
     print("containerize it where a Docker engine runs: bentoml containerize " + record["bento_tag"])
     return 0
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from faultwatch.params import section
+    from faultwatch.params import load_params, section
     from faultwatch.promote import PROMOTION_FILE, promote_if_better
 
     root = project_root()
-    d = promote_if_better(root, section("promote"))
-    print("APPROVED" if d.approved else "REJECTED")
+    params = section("promote", load_params(root / "params.yaml"))
+    d, version = promote_if_better(root, params)
+    print(f"{version}: {'APPROVED' if d.approved else 'REJECTED'}")
     for r in d.reasons:
         print(f"  - {r}")
-    print(f"decision recorded in {PROMOTION_FILE} and the registry (`faultwatch registry list`)")
+    print(f"decision recorded in the registry (`faultwatch registry show {version}`)")
+    print(f"and in {PROMOTION_FILE} (not in git: the registry's tag is the record)")
+    if d.approved:
+        print("re-package the production model: `dvc repro -f -s package`")
     return 0 if d.approved or not args.strict else 3
 
 
@@ -131,11 +145,15 @@ def cmd_registry_show(args: argparse.Namespace) -> int:
     import json
 
     import bentoml
+    from bentoml.exceptions import NotFound
 
     from faultwatch import registry
 
     v = registry.get(args.version, project_root())
-    info = bentoml.models.get(v.model_tag).info if v.model_tag else None
+    try:
+        info = bentoml.models.get(v.model_tag).info if v.model_tag else None
+    except NotFound:
+        info = None  # registered in another store: the registry's record is still shown
     print(
         json.dumps(
             {

@@ -1,15 +1,21 @@
-"""The promotion gate: a candidate replaces production only when it is at least as good.
+"""The promotion gate: a candidate replaces production only when it is better.
 
 Rules (params.yaml: promote):
+- the gate decides only on figures it has: a missing or non-finite figure (the candidate's,
+  production's or a baseline's) is a refusal whose reason names the figure;
 - with a production model: both are scored by the same code on the same test split; the
-  candidate must reach production's primary metric plus `margin`, and no lower recall;
-- with no production model yet: the candidate must beat both baselines ("always healthy" and
-  the classical model, from the evaluate stage) on the primary metric.
-The decision and its reasons go to reports/promotion.json and to the registry.
+  candidate must beat production's primary metric (strictly: a tie keeps production, since
+  replacing it gains nothing) and reach production + `margin` (margin 0: strictly better;
+  margin 0.02: at least 0.02 better), with no lower recall (equal recall is fine: recall is a
+  guard against regressions, not a figure to beat);
+- with no production model yet: the candidate must beat every baseline ("always healthy" and
+  the classical model, from the evaluate stage) on the primary metric; equal is not beating.
+The decision and its reasons go to the registry (git tags) and to reports/promotion.json.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,11 +25,18 @@ from pydantic import Field
 from faultwatch.params import Section
 
 Metric = Literal["f1", "pr_auc", "roc_auc", "recall", "precision"]
+# prod + margin is a float sum: 0.8 + 0.1 is 0.9000000000000001, and a candidate at 0.9 reaches it
+TOLERANCE = 1e-9
 
 
 class PromoteParams(Section):
     primary_metric: Metric = "f1"
-    margin: float = Field(0.0, ge=0.0, description="candidate >= production + margin")
+    margin: float = Field(
+        0.0,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="candidate > production and candidate >= production + margin",
+    )
 
 
 @dataclass
@@ -38,9 +51,22 @@ class Decision:
         return asdict(self)
 
 
-def _value(metrics: dict[str, Any], key: str) -> float:
-    v = metrics.get(key)
-    return float("-inf") if v is None else float(v)
+def _figure(metrics: dict[str, Any] | None, key: str) -> float | None:
+    """The figure as a finite float, or None when it is missing, null, not a number or inf/nan."""
+    value = (metrics or {}).get(key)
+    if isinstance(value, bool):
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _missing_reason(who: str, metrics: dict[str, Any] | None, key: str) -> str:
+    value = (metrics or {}).get(key)
+    what = "missing" if value is None else f"not a finite number ({value!r})"
+    return f"{who} {key} is {what}: no decision without it"
 
 
 def decide(
@@ -52,26 +78,50 @@ def decide(
     """Pure: metrics in, decision and reasons out."""
     key = p.primary_metric
     d = Decision(True, [], candidate, production, baselines)
-    cand = _value(candidate, key)
+    needed = [("candidate", candidate, key)]
+    if production is not None:
+        needed += [("production", production, key)]
+        needed += [("candidate", candidate, "recall"), ("production", production, "recall")]
+    else:
+        needed += [(f"baseline {name}", base, key) for name, base in baselines.items()]
+    missing = [_missing_reason(*n) for n in needed if _figure(n[1], n[2]) is None]
+    if missing:
+        d.approved = False
+        d.reasons = missing
+        return d
+
+    cand = _figure(candidate, key)
     if production is None:
+        if not baselines:
+            d.approved = False
+            d.reasons.append("no production model and no baselines to compare with")
         for name, base in baselines.items():
-            b = _value(base, key)
+            b = _figure(base, key)
             if cand > b:
                 d.reasons.append(f"{key} {cand:.4f} beats baseline {name} ({b:.4f})")
             else:
                 d.approved = False
-                d.reasons.append(f"{key} {cand:.4f} does not beat baseline {name} ({b:.4f})")
-        if not baselines:
-            d.approved = False
-            d.reasons.append("no production model and no baselines to compare with")
+                tie = " (equal is not beating)" if cand == b else ""
+                d.reasons.append(f"{key} {cand:.4f} does not beat baseline {name} ({b:.4f}){tie}")
         return d
-    prod = _value(production, key)
-    if cand >= prod + p.margin:
-        d.reasons.append(f"{key} {cand:.4f} >= production {prod:.4f} + margin {p.margin}")
+
+    prod = _figure(production, key)
+    target = prod + p.margin
+    if p.margin == 0:
+        if cand > prod:
+            d.reasons.append(f"{key} {cand:.4f} beats production {prod:.4f}")
+        else:
+            d.approved = False
+            tie = " (equal: production stays)" if cand == prod else ""
+            d.reasons.append(f"{key} {cand:.4f} does not beat production {prod:.4f}{tie}")
+    elif cand > prod and cand >= target - TOLERANCE:
+        d.reasons.append(f"{key} {cand:.4f} >= production {prod:.4f} + margin {p.margin:g}")
     else:
         d.approved = False
-        d.reasons.append(f"{key} {cand:.4f} < production {prod:.4f} + margin {p.margin}")
-    c_rec, p_rec = _value(candidate, "recall"), _value(production, "recall")
+        d.reasons.append(
+            f"{key} {cand:.4f} < production {prod:.4f} + margin {p.margin:g} ({target:.4f})"
+        )
+    c_rec, p_rec = _figure(candidate, "recall"), _figure(production, "recall")
     if c_rec >= p_rec:
         d.reasons.append(f"recall {c_rec:.4f} >= production {p_rec:.4f}")
     else:
@@ -80,74 +130,152 @@ def decide(
     return d
 
 
-PROMOTION_FILE = "reports/promotion.json"
+PROMOTION_FILE = Path("reports/promotion.json")
 
 
-def score_on_test(model_tag: str, test_file: Path) -> dict[str, Any]:
-    """Load a store entry (sha256 checked) and score it on the test split with its own threshold."""
-    import bentoml
+def baselines_of(evaluation: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:
+    """The baselines of the evaluate stage's metrics; a file without them (or without the
+    primary metric in one of them) was not written by this evaluate stage: a named error.
+    A figure present but null or non-finite is the gate's to refuse, naming it."""
+    from faultwatch.errors import FaultwatchError
+    from faultwatch.register import EVALUATE_FILE
+
+    baselines = {
+        k.removeprefix("baseline_"): v for k, v in evaluation.items() if k.startswith("baseline_")
+    }
+    if not baselines:
+        raise FaultwatchError(
+            f"{EVALUATE_FILE}: no baseline_* entries (the evaluate stage writes "
+            "baseline_always_healthy and baseline_classical): re-run it with `dvc repro`"
+        )
+    for name, base in baselines.items():
+        if not isinstance(base, dict) or key not in base:
+            raise FaultwatchError(
+                f"{EVALUATE_FILE}: baseline_{name} has no '{key}' (promote.primary_metric): "
+                "re-run the evaluate stage with `dvc repro`"
+            )
+    return baselines
+
+
+def read_test_split(path: Path, root: Path):
     import pandas as pd
 
-    from faultwatch.evaluate import fault_metrics
-    from faultwatch.serve.store import load_from_store, read_threshold
+    from faultwatch.errors import FaultwatchError
 
-    test = pd.read_parquet(test_file)
-    model = load_from_store(model_tag)
-    threshold = read_threshold(bentoml.models.get(model_tag).path)
+    shown = path.relative_to(root) if path.is_relative_to(root) else path
+    if not path.is_file():
+        raise FaultwatchError(f"{shown}: not found (the prepare stage writes it; run `dvc repro`)")
+    try:
+        test = pd.read_parquet(path, columns=["values", "y"])
+    except Exception as e:  # pyarrow raises several types for a bad file or a missing column
+        raise FaultwatchError(f"{shown}: cannot read the test split: {e}") from None
+    return test
+
+
+def score_on_test(model_tag: str, test, role: str = "model", root: Path | None = None):
+    """Load a store entry (sha256 checked against the weights and the registration record) and
+    score it on the test split with its own threshold."""
+    from faultwatch.errors import FaultwatchError
+    from faultwatch.evaluate import fault_metrics
+    from faultwatch.register import store_entry
+    from faultwatch.serve.store import StoreError, load_entry, read_threshold
+
+    entry = store_entry(model_tag, role, root)
+    try:
+        model = load_entry(entry)
+        threshold = read_threshold(entry.path)
+    except FaultwatchError as e:
+        raise StoreError(f"{role}: {e}") from None
     p = model.predict_proba(list(test["values"]))
     return fault_metrics(test["y"].to_numpy(), p, threshold)
 
 
-def promote_if_better(root: Path, p: PromoteParams, data_dir: str = "data/prepared") -> Decision:
-    """Gate the registered candidate against production; record the decision everywhere."""
+def promote_if_better(
+    root: Path, p: PromoteParams, data_dir: str = "data/prepared"
+) -> tuple[Decision, str]:
+    """Gate the registered candidate against production; record the decision in the registry
+    and in reports/promotion.json (replaced atomically). Returns the decision and the version.
+
+    Every input is read and checked before the registry is touched: a missing file, a store
+    entry that fails its sha256 check, or a commit that holds another model stops here.
+    """
     import json
 
     from faultwatch import registry
     from faultwatch.errors import FaultwatchError
-    from faultwatch.register import REGISTER_FILE, git_commit
+    from faultwatch.paths import write_text_atomic
+    from faultwatch.register import (
+        EVALUATE_FILE,
+        REGISTER_FILE,
+        head_commit,
+        read_json,
+        store_entry,
+        task,
+        trained_on,
+    )
 
-    reg_file = root / REGISTER_FILE
-    if not reg_file.exists():
+    reg = read_json(root / REGISTER_FILE, "the register stage's record", root)
+    candidate_tag = reg.get("model_tag")
+    if not isinstance(candidate_tag, str) or not candidate_tag:
+        raise FaultwatchError(f"{REGISTER_FILE}: no 'model_tag' (run the register stage)")
+    evaluation = read_json(root / EVALUATE_FILE, "the evaluate stage's metrics", root)
+    baselines = baselines_of(evaluation, p.primary_metric)
+    test = read_test_split(root / data_dir / "test.parquet", root)
+
+    head = head_commit(root)
+    known = registry.versions(root)
+    same_commit = [v for v in known if v.commit == head]
+    if same_commit and same_commit[-1].model_tag != candidate_tag:
         raise FaultwatchError(
-            f"{REGISTER_FILE}: not found; run `dvc repro` (the register stage) first"
+            f"registry: commit {head[:12]} already holds {same_commit[-1].version} "
+            f"({same_commit[-1].model_tag}); commit dvc.lock for the new candidate first"
         )
-    candidate_tag = json.loads(reg_file.read_text())["model_tag"]
-    evaluation = json.loads((root / "reports/metrics/evaluate.json").read_text())
-    baselines = {
-        k.removeprefix("baseline_"): v for k, v in evaluation.items() if k.startswith("baseline_")
-    }
-    test_file = root / data_dir / "test.parquet"
+    # one version per model: the same candidate on a later commit is not registered again
+    same_model = [v for v in known if v.model_tag == candidate_tag]
+    in_prod = [v for v in known if registry.PRODUCTION in v.stages]
+    prod = in_prod[-1] if in_prod else None
 
-    prod = registry.production(root)
-    candidate = score_on_test(candidate_tag, test_file)
-    production = score_on_test(prod.model_tag, test_file) if prod else None
+    candidate = score_on_test(candidate_tag, test, "candidate", root)
+    production = (
+        score_on_test(prod.model_tag, test, f"production {prod.version}", root) if prod else None
+    )
+    other_task = None
+    if prod and prod.model_tag != candidate_tag:
+        # a production model trained for another task (data source, fault class) scored on this
+        # test split says nothing: the candidate is gated on the baselines, as a first model is
+        was = trained_on(store_entry(prod.model_tag, f"production {prod.version}", root))
+        now = trained_on(store_entry(candidate_tag, "candidate", root))
+        if (was["source"], was["positive_label"]) != (now["source"], now["positive_label"]):
+            other_task = (
+                f"production {prod.version} ({prod.model_tag}) was trained on {task(was)}, the "
+                f"candidate on {task(now)}: not comparable, the candidate is gated on the baselines"
+            )
     if prod and prod.model_tag == candidate_tag:
         decision = Decision(
             True,
             [f"{candidate_tag} is already in production ({prod.version})"],
             candidate,
             production,
+            baselines,
         )
+    elif other_task:
+        decision = decide(candidate, None, baselines, p)
+        decision.production = production
+        decision.reasons.insert(0, other_task)
     else:
         decision = decide(candidate, production, baselines, p)
 
-    head = git_commit(root)["commit"]
-    same_commit = [v for v in registry.versions(root) if v.commit == head]
-    if same_commit and same_commit[-1].model_tag != candidate_tag:
-        raise FaultwatchError(
-            f"registry: commit {head[:12]} already holds {same_commit[-1].version} "
-            f"({same_commit[-1].model_tag}); commit dvc.lock for the new candidate first"
-        )
-    record = {
+    figures = ("f1", "precision", "recall", "pr_auc", "roc_auc", "threshold")
+    record = {  # the registry tag's message: the decision and the figures it was made on
         "model_tag": candidate_tag,
-        "test": {
-            k: candidate[k] for k in ("f1", "precision", "recall", "pr_auc", "roc_auc", "threshold")
-        },
+        "test": {k: candidate.get(k) for k in figures},
         "decision": "approved" if decision.approved else "rejected",
         "reasons": decision.reasons,
         "production_before": prod.version if prod else None,
+        "production_test": {k: production.get(k) for k in figures} if production else None,
+        "baselines": {name: base.get(p.primary_metric) for name, base in baselines.items()},
     }
-    version = same_commit[-1].version if same_commit else registry.register(record, root)
+    version = same_model[-1].version if same_model else registry.register(record, root)
     reason = "; ".join(decision.reasons)
     if decision.approved:
         registry.assign(version, registry.APPROVED, reason, root)
@@ -155,15 +283,14 @@ def promote_if_better(root: Path, p: PromoteParams, data_dir: str = "data/prepar
             registry.assign(version, registry.PRODUCTION, reason, root)
     else:
         registry.assign(version, registry.REJECTED, reason, root)
-    out = root / PROMOTION_FILE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {"version": version, **record, **decision.to_dict()},
-            indent=2,
-            sort_keys=True,
-            default=str,
-        )
-        + "\n"
+    text = json.dumps(
+        {"version": version, **record, **decision.to_dict()}, indent=2, sort_keys=True, default=str
     )
-    return decision
+    try:
+        write_text_atomic(root / PROMOTION_FILE, text + "\n")
+    except OSError as e:
+        raise FaultwatchError(
+            f"{PROMOTION_FILE}: could not write the decision ({e}); the registry holds it: "
+            f"`faultwatch registry show {version}`"
+        ) from None
+    return decision, version

@@ -1,4 +1,10 @@
-"""The `register` stage: the evaluated model goes into the BentoML store with its provenance."""
+"""The `register` stage: the evaluated model goes into the BentoML store with its provenance.
+
+Provenance is never guessed: without a git commit (not a repository, no commit yet, git not
+installed) or without the prepare stage's outputs in `dvc.lock`, registration stops with an
+error that says what is missing. Registering the same model twice (same weights, threshold and
+test metrics) reuses the existing store entry, so `dvc repro -f register` adds no version.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import hashlib
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -14,57 +20,204 @@ from faultwatch.errors import FaultwatchError
 from faultwatch.params import load_params
 from faultwatch.paths import write_text_atomic
 
+if TYPE_CHECKING:
+    import bentoml
+
 REGISTER_FILE = Path("reports/register.json")
+EVALUATE_FILE = Path("reports/metrics/evaluate.json")
+THRESHOLD_FILE = Path("reports/evaluate/threshold.json")
+# run-to-run values of training (W&B run id, timings): read for provenance, not a dvc dependency
+TRAIN_RUN_FILE = Path("reports/train/run.json")
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
+class ProvenanceError(FaultwatchError):
+    """The model's provenance (git commit, data hash) cannot be established."""
+
+
+def _shown(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return str(path.relative_to(root))
+        except ValueError:
+            pass
+    return str(path)
+
+
+def read_json(path: Path, what: str, root: Path | None = None) -> dict[str, Any]:
+    """A JSON object from `path`; a missing or malformed file is a named error."""
+    shown = _shown(path, root)
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except FileNotFoundError:
-        raise FaultwatchError(f"{path}: not found ({what}; run `dvc repro` first)") from None
+        raise FaultwatchError(f"{shown}: not found ({what}; run `dvc repro` first)") from None
+    except json.JSONDecodeError as e:
+        raise FaultwatchError(f"{shown}: not valid JSON ({what}): {e}") from None
+    if not isinstance(value, dict):
+        raise FaultwatchError(f"{shown}: expected a JSON object ({what})")
+    return value
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise ProvenanceError(
+            "git: command not found; the git commit of the code is part of a model's "
+            "provenance (and the registry lives in git tags): install git"
+        ) from None
+
+
+def head_commit(root: Path) -> str:
+    """The full sha of HEAD; not a repository, no commit yet or no git is a named error."""
+    head = _git(root, "rev-parse", "--verify", "HEAD")
+    if head.returncode != 0:
+        inside = _git(root, "rev-parse", "--is-inside-work-tree").returncode == 0
+        why = "no commit yet (commit the project first)" if inside else "not a git repository"
+        detail = (head.stderr.strip().splitlines() or [""])[-1]
+        raise ProvenanceError(
+            f"{root}: {why}: the git commit of the code is part of a model's provenance "
+            f"(git rev-parse HEAD: {detail})"
+        )
+    return head.stdout.strip()
 
 
 def git_commit(root: Path) -> dict[str, Any]:
-    def git(*args: str) -> str:
-        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-        return proc.stdout.strip() if proc.returncode == 0 else ""
-
-    commit = git("rev-parse", "HEAD")
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    return {"commit": commit or "unknown", "dirty": dirty}
+    """{"commit": full sha of HEAD, "dirty": tracked files changed}; a git failure is an error."""
+    commit = head_commit(root)
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    if status.returncode != 0:
+        raise ProvenanceError(
+            f"{root}: git status failed (exit {status.returncode}): {status.stderr.strip()}"
+        )
+    return {"commit": commit, "dirty": bool(status.stdout.strip())}
 
 
 def data_hashes(root: Path) -> dict[str, str]:
-    """md5 of every `prepare` output, as dvc.lock records it."""
+    """md5 of every data output of `prepare` (its metrics under reports/ are not data), as
+    dvc.lock records it; missing is an error."""
+    lock_file = root / "dvc.lock"
+    how = "run the pipeline with `dvc repro`, which writes it, not `faultwatch register` alone"
     try:
-        lock = yaml.safe_load((root / "dvc.lock").read_text()) or {}
+        lock = yaml.safe_load(lock_file.read_text()) or {}
     except FileNotFoundError:
-        return {}
-    outs = lock.get("stages", {}).get("prepare", {}).get("outs", [])
-    return {o["path"]: o.get("md5", "") for o in outs}
+        raise ProvenanceError(
+            f"dvc.lock: not found; the data hash of a model comes from the prepare stage's "
+            f"outputs recorded there: {how}"
+        ) from None
+    except yaml.YAMLError as e:
+        raise ProvenanceError(f"dvc.lock: not valid YAML: {e}") from None
+    stages = lock.get("stages") if isinstance(lock, dict) else None
+    outs = ((stages or {}).get("prepare") or {}).get("outs") or []
+    if not outs:
+        raise ProvenanceError(f"dvc.lock: no outputs of stage 'prepare' recorded: {how}")
+    hashes = {}
+    for out in outs:
+        if str(out.get("path", "")).startswith("reports/"):
+            continue
+        if not out.get("md5"):
+            raise ProvenanceError(f"dvc.lock: stage 'prepare', out {out.get('path')!r}: no md5")
+        hashes[out["path"]] = out["md5"]
+    return hashes
+
+
+def data_hash(hashes: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def current_data(root: Path) -> dict[str, Any]:
+    """What this project's pipeline trains on now: data.source, the fault class, the data hash."""
+    data = load_params(root / "params.yaml").get("data") or {}
+    return {
+        "source": data.get("source"),
+        "positive_label": None
+        if data.get("positive_label") is None
+        else str(data["positive_label"]),
+        "hash": data_hash(data_hashes(root)),
+    }
+
+
+def store_entry(tag: str, role: str, root: Path) -> bentoml.Model:
+    """The store entry `tag`; one missing from this project's store is a named error."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    from faultwatch.paths import bentoml_home
+
+    try:
+        return bentoml.models.get(tag)
+    except NotFound:
+        raise FaultwatchError(
+            f"{role}: store entry {tag} is not in the BentoML store at {bentoml_home(root)} "
+            "(BENTOML_HOME): was it registered with another store?"
+        ) from None
+
+
+def trained_on(entry: bentoml.Model) -> dict[str, Any]:
+    """data.source, fault class and data hash from a store entry's provenance (None if absent),
+    to compare with `current_data`."""
+    meta = entry.info.metadata
+    data = meta.get("data") or {}
+    label = data.get("positive_label")
+    if label is None:  # registered before the fault class was recorded beside the source
+        try:
+            label = (json.loads(meta.get("params") or "{}").get("data") or {}).get("positive_label")
+        except (TypeError, json.JSONDecodeError):
+            label = None
+    return {
+        "source": data.get("source"),
+        "positive_label": None if label is None else str(label),
+        "hash": data.get("hash"),
+    }
+
+
+def task(d: dict[str, Any]) -> str:
+    """The task a model was trained for, in words: its data source and fault class."""
+    return f"data.source {d['source']!r}, fault class {d['positive_label']!r}"
+
+
+def wandb_run_id(root: Path, model_json: dict[str, Any]) -> str | None:
+    """The training run's W&B id: reports/train/run.json if present (null when W&B was off);
+    model.json in projects trained before run.json existed."""
+    run_file = root / TRAIN_RUN_FILE
+    if run_file.is_file():
+        run_id = read_json(run_file, "the train stage's run record", root).get("wandb_run_id")
+    else:
+        run_id = model_json.get("wandb_run_id")
+    return None if run_id in (None, "") else str(run_id)
+
+
+def _threshold(root: Path) -> float:
+    path = root / THRESHOLD_FILE
+    value = read_json(path, "the chosen threshold", root).get("threshold")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FaultwatchError(f"{THRESHOLD_FILE}: 'threshold' must be a number, got {value!r}")
+    return float(value)
 
 
 def provenance(root: Path, model_dir: Path) -> tuple[dict[str, str], dict[str, Any], float]:
     """Labels (short strings, for listing), metadata (everything), and the threshold."""
-    evaluation = _read_json(root / "reports/metrics/evaluate.json", "the evaluate stage's metrics")
-    threshold = float(
-        _read_json(root / "reports/evaluate/threshold.json", "the chosen threshold")["threshold"]
-    )
-    model_json = _read_json(model_dir / "model.json", "the train stage's model")
+    evaluation = read_json(root / EVALUATE_FILE, "the evaluate stage's metrics", root)
+    threshold = _threshold(root)
+    model_json = read_json(model_dir / "model.json", "the train stage's model", root)
+    weights = model_dir / "weights.safetensors"
+    if not weights.is_file():
+        raise FaultwatchError(f"{_shown(weights, root)}: not found (run the train stage)")
     params = load_params(root / "params.yaml")
     git = git_commit(root)
     data = data_hashes(root)
-    data_hash = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-    weights_sha = hashlib.sha256((model_dir / "weights.safetensors").read_bytes()).hexdigest()
-    test = evaluation.get("test", {})
+    data_id = data_hash(data)
+    run_id = wandb_run_id(root, model_json)
+    weights_sha = hashlib.sha256(weights.read_bytes()).hexdigest()
+    test = evaluation.get("test")
+    if not isinstance(test, dict):
+        raise FaultwatchError(f"{EVALUATE_FILE}: no 'test' metrics (run the evaluate stage)")
     labels = {
-        "stage": "candidate",
         "git_commit": git["commit"][:12] + ("-dirty" if git["dirty"] else ""),
-        "data_hash": data_hash,
-        "wandb_run_id": str(model_json.get("wandb_run_id", "")),
+        "data_hash": data_id,
+        "wandb_run_id": run_id or "",
         "threshold": f"{threshold:.6f}",
-        "test_f1": f"{test.get('f1', float('nan')):.4f}",
-        "test_pr_auc": f"{test.get('pr_auc') or float('nan'):.4f}",
+        "test_f1": _short(test.get("f1")),
+        "test_pr_auc": _short(test.get("pr_auc")),
         "weights_sha256": weights_sha[:16],
     }
     data_params = params.get("data", {})
@@ -73,8 +226,15 @@ def provenance(root: Path, model_dir: Path) -> tuple[dict[str, str], dict[str, A
         "baselines": {k: v for k, v in evaluation.items() if k.startswith("baseline")},
         "params": json.dumps(params, sort_keys=True),  # as text: nulls and nesting kept
         "git": git,
-        "data": {"hash": data_hash, "prepare_outs_md5": data, "source": data_params.get("source")},
-        "wandb_run_id": model_json.get("wandb_run_id"),
+        "data": {
+            "hash": data_id,
+            "prepare_outs_md5": data,
+            "source": data_params.get("source"),
+            "positive_label": None
+            if data_params.get("positive_label") is None
+            else str(data_params["positive_label"]),
+        },
+        "wandb_run_id": run_id,
         "threshold": threshold,
         "preprocessing": model_json.get("preprocessing"),
         "input_schema": {
@@ -89,6 +249,10 @@ def provenance(root: Path, model_dir: Path) -> tuple[dict[str, str], dict[str, A
     return labels, _no_none(metadata), threshold
 
 
+def _short(value: Any) -> str:
+    return "none" if value is None else f"{float(value):.4f}"
+
+
 def _no_none(value: Any) -> Any:
     """BentoML metadata takes basic types only: drop None entries (recursively)."""
     if isinstance(value, dict):
@@ -98,13 +262,57 @@ def _no_none(value: Any) -> Any:
     return value
 
 
-def register(root: Path, model_dir: str = "models/fault_cnn") -> dict[str, Any]:
-    """Import the model into the store; write reports/register.json naming the new tag."""
+def _canonical(value: Any) -> str:
+    return json.dumps(_no_none(value), sort_keys=True)
+
+
+def same_model_in_store(metadata: dict[str, Any]) -> bentoml.Model | None:
+    """The newest intact store entry with these weights, threshold and test metrics, if any."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    from faultwatch.serve.store import MODEL_NAME, load_entry
+
+    try:
+        entries = bentoml.models.list(MODEL_NAME)
+    except NotFound:
+        return None
+    want = (
+        metadata["weights_sha256"],
+        metadata["threshold"],
+        _canonical(metadata["metrics"]["test"]),
+    )
+    for entry in sorted(entries, key=lambda m: m.info.creation_time, reverse=True):
+        meta = entry.info.metadata
+        have = (
+            meta.get("weights_sha256"),
+            meta.get("threshold"),
+            _canonical((meta.get("metrics") or {}).get("test")),
+        )
+        if have != want:
+            continue
+        try:
+            load_entry(entry)  # a tampered entry is never reused
+        except FaultwatchError:
+            continue
+        return entry
+    return None
+
+
+def register(root: Path, model_dir: str = "models/fault_cnn") -> tuple[dict[str, Any], bool]:
+    """Import the model into the store (or find it there); write reports/register.json.
+
+    Returns the record and whether a new store entry was created.
+    """
     from faultwatch.serve.store import import_model
 
     labels, metadata, threshold = provenance(root, root / model_dir)
-    tag = import_model(root / model_dir, threshold, labels=labels, metadata=metadata)
+    existing = same_model_in_store(metadata)
+    if existing is not None:
+        tag, labels, created = existing.tag, dict(existing.info.labels), False
+    else:
+        tag = import_model(root / model_dir, threshold, labels=labels, metadata=metadata)
+        created = True
     record = {"model_tag": str(tag), "weights_sha256": metadata["weights_sha256"], "labels": labels}
-    out = root / REGISTER_FILE
-    write_text_atomic(out, json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return record
+    write_text_atomic(root / REGISTER_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record, created

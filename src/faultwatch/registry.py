@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from faultwatch.errors import FaultwatchError
+
 ARTIFACT = "fault_cnn"
 PRODUCTION = "prod"
 APPROVED, REJECTED = "approved", "rejected"
@@ -46,32 +48,89 @@ def _record(message: str) -> dict[str, Any]:
     return rec if isinstance(rec, dict) else {"message": message}
 
 
+def _assignment_number(tag: Any) -> int:
+    """GTO numbers its assignment tags (`fault_cnn#prod#7`) across the artifact: the order of
+    events, which the tags' one-second timestamps cannot give."""
+    name = tag.get("tag") if isinstance(tag, dict) else str(tag)
+    try:
+        return int(str(name).rsplit("#", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
 def versions(repo: Path | str = ".") -> list[Version]:
-    """Every registered version, oldest first, with its active stages."""
+    """Every registered version, oldest first, with its current stages: `prod` on the version
+    that was assigned it last (one production at a time), and on each version the later of its
+    `approved` / `rejected` decisions (each version keeps its own)."""
     from gto import api
 
-    shown = api.show(str(repo), ARTIFACT) if _has_artifact(repo) else []
+    shown = (
+        _gto_call(
+            f"reading the versions of {ARTIFACT}",
+            api.show,
+            str(repo),
+            ARTIFACT,
+            versions_per_stage=-1,  # GTO's default keeps one version per stage
+        )
+        if _has_artifact(repo)
+        else []
+    )
+    latest: dict[str, dict[str, int]] = {}  # version -> stage -> number of its last assignment
+    for v in shown:
+        for s in v.get("stages", []):
+            if s.get("is_active"):
+                n = max((_assignment_number(a) for a in s.get("assignments") or []), default=-1)
+                n = max(n, _assignment_number(s.get("ref")))
+                latest.setdefault(v["version"], {})[s["stage"]] = n
+    prod_at = {ver: st[PRODUCTION] for ver, st in latest.items() if PRODUCTION in st}
+    current_prod = max(prod_at, key=prod_at.get) if prod_at else None
     out = []
     for v in shown:
         reg = (v.get("registrations") or [{}])[-1]
-        stages = tuple(sorted(s["stage"] for s in v.get("stages", []) if s.get("is_active")))
+        assigned = latest.get(v["version"], {})
+        stages = set(assigned) - {PRODUCTION, APPROVED, REJECTED}
+        decisions = {k: assigned[k] for k in (APPROVED, REJECTED) if k in assigned}
+        if decisions:
+            stages.add(max(decisions, key=decisions.get))
+        if v["version"] == current_prod:
+            stages.add(PRODUCTION)
         out.append(
             Version(
                 version=v["version"],
                 commit=v["commit_hexsha"],
                 created_at=str(v.get("created_at")),
                 record=_record(reg.get("message", "")),
-                stages=stages,
+                stages=tuple(sorted(stages)),
             )
         )
     return sorted(out, key=lambda v: tuple(int(x) for x in v.version.lstrip("v").split(".")))
 
 
+class RegistryError(FaultwatchError):
+    """The registry (git tags) cannot be read or written."""
+
+
 def _has_artifact(repo: Path | str) -> bool:
     import git
 
-    tags = git.Repo(str(repo), search_parent_directories=True).tags
+    try:
+        tags = git.Repo(str(repo), search_parent_directories=True).tags
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise RegistryError(
+            f"{repo}: not a git repository: the model registry lives in git tags "
+            "(`git init` and commit the project first)"
+        ) from None
     return any(t.name.startswith(f"{ARTIFACT}@") for t in tags)
+
+
+def _gto_call(what: str, call, *args, **kwargs):
+    """A GTO call whose failure (no commit yet, a bad ref) is a named error, not a traceback."""
+    from gto.exceptions import GTOException
+
+    try:
+        return call(*args, **kwargs)
+    except GTOException as e:
+        raise RegistryError(f"registry: {what} failed: {e}") from None
 
 
 def production(repo: Path | str = ".") -> Version | None:
@@ -89,8 +148,6 @@ def get(version: str, repo: Path | str = ".") -> Version:
     for v in versions(repo):
         if v.version == version:
             return v
-    from faultwatch.errors import FaultwatchError
-
     known = ", ".join(v.version for v in versions(repo)) or "none"
     raise FaultwatchError(f"registry: no version {version} of {ARTIFACT} (registered: {known})")
 
@@ -103,7 +160,10 @@ def register(record: dict[str, Any], repo: Path | str = ".") -> str:
     """
     from gto import api
 
-    reg = api.register(
+    _has_artifact(repo)  # a repository, or a named error
+    reg = _gto_call(
+        f"registering a version of {ARTIFACT} on HEAD",
+        api.register,
         str(repo),
         ARTIFACT,
         "HEAD",
@@ -117,7 +177,9 @@ def register(record: dict[str, Any], repo: Path | str = ".") -> str:
 def assign(version: str, stage: str, reason: str, repo: Path | str = ".") -> None:
     from gto import api
 
-    api.assign(
+    _gto_call(
+        f"assigning stage {stage!r} to {ARTIFACT} {version}",
+        api.assign,
         str(repo),
         ARTIFACT,
         stage,
