@@ -108,7 +108,7 @@ def make_project(
 
 def put_model(root: Path, kind: str, seed: int = 0, threshold: float = 0.5) -> dict:
     """Save a crafted model to models/fault_cnn with its real evaluation on the test split
-    (reports/metrics/evaluate.json, reports/evaluate/threshold.json); returns its test metrics."""
+    (reports/evaluate/scores.json, reports/evaluate/threshold.json); returns its test metrics."""
     from faultwatch.evaluate import fault_metrics
     from faultwatch.model.io import load_model, save_model
 
@@ -122,7 +122,7 @@ def put_model(root: Path, kind: str, seed: int = 0, threshold: float = 0.5) -> d
     evaluation = {"test": test, "val": test, "threshold": threshold, **BASELINES}
     (root / "reports/metrics").mkdir(parents=True, exist_ok=True)
     (root / "reports/evaluate").mkdir(parents=True, exist_ok=True)
-    (root / "reports/metrics/evaluate.json").write_text(json.dumps(evaluation, indent=2))
+    (root / "reports/evaluate/scores.json").write_text(json.dumps(evaluation, indent=2))
     (root / "reports/evaluate/threshold.json").write_text(json.dumps({"threshold": threshold}))
     return test
 

@@ -137,32 +137,32 @@ def test_a_store_entry_with_swapped_files_is_refused_by_promote(cli):
 def test_promote_without_evaluation_metrics_is_a_named_error(cli):
     root = cli.root
     cli.register("always")
-    metrics = root / "reports/metrics/evaluate.json"
+    metrics = root / "reports/evaluate/scores.json"
     good = json.loads(metrics.read_text())
 
     metrics.unlink()
     proc = cli("promote", check=False)
     assert proc.returncode == 1 and proc.stderr == (
-        "error: reports/metrics/evaluate.json: not found (the evaluate stage's metrics; "
+        "error: reports/evaluate/scores.json: not found (the evaluate stage's scores; "
         "run `dvc repro` first)\n"
     )
     no_baseline = {k: v for k, v in good.items() if not k.startswith("baseline_")}
     metrics.write_text(json.dumps(no_baseline))
     proc = cli("promote", check=False)
     assert proc.returncode == 1 and proc.stderr.startswith(
-        "error: reports/metrics/evaluate.json: no baseline_* entries"
+        "error: reports/evaluate/scores.json: no baseline_* entries"
     )
     del good["baseline_classical"]["f1"]
     metrics.write_text(json.dumps(good))
     proc = cli("promote", check=False)
     assert proc.returncode == 1 and proc.stderr.startswith(
-        "error: reports/metrics/evaluate.json: baseline_classical has no 'f1' "
+        "error: reports/evaluate/scores.json: baseline_classical has no 'f1' "
         "(promote.primary_metric)"
     )
     metrics.write_text("{not json")
     proc = cli("promote", check=False)
     assert proc.returncode == 1 and proc.stderr.startswith(
-        "error: reports/metrics/evaluate.json: not valid JSON (the evaluate stage's metrics)"
+        "error: reports/evaluate/scores.json: not valid JSON (the evaluate stage's scores)"
     )
     (root / "reports/register.json").unlink()
     proc = cli("promote", check=False)

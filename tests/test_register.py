@@ -125,8 +125,8 @@ def test_wandb_run_id_comes_from_the_train_run_record(cli):
     ("remove", "message"),
     [
         (
-            "reports/metrics/evaluate.json",
-            "error: reports/metrics/evaluate.json: not found (the evaluate stage's metrics; "
+            "reports/evaluate/scores.json",
+            "error: reports/evaluate/scores.json: not found (the evaluate stage's scores; "
             "run `dvc repro` first)\n",
         ),
         (

@@ -90,7 +90,7 @@ def test_bento_carries_the_provenance_and_a_dockerfile(released):
     weights = (root / "models/fault_cnn/weights.safetensors").read_bytes()
     sha = hashlib.sha256(weights).hexdigest()
     threshold = read_json(root, "reports/evaluate/threshold.json")["threshold"]
-    test = read_json(root, "reports/metrics/evaluate.json")["test"]
+    test = read_json(root, "reports/evaluate/scores.json")["test"]
     run_file = root / "reports/train/run.json"  # where training's run-to-run values live
     run_id = (
         read_json(root, "reports/train/run.json")
@@ -139,7 +139,7 @@ def test_promote_records_the_decision_and_the_registry_lists_it(released):
     git_commit(root, "candidate")
     proc = run(["faultwatch", "promote"], root, **env)
     decision = read_json(root, "reports/promotion.json")
-    evaluation = read_json(root, "reports/metrics/evaluate.json")
+    evaluation = read_json(root, "reports/evaluate/scores.json")
     tag = read_json(root, "reports/register.json")["model_tag"]
     # promote scores the candidate with the same code, split and threshold as evaluate
     assert decision["candidate"] == pytest.approx(evaluation["test"], abs=1e-6)

@@ -134,7 +134,7 @@ PROMOTION_FILE = Path("reports/promotion.json")
 
 
 def baselines_of(evaluation: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:
-    """The baselines of the evaluate stage's metrics; a file without them (or without the
+    """The baselines of the evaluate stage's scores; a file without them (or without the
     primary metric in one of them) was not written by this evaluate stage: a named error.
     A figure present but null or non-finite is the gate's to refuse, naming it."""
     from faultwatch.errors import FaultwatchError
@@ -218,7 +218,7 @@ def promote_if_better(
     candidate_tag = reg.get("model_tag")
     if not isinstance(candidate_tag, str) or not candidate_tag:
         raise FaultwatchError(f"{REGISTER_FILE}: no 'model_tag' (run the register stage)")
-    evaluation = read_json(root / EVALUATE_FILE, "the evaluate stage's metrics", root)
+    evaluation = read_json(root / EVALUATE_FILE, "the evaluate stage's scores", root)
     baselines = baselines_of(evaluation, p.primary_metric)
     test = read_test_split(root / data_dir / "test.parquet", root)
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import bentoml
 
 REGISTER_FILE = Path("reports/register.json")
-EVALUATE_FILE = Path("reports/metrics/evaluate.json")
+EVALUATE_FILE = Path("reports/evaluate/scores.json")  # all that evaluate measured
 THRESHOLD_FILE = Path("reports/evaluate/threshold.json")
 # run-to-run values of training (W&B run id, timings): read for provenance, not a dvc dependency
 TRAIN_RUN_FILE = Path("reports/train/run.json")
@@ -196,7 +196,7 @@ def _threshold(root: Path) -> float:
 
 def provenance(root: Path, model_dir: Path) -> tuple[dict[str, str], dict[str, Any], float]:
     """Labels (short strings, for listing), metadata (everything), and the threshold."""
-    evaluation = read_json(root / EVALUATE_FILE, "the evaluate stage's metrics", root)
+    evaluation = read_json(root / EVALUATE_FILE, "the evaluate stage's scores", root)
     threshold = _threshold(root)
     model_json = read_json(model_dir / "model.json", "the train stage's model", root)
     weights = model_dir / "weights.safetensors"
