@@ -14,7 +14,7 @@ from synthetic_signals import FAULT_LABEL, write_splits
 
 from faultwatch.model.io import load_model
 from faultwatch.model.params import TrainParams
-from faultwatch.train import run_key, train, wandb_mode
+from faultwatch.train import run_key, train, wandb_mode, write_run_record
 
 # module fixtures train models or run the pipeline: more than the default per-test timeout
 pytestmark = pytest.mark.timeout(600)
@@ -150,9 +150,11 @@ def test_wandb_offline_run_holds_params_and_metrics(root, monkeypatch):
         assert key.encode() in blob, key
     for value in result.history["val_pr_auc"]:
         assert json.dumps(float(value)).encode() in blob
-    assert (
-        json.loads((root / "models/wb/model.json").read_text())["wandb_run_id"]
-        == result.wandb_run_id
+    # the run id is the run record's, never the model folder's (same inputs, same folder)
+    assert "wandb_run_id" not in json.loads((root / "models/wb/model.json").read_text())
+    write_run_record(result, root / "reports/wb")
+    assert json.loads((root / "reports/wb/run.json").read_text())["wandb_run_id"] == (
+        result.wandb_run_id
     )
 
 
@@ -187,10 +189,12 @@ def test_augment_and_train_notebooks_run_as_stages(tmp_path, monkeypatch):
 
     assert main(["nb", "run", "notebooks/03_train.ipynb"]) == 0
     tr = json.loads((project / "reports/metrics/train.json").read_text())
-    assert tr["epochs_run"] == 3 and 0 <= tr["best_val_pr_auc"] <= 1 and tr["samples_per_s"] > 0
+    assert sorted(tr) == ["best_epoch", "best_val_pr_auc", "epochs_run", "stopped_early"]
+    assert tr["epochs_run"] == 3 and 0 <= tr["best_val_pr_auc"] <= 1
     meta = json.loads((project / "models/fault_cnn/model.json").read_text())
-    assert tr["wandb_run_id"] == meta["wandb_run_id"]
-    assert list((project / "wandb").glob(f"offline-run-*-{tr['wandb_run_id']}"))
+    record = json.loads((project / "reports/train/run.json").read_text())
+    assert record["samples_per_s"] > 0 and "wandb_run_id" not in meta
+    assert list((project / "wandb").glob(f"offline-run-*-{record['wandb_run_id']}"))
     assert (
         meta["input_length"]
         == yaml.safe_load((project / "params.yaml").read_text())["train"]["length"]
