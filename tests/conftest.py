@@ -117,12 +117,12 @@ TINY_PARAMS = {
 }
 
 
-def tracked_project_files() -> list[str]:
+def tracked_project_files(repo: Path = REPO) -> list[str]:
     """The files git tracks (as they are in the working tree), less the user's own data: what
     lies under data/ and DVC's `.dvc` pointer files (`dvc add data/raw/pumps.tsv`) would make a
     test project depend on data it does not have."""
     files = subprocess.run(
-        ["git", "ls-files", "--cached"], cwd=REPO, capture_output=True, text=True, check=True
+        ["git", "ls-files", "--cached"], cwd=repo, capture_output=True, text=True, check=True
     ).stdout.splitlines()
     return [f for f in files if not f.startswith("data/") and not f.endswith(".dvc")]
 

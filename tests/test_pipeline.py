@@ -102,3 +102,21 @@ def test_every_notebook_in_git_is_stripped_and_has_parameters():
     for p in notebooks:
         nb = nbformat.read(p, 4)
         assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells), p
+
+
+def test_test_projects_leave_out_the_users_own_data(tmp_path):
+    """After the README's own-data steps (`dvc add data/raw/pumps.tsv`, committed), the tests'
+    projects must not carry the user's `.dvc` file or data: they would fail to reproduce it."""
+    from conftest import git_commit, tracked_project_files
+
+    repo = tmp_path / "r"
+    (repo / "data/raw").mkdir(parents=True)
+    (repo / "notebooks").mkdir()
+    for name in ("dvc.yaml", "params.yaml", "notebooks/01_eda.ipynb", "data/raw/.gitignore"):
+        (repo / name).write_text("x\n")
+    (repo / "data/raw/pumps.tsv.dvc").write_text("outs:\n- path: pumps.tsv\n")
+    (repo / "models.dvc").write_text("outs:\n- path: models\n")
+    run(["git", "init", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    git_commit(repo, "own data")
+    assert tracked_project_files(repo) == ["dvc.yaml", "notebooks/01_eda.ipynb", "params.yaml"]

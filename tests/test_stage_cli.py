@@ -49,20 +49,17 @@ def test_bad_data_file_exits_nonzero_and_keeps_outputs(project, name):
 
 
 def test_missing_label_column_in_parquet(project):
-    import pandas as pd
-
     df = make_signals()
     df.assign(values=df["values"].map(list)).drop(columns="label").to_parquet(
         project / "data/raw/x.parquet"
     )
     set_params(project, source="data/raw/x.parquet")
     proc = run(["faultwatch", "prepare"], project, check=False)
-    assert (
-        proc.returncode == 1
-        and "rule 'label_present'" in proc.stderr
-        and "x.parquet" in proc.stderr
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        "error: data/raw/x.parquet: rule 'label_present' failed: "
+        "no 'label' column (columns: id, values)\n"
     )
-    assert pd  # pandas wrote the file
 
 
 def test_bad_param_names_the_key(project):
@@ -75,4 +72,8 @@ def test_bad_param_names_the_key(project):
 def test_prepare_prints_the_split(project):
     write_tsv(make_signals(60, 20), project / "data/raw/tiny.tsv")
     out = run(["faultwatch", "prepare"], project).stdout
-    assert "train:" in out and "test:" in out and "fault" in out
+    assert out.splitlines() == [
+        "train: 40 signals, 10 fault (25.0%)",
+        "val: 20 signals, 5 fault (25.0%)",
+        "test: 20 signals, 5 fault (25.0%)",
+    ]
