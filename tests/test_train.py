@@ -201,3 +201,18 @@ def test_augment_and_train_notebooks_run_as_stages(tmp_path, monkeypatch):
     )
     executed = (project / "reports/notebooks/03_train.ipynb").read_text()
     assert str(project) not in executed  # no absolute paths in the executed notebook
+
+
+def test_training_prints_nothing_that_is_not_the_users_business(root, monkeypatch, capfd, caplog):
+    """Lightning's litlogger advert, its internal LeafSpec deprecation and wandb's warning about
+    an option Lightning passes are not the user's business; training stays quiet about them."""
+    import warnings
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(TrainParams(**{**TINY, "wandb": True}, model_dir="models/quiet"), root)
+    out = capfd.readouterr()
+    text = out.out + out.err + caplog.text
+    assert "litlogger" not in text and "anonymous setting" not in text
+    assert [str(w.message) for w in caught if "LeafSpec" in str(w.message)] == []
