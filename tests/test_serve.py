@@ -1046,7 +1046,11 @@ def packaged(tmp_path_factory) -> tuple[Path, dict]:
     root = copy_project(tmp / "proj")
     model_dir = save_tiny_model(tmp / "model")
     home = {"BENTOML_HOME": str(root / ".bentoml")}
-    meta = {"input_schema": {"min_length": 16, "max_length": 2000}}
+    # the provenance `package` checks: trained for this project's data source and fault class
+    meta = {
+        "input_schema": {"min_length": 16, "max_length": 2000},
+        "data": {"source": "data/raw/tiny.tsv", "positive_label": "fault"},
+    }
     code = (
         "from faultwatch.serve.store import import_model; "
         f"print(import_model({str(model_dir)!r}, {THRESHOLD}, metadata={meta!r}))"
