@@ -117,6 +117,24 @@ TINY_PARAMS = {
 }
 
 
+# short params for tests that run the whole pipeline: seconds per stage, not minutes
+TINY_PIPELINE = {
+    "data": {"min_positive": 5},
+    "augment": {"target_fault_ratio": 0.3},
+    "train": {
+        "length": 64,
+        "channels": [4, 8],
+        "kernel_size": 5,
+        "batch_size": 16,
+        "max_epochs": 3,
+        "patience": 3,
+        "accelerator": "cpu",
+        "wandb": True,
+    },
+    "evaluate": {"baseline_n_estimators": 20, "baseline_feature_length": 32, "worst_n": 2},
+}
+
+
 def tracked_project_files(repo: Path = REPO) -> list[str]:
     """The files git tracks (as they are in the working tree), less the user's own data: what
     lies under data/ and DVC's `.dvc` pointer files (`dvc add data/raw/pumps.tsv`) would make a

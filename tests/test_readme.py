@@ -18,23 +18,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, copy_project, make_signals, write_tsv
+from conftest import REPO, TINY_PIPELINE, copy_project, make_signals, write_tsv
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
-TINY = {
-    "data": {"min_positive": 5},
-    "train": {
-        "length": 64,
-        "channels": [4, 8],
-        "kernel_size": 5,
-        "batch_size": 16,
-        "max_epochs": 3,
-        "patience": 3,
-        "accelerator": "cpu",
-    },
-    "evaluate": {"baseline_n_estimators": 20, "baseline_feature_length": 32, "worst_n": 2},
-}
 BLOCK = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
 LEFT_OUT = ("make test",)  # running the tests from inside the tests
 
@@ -76,7 +63,7 @@ def test_readme_has_the_two_commands_first():
 
 
 def test_every_readme_block_works_as_written(tmp_path):
-    root = copy_project(tmp_path / "proj", TINY)
+    root = copy_project(tmp_path / "proj", TINY_PIPELINE)
     # the user's own file, copied in just before the "your own data" steps
     pumps = make_signals(40, 12, seed=3).assign(
         label=lambda d: d.label.replace({"fault": "bearing_fault"})

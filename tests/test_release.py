@@ -7,23 +7,8 @@ import json
 
 import pytest
 import yaml
-from conftest import copy_project, git_commit, run
+from conftest import TINY_PIPELINE, copy_project, git_commit, run
 
-TINY = {
-    "data": {"min_positive": 5},
-    "augment": {"target_fault_ratio": 0.3},
-    "train": {
-        "length": 64,
-        "channels": [4, 8],
-        "kernel_size": 5,
-        "batch_size": 16,
-        "max_epochs": 3,
-        "patience": 3,
-        "accelerator": "cpu",
-        "wandb": True,
-    },
-    "evaluate": {"baseline_n_estimators": 20, "baseline_feature_length": 32, "worst_n": 2},
-}
 PROVENANCE_LABELS = {
     "git_commit",
     "data_hash",
@@ -37,7 +22,7 @@ PROVENANCE_LABELS = {
 
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
-    root = copy_project(tmp_path_factory.mktemp("release") / "proj", TINY)
+    root = copy_project(tmp_path_factory.mktemp("release") / "proj", TINY_PIPELINE)
     env = {"BENTOML_HOME": str(root / ".bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
     first = run(["dvc", "repro"], root, **env)
     return root, env, first

@@ -14,23 +14,7 @@ import json
 import nbformat
 import pytest
 import yaml
-from conftest import copy_project, run
-
-TINY = {
-    "data": {"min_positive": 5},
-    "augment": {"target_fault_ratio": 0.3},
-    "train": {
-        "length": 64,
-        "channels": [4, 8],
-        "kernel_size": 5,
-        "batch_size": 16,
-        "max_epochs": 3,
-        "patience": 3,
-        "accelerator": "cpu",
-        "wandb": True,
-    },
-    "evaluate": {"baseline_n_estimators": 20, "baseline_feature_length": 32, "worst_n": 2},
-}
+from conftest import TINY_PIPELINE, copy_project, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -62,7 +46,7 @@ def fingerprint(root) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    root = copy_project(tmp_path_factory.mktemp("outputs") / "proj", TINY)
+    root = copy_project(tmp_path_factory.mktemp("outputs") / "proj", TINY_PIPELINE)
     run(["dvc", "repro"], root)
     return root
 

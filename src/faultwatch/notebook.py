@@ -31,7 +31,7 @@ import yaml
 
 from faultwatch.errors import FaultwatchError, ParamsError
 from faultwatch.params import SECTIONS, load_params, section
-from faultwatch.paths import STAGING_ENV, write_text_atomic
+from faultwatch.paths import STAGING_ENV, display_path, write_text_atomic
 from faultwatch.scraps import json_metrics, read_scraps
 
 
@@ -270,7 +270,7 @@ def run_notebook(
             source = "\n".join("    " + line for line in e.source.splitlines()[-8:])
             raise NotebookFailed(
                 f"{rel}: cell {e.cell_index} (execution {e.exec_count}) raised {e.ename}: "
-                f"{e.evalue}\n{source}\n(the failed run is saved as {_shown(failed, root)}; "
+                f"{e.evalue}\n{source}\n(the failed run is saved as {display_path(failed, root)}; "
                 f"earlier outputs are unchanged)"
             ) from None
         nb = scrub(nb, root)
@@ -285,8 +285,3 @@ def run_notebook(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return NotebookRun(stage, target / nb_rel, target / html_rel, target / metrics_rel, scraps)
-
-
-def _shown(path: Path, root: Path) -> Path:
-    """`path` relative to the project root where it lies inside it (messages name it so)."""
-    return path.relative_to(root) if path.is_relative_to(root) else path

@@ -18,7 +18,7 @@ import yaml
 
 from faultwatch.errors import FaultwatchError
 from faultwatch.params import load_params
-from faultwatch.paths import write_text_atomic
+from faultwatch.paths import display_path, write_text_atomic
 
 if TYPE_CHECKING:
     import bentoml
@@ -34,18 +34,9 @@ class ProvenanceError(FaultwatchError):
     """The model's provenance (git commit, data hash) cannot be established."""
 
 
-def _shown(path: Path, root: Path | None) -> str:
-    if root is not None:
-        try:
-            return str(path.relative_to(root))
-        except ValueError:
-            pass
-    return str(path)
-
-
 def read_json(path: Path, what: str, root: Path | None = None) -> dict[str, Any]:
     """A JSON object from `path`; a missing or malformed file is a named error."""
-    shown = _shown(path, root)
+    shown = display_path(path, root)
     try:
         value = json.loads(path.read_text())
     except FileNotFoundError:
@@ -201,7 +192,7 @@ def provenance(root: Path, model_dir: Path) -> tuple[dict[str, str], dict[str, A
     model_json = read_json(model_dir / "model.json", "the train stage's model", root)
     weights = model_dir / "weights.safetensors"
     if not weights.is_file():
-        raise FaultwatchError(f"{_shown(weights, root)}: not found (run the train stage)")
+        raise FaultwatchError(f"{display_path(weights, root)}: not found (run the train stage)")
     params = load_params(root / "params.yaml")
     git = git_commit(root)
     data = data_hashes(root)
