@@ -9,6 +9,7 @@ schema and the same prediction-log write, torch with one thread, run by uvicorn 
 # no `from __future__ import annotations`: FastAPI resolves the annotations at runtime
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +46,21 @@ def create_app(model_dir: Path, log_path: Path) -> FastAPI:
         label = "fault" if fault else "healthy"
         latency = (time.perf_counter() - t0) * 1e3
         summary = InputSummary.of(x)
+        pid = uuid.uuid4().hex  # as the service does: one id per answer, logged with it
         log.append(
-            [LoggedPrediction("predict", "bench", summary, p, label, fault, threshold, latency, 1)]
+            [
+                LoggedPrediction(
+                    "predict", "bench", summary, p, label, fault, threshold, latency, 1, pid
+                )
+            ]
         )
         return Prediction(
-            probability=p, label=label, is_fault=fault, threshold=threshold, model_version="bench"
+            probability=p,
+            label=label,
+            is_fault=fault,
+            threshold=threshold,
+            model_version="bench",
+            prediction_id=pid,
         )
 
     @app.get("/readyz")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import yaml
 from conftest import run
@@ -96,10 +97,10 @@ def test_another_fault_class_or_data_version_is_decided_without_building(cli):
     cli("promote")
     assert choose_model(root).model_tag == prod and choose_model(root).warnings == []
 
-    # the same source, changed data: production stays what is packaged, not silently
-    (root / "data/prepared/test.parquet").write_bytes(
-        (root / "data/prepared/test.parquet").read_bytes() + b"\n"
-    )
+    # the same source, changed data: production stays what is packaged, not silently (a valid
+    # split still: register reads it for the golden set)
+    split = root / "data/prepared/test.parquet"
+    pd.read_parquet(split).iloc[::-1].to_parquet(split, index=False)
     write_lock(root)
     choice = choose_model(root)
     assert (choice.stage, choice.model_tag) == ("production", prod)

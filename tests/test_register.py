@@ -151,3 +151,58 @@ def test_a_missing_input_of_register_is_named(cli, remove, message):
     proc = cli("register", check=False)
     assert (proc.returncode, proc.stderr) == (1, message)
     assert store_entries(cli.root) == [] and not (cli.root / "reports/register.json").exists()
+
+
+@pytest.mark.slow
+def test_register_records_the_golden_set_in_the_store_entry(cli):
+    """Up to 4 faults then healthy signals of the test split, 16 in all, the first by id, with
+    the model's answers as the service computes them; an entry reused without a golden set (or
+    with a malformed one) gets it again, the same."""
+    import numpy as np
+    from gate_project import N_FAULT, split_frame
+
+    from faultwatch.model.io import load_model
+    from faultwatch.serve.golden import GoldenError, load_golden
+
+    root = cli.root
+    tag = cli.register("detector")
+    folder = entry_dir(root, tag)
+    golden = load_golden(folder)
+    split = split_frame().sort_values("id")
+    faults, healthy = split[split.y == 1], split[split.y == 0]
+    assert N_FAULT > 4
+    assert golden.ids == faults.id.tolist()[:4] + healthy.id.tolist()[:12]
+    assert golden.model_tag == tag and golden.threshold == 0.5
+    by_id = split.set_index("id")["values"]
+    assert golden.signals == [by_id[i].tolist() for i in golden.ids]
+    expected = load_model(folder).predict_proba([np.asarray(s) for s in golden.signals])
+    assert golden.probabilities == expected.tolist()
+    # the detector flags exactly the faults
+    assert golden.labels == ["fault"] * 4 + ["healthy"] * 12
+    recorded = (folder / "golden.json").read_bytes()
+
+    (folder / "golden.json").unlink()
+    with pytest.raises(GoldenError, match=r"golden.json: not found; .*`dvc repro -f -s register`"):
+        load_golden(folder)
+    again = cli("register")
+    assert again.stdout.startswith(f"already in the store as {tag}")
+    assert (folder / "golden.json").read_bytes() == recorded
+    (folder / "golden.json").write_text('{"model_tag": "fault_cnn:x", "ids": []}')
+    with pytest.raises(GoldenError, match=r"malformed golden set .*dvc repro -f -s register"):
+        load_golden(folder)
+    cli("register")
+    assert (folder / "golden.json").read_bytes() == recorded
+
+
+@pytest.mark.slow
+def test_an_unreadable_test_split_stops_register_with_a_named_error(cli):
+    root = cli.root
+    split = root / "data/prepared/test.parquet"
+    split.write_bytes(split.read_bytes() + b"\n")
+    put_model(root, "detector")
+    proc = cli("register", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(
+        "error: data/prepared/test.parquet: not a readable parquet file ("
+    ), proc.stderr
+    assert "`dvc repro -f -s prepare`" in proc.stderr and "Traceback" not in proc.stderr

@@ -55,6 +55,11 @@ def test_repro_runs_every_stage_then_nothing(released):
     assert f"already in the store as {tag} (same weights sha256" in forced.stdout
     assert (root / "reports/register.json").read_bytes() == record
     assert store_versions(root) == [tag.split(":")[1]]
+    # the entry holds its golden set, from the test split, kept by the forced register
+    from faultwatch.serve.golden import load_golden
+
+    golden = load_golden(root / ".bentoml/models" / tag.replace(":", "/"))
+    assert golden.model_tag == tag and 1 <= len(golden.ids) <= 16
     status = run(["dvc", "status"], root, **env).stdout
     assert status.strip() == "Data and pipelines are up to date."
 

@@ -4,6 +4,11 @@ Provenance is never guessed: without a git commit (not a repository, no commit y
 installed) or without the prepare stage's outputs in `dvc.lock`, registration stops with an
 error that says what is missing. Registering the same model twice (same weights, threshold and
 test metrics) reuses the existing store entry, so `dvc repro -f register` adds no version.
+
+Every registered entry holds its golden set (`golden.json`, faultwatch.serve.golden): a few
+signals of the test split and the model's answers on them, which a deployment's smoke test
+compares a running server with. An entry reused without one (registered before golden sets
+existed), or with a malformed one, gets it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ EVALUATE_FILE = Path("reports/evaluate/scores.json")  # all that evaluate measur
 THRESHOLD_FILE = Path("reports/evaluate/threshold.json")
 # run-to-run values of training (W&B run id, timings): read for provenance, not a dvc dependency
 TRAIN_RUN_FILE = Path("reports/train/run.json")
+TEST_SPLIT = Path("data/prepared/test.parquet")  # the golden set comes from it
 
 
 class ProvenanceError(FaultwatchError):
@@ -304,6 +310,59 @@ def register(root: Path, model_dir: str = "models/fault_cnn") -> tuple[dict[str,
     else:
         tag = import_model(root / model_dir, threshold, labels=labels, metadata=metadata)
         created = True
+    ensure_golden(root, store_entry(str(tag), "register", root))
     record = {"model_tag": str(tag), "weights_sha256": metadata["weights_sha256"], "labels": labels}
     write_text_atomic(root / REGISTER_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record, created
+
+
+def ensure_golden(root: Path, entry: bentoml.Model) -> Path:
+    """The entry's golden set, recorded from the test split unless a valid one is there."""
+    import pandas as pd
+
+    from faultwatch.serve.golden import (
+        GOLDEN_FILE,
+        GoldenError,
+        compute_golden,
+        load_golden,
+        select_golden,
+        write_golden,
+    )
+    from faultwatch.serve.schema import ServingLimits
+    from faultwatch.serve.store import load_entry, read_threshold
+
+    folder = Path(entry.path)
+    try:
+        known = load_golden(folder)
+        if known.model_tag == str(entry.tag) and known.fault_rate is not None:
+            return folder / GOLDEN_FILE
+    except GoldenError:
+        pass
+    split = root / TEST_SPLIT
+    shown = display_path(split, root)
+    try:
+        test = pd.read_parquet(split)
+    except FileNotFoundError:
+        raise FaultwatchError(
+            f"{shown}: not found (the golden set comes from the test split; run `dvc repro`)"
+        ) from None
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        raise FaultwatchError(
+            f"{shown}: not a readable parquet file ({e}); the golden set comes from the test "
+            "split: `dvc repro -f -s prepare`"
+        ) from None
+    schema = entry.info.metadata.get("input_schema") or {}  # the model's limits, not the env's
+    lengths = (
+        int(schema.get("min_length", ServingLimits.min_length)),
+        int(schema.get("max_length", ServingLimits.max_length)),
+    )
+    chosen = select_golden(test, *lengths, where=shown)
+    golden = compute_golden(
+        load_entry(entry),
+        str(entry.tag),
+        read_threshold(folder),
+        chosen["id"].tolist(),
+        chosen["values"].tolist(),
+        fault_rate=float((test["y"] == 1).mean()),
+    )
+    return write_golden(folder, golden)

@@ -8,7 +8,13 @@ a body over the limit (kept in memory no further than the limit). Every 4xx of t
 paths has one shape, {"error": "<field>: <message> (<rule>)", "detail": [{"type", "loc",
 "msg"}, ...]}, whose `error` names the first field and rule (a `loc` of ["body"] is the body as
 a whole), and is recorded in the prediction log's `rejected` table before it is sent, so
-monitoring can count malformed requests.
+monitoring can count malformed requests. A 5xx the service gives (model_failure, overloaded,
+shutting_down) is recorded there too, unchanged; prediction_log_unavailable cannot be.
+
+Request identity (faultwatch.serve.identity): the guard reads `X-Request-ID` and
+`X-Faultwatch-Role` first, answers 400 naming the header and its rule to a bad value, makes
+the identity visible to the service for the request, writes it into every `rejected` row, and
+echoes the request id in every answer of the guarded paths, errors included.
 
 Refusing before the body is read. Most HTTP clients (urllib, requests, httpx) send the whole
 body before they read the answer; a server that answers and closes while they are still sending
@@ -30,7 +36,17 @@ from typing import Any
 
 import anyio.to_thread
 
-from faultwatch.serve.predlog import PredictionLog
+from faultwatch.serve.identity import (
+    CURRENT,
+    DEFAULT_ROLE,
+    REQUEST_ID_HEADER,
+    ROLE_HEADER,
+    BadHeader,
+    RequestIdentity,
+    identity_of,
+    new_id,
+)
+from faultwatch.serve.predlog import ROLES, PredictionLog
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +59,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 JSON_TYPES = ("application/json",)
 DRAIN_BYTES = 64 * 1024 * 1024
 MAX_DETAILS = 50  # a signal of 100 000 strings would otherwise give a 10 MB error body
+# a 5xx with this reason is not recorded: the log is what failed (it would wait its timeout again)
+UNRECORDABLE = "prediction_log_unavailable"
 RULE_OF_STATUS = {
     400: "bad_request",
     404: "not_found",
@@ -129,10 +147,44 @@ class RequestGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             return await self.app(scope, receive, send)
-        path = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        bad: BadHeader | None = None
+        try:
+            ident = identity_of(headers)
+        except BadHeader as e:
+            bad = e
+            role = headers.get(ROLE_HEADER.lower(), DEFAULT_ROLE)
+            ident = RequestIdentity(new_id(), role if role in ROLES else DEFAULT_ROLE)
+        echoed = (REQUEST_ID_HEADER.lower().encode(), ident.request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() != echoed[0]]
+                message = {**message, "headers": [*kept, echoed]}
+            await send(message)
+
+        token = CURRENT.set(ident)
+        try:
+            await self._guard(scope, receive, send_with_id, headers, bad)
+        finally:
+            CURRENT.reset(token)
+
+    async def _guard(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        bad: BadHeader | None,
+    ) -> None:
+        path = scope["path"]
         declared = _int(headers.get("content-length"))
 
+        if bad is not None:
+            return await self._refuse_unread(
+                receive, send, path, headers, 400, "invalid_header", ["header", bad.header],
+                str(bad),
+            )  # fmt: skip
         if scope["method"] != "POST":
             msg = f"{scope['method']} is not allowed on {path}: use POST"
             return await self._refuse_unread(
@@ -173,12 +225,12 @@ class RequestGuard:
         receive = _replay(bytes(body), receive)
         size = len(body)
 
-        start: Message | None = None  # a 4xx answer's start, held until its body is rewritten
+        start: Message | None = None  # an error answer's start, held until its body is read
         error = bytearray()
 
         async def watch(message: Message) -> None:
             nonlocal start
-            if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+            if message["type"] == "http.response.start" and message["status"] >= 400:
                 start = message
                 return
             if message["type"] != "http.response.body" or start is None:
@@ -187,6 +239,13 @@ class RequestGuard:
             if message.get("more_body", False):
                 return
             status = start["status"]
+            if status >= 500:  # the service's own refusal: recorded, sent as it is
+                rule, msg = reason_of(bytes(error))
+                if rule != UNRECORDABLE:
+                    await self._record(path, status, rule, msg, size)
+                await send(start)
+                await send({"type": "http.response.body", "body": bytes(error)})
+                return
             new = readable_error(status, bytes(error))
             rule, msg = reason_of(new)
             await self._record(path, status, rule, msg, size)  # recorded before the answer ends
@@ -266,12 +325,16 @@ class RequestGuard:
         await send({"type": "http.response.body", "body": body})
 
     async def _record(self, path: str, status: int, reason: str, msg: str, size: int | None):
+        """A `rejected` row, with the identity of the request being answered."""
         if self._log_factory is None:
             return
+        ident = CURRENT.get() or RequestIdentity(new_id())
         try:
             if self._log is None:
                 self._log = self._log_factory()
-            await anyio.to_thread.run_sync(self._log.reject, path, status, reason, msg, size)
+            await anyio.to_thread.run_sync(
+                self._log.reject, path, status, reason, msg, size, ident.request_id, ident.role
+            )
         except Exception:  # a log failure must not turn a 4xx into a 5xx
             logger.exception("could not record a rejected request in the prediction log")
 

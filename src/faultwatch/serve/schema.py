@@ -19,6 +19,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, RootModel
 
+from faultwatch.serve.identity import RequestIdentity, current
+
 # no sensor reads more; far inside what z-scoring in float64 handles (squares up to 1e30)
 MAX_ABS_VALUE = 1e15
 
@@ -59,10 +61,13 @@ def signal_type(limits: ServingLimits) -> Any:
 
 
 def signal_model(limits: ServingLimits) -> type[RootModel]:
-    """One signal of a batch; stamps the time it was validated, so latency can be logged."""
+    """One signal of a batch; stamps the time it was validated, so latency can be logged, and
+    its request's identity (validation runs in the request's task; with BentoML's batching the
+    model call does not)."""
 
     class Signal(RootModel[signal_type(limits)]):  # type: ignore[misc]
         _received: float = PrivateAttr(default_factory=time.perf_counter)
+        _identity: RequestIdentity = PrivateAttr(default_factory=current)
 
     return Signal
 
@@ -77,6 +82,9 @@ class Prediction(BaseModel):
     is_fault: bool
     threshold: float
     model_version: str
+    prediction_id: str = Field(
+        description="this answer's id (uuid4 hex), also in the prediction log"
+    )
 
 
 class BatchPrediction(BaseModel):

@@ -5,7 +5,12 @@ project), or `bentoml serve faultwatch.serve.service:FaultDetector` with an abso
 BENTOML_HOME. Settings: the FAULTWATCH_* variables of faultwatch.serve.settings
 (`faultwatch serve --show-config` prints them) and the input limits of faultwatch.serve.schema.
 FAULTWATCH_MODEL_TAG picks the store entry (default: the bento's `model_tag` build argument,
-else fault_cnn:latest), so a blue and a green process can serve different versions.
+else fault_cnn:latest), so a blue and a green process can serve different versions;
+FAULTWATCH_COLOUR names the process (blue, green) in every row it writes to the prediction log.
+
+Identity. Every answered signal gets a `prediction_id` (uuid4 hex), logged with it beside the
+request's `X-Request-ID` and `X-Faultwatch-Role` (faultwatch.serve.identity; the guard reads,
+checks and echoes them).
 
 Start fails fast. Importing this module (which `bentoml serve` and `bentoml build` do before
 any worker starts) checks that BENTOML_HOME resolves, that the model is in the store, and that
@@ -46,6 +51,7 @@ from starlette.responses import Response
 from faultwatch.errors import FaultwatchError
 from faultwatch.serve.batching import BatchCancelled, MicroBatcher, Overloaded, run_isolated
 from faultwatch.serve.guard import RequestGuard, error_body
+from faultwatch.serve.identity import RequestIdentity, current, new_id
 from faultwatch.serve.predlog import (
     InputSummary,
     LoggedPrediction,
@@ -123,6 +129,7 @@ class Item(NamedTuple):
     endpoint: str
     request: int  # the signals of one request share this number
     index: int | None  # position in a predict_batch request; None for predict
+    identity: RequestIdentity  # the request's X-Request-ID and role
 
 
 class ModelFailure(FaultwatchError):
@@ -131,6 +138,16 @@ class ModelFailure(FaultwatchError):
     def __init__(self, loc: list[str | int], msg: str):
         super().__init__(msg)
         self.loc = loc
+
+
+def open_log() -> PredictionLog:
+    """The prediction log of this process (its path, durability and colour from SETTINGS)."""
+    return PredictionLog(
+        SETTINGS.prediction_log or default_path(),
+        synchronous=SETTINGS.prediction_log_sync,
+        timeout_s=SETTINGS.prediction_log_timeout_s,
+        colour=SETTINGS.colour,
+    )
 
 
 def error_response(status: int, reason: str, loc: list[Any], msg: str) -> Response:
@@ -173,11 +190,7 @@ class FaultDetector:
         self.threshold = read_threshold(entry.path)
         self.version = str(entry.tag.version)
         self.healthy_label, self.fault_label = (str(c) for c in self.model.meta["class_names"])
-        self.log = PredictionLog(
-            SETTINGS.prediction_log or default_path(),
-            synchronous=SETTINGS.prediction_log_sync,
-            timeout_s=SETTINGS.prediction_log_timeout_s,
-        )
+        self.log = open_log()
         # the first model call pays for lazy initialisation: not a client's request
         self.model.predict_proba([np.zeros(LIMITS.min_length)])
 
@@ -212,6 +225,7 @@ class FaultDetector:
                 continue
             fault = p >= self.threshold
             label = self.fault_label if fault else self.healthy_label
+            prediction_id = new_id()
             answers.append(
                 Prediction(
                     probability=p,
@@ -219,6 +233,7 @@ class FaultDetector:
                     is_fault=fault,
                     threshold=self.threshold,
                     model_version=self.version,
+                    prediction_id=prediction_id,
                 )
             )
             entries.append(
@@ -232,6 +247,9 @@ class FaultDetector:
                     threshold=self.threshold,
                     latency_ms=(now - it.received) * 1e3,
                     batch_size=len(items),
+                    prediction_id=prediction_id,
+                    request_id=it.identity.request_id,
+                    role=it.identity.role,
                 )
             )
         self.log.append(entries)  # raises PredictionLogError: then no answer of the batch leaves
@@ -263,7 +281,9 @@ class FaultDetector:
         @bentoml.api
         async def predict(self, signal: SignalValues) -> Prediction:  # type: ignore[valid-type]
             """Fault probability of one signal (any length within the limits)."""
-            item = Item(np.asarray(signal), time.perf_counter(), "predict", next(_requests), None)
+            item = Item(
+                np.asarray(signal), time.perf_counter(), "predict", next(_requests), None, current()
+            )
             out = await self._submit([item])
             return out if isinstance(out, Response) else out[0]
 
@@ -272,7 +292,7 @@ class FaultDetector:
             """Fault probabilities of many signals; concurrent requests share model calls."""
             request = next(_requests)
             items = [
-                Item(np.asarray(s.root), s._received, "predict_batch", request, i)
+                Item(np.asarray(s.root), s._received, "predict_batch", request, i, s._identity)
                 for i, s in enumerate(signals)
             ]
             out = await self._submit(items)
@@ -283,7 +303,9 @@ class FaultDetector:
         @bentoml.api
         def predict(self, signal: SignalValues) -> Prediction:  # type: ignore[valid-type]
             """Fault probability of one signal (any length within the limits)."""
-            item = Item(np.asarray(signal), time.perf_counter(), "predict", next(_requests), None)
+            item = Item(
+                np.asarray(signal), time.perf_counter(), "predict", next(_requests), None, current()
+            )
             try:
                 return self._answer_now([item])[0]
             except (ModelFailure, PredictionLogError) as e:
@@ -301,7 +323,7 @@ class FaultDetector:
             request = next(_requests)
             return self._answer_now(
                 [
-                    Item(np.asarray(s.root), s._received, "predict_batch", request, i)
+                    Item(np.asarray(s.root), s._received, "predict_batch", request, i, s._identity)
                     for i, s in enumerate(signals)
                 ]
             )
@@ -312,9 +334,5 @@ FaultDetector.add_asgi_middleware(
     paths=ROUTES,
     max_body_bytes=LIMITS.max_body_bytes,
     max_drain_bytes=SETTINGS.max_drain_bytes,
-    log_factory=lambda: PredictionLog(
-        SETTINGS.prediction_log or default_path(),
-        synchronous=SETTINGS.prediction_log_sync,
-        timeout_s=SETTINGS.prediction_log_timeout_s,
-    ),
+    log_factory=open_log,
 )

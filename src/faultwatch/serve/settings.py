@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from faultwatch.errors import FaultwatchError
 
 BATCHING_MODES = ("queue", "bentoml")
 SYNC_MODES = ("NORMAL", "FULL")
+COLOUR_RULE = re.compile(r"[A-Za-z0-9_-]{0,32}")
 
 
 class SettingsError(FaultwatchError):
@@ -29,6 +31,8 @@ class SettingsError(FaultwatchError):
 class ServeSettings:
     # store entry to serve; None: the bento's `model_tag` build argument, else fault_cnn:latest
     model_tag: str | None = None
+    # the serving instance's name (blue, green), written in every prediction log row; "" alone
+    colour: str = ""
     # the SQLite prediction log; None: faultwatch.serve.predlog.default_path()
     prediction_log: Path | None = None
     prediction_log_sync: str = "NORMAL"  # NORMAL or FULL (see faultwatch.serve.predlog)
@@ -70,6 +74,11 @@ class ServeSettings:
         return settings
 
     def _check(self) -> None:
+        if not COLOUR_RULE.fullmatch(self.colour):
+            raise SettingsError(
+                f"FAULTWATCH_COLOUR={self.colour!r}: expected at most 32 characters of "
+                "A-Z a-z 0-9 _ - (e.g. blue, green)"
+            )
         if self.batching not in BATCHING_MODES:
             raise SettingsError(
                 f"FAULTWATCH_BATCHING={self.batching!r}: expected {' or '.join(BATCHING_MODES)}"
