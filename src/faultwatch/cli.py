@@ -187,6 +187,58 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0  # not reached: the process is now the server
 
 
+def _percent(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole percentage, 0 to 100") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{value}: a percentage is 0 to 100")
+    return value
+
+
+def _steps(text: str) -> list[int] | str:
+    if text == "":
+        return text  # --steps alone: params deploy.canary_steps
+    steps = [_percent(s.strip()) for s in text.split(",")]
+    if any(s == 0 for s in steps) or steps != sorted(set(steps)):
+        raise argparse.ArgumentTypeError(f"{text!r}: rising percentages, e.g. 10,25,50,100")
+    return steps
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from faultwatch.deploy import commands as d
+
+    root = project_root()
+    what = args.deploy_command
+    if what == "up":
+        return d.cmd_up(root, args.version, args.port)
+    if what == "stage":
+        return d.cmd_stage(root, args.version)
+    if what == "switch":
+        return d.cmd_switch(root)
+    if what == "rollback":
+        return d.cmd_rollback(root)
+    if what == "canary":
+        if args.steps is None and args.pct is None:
+            raise FaultwatchError("canary: give a percentage (canary 10) or --steps")
+        if args.steps is not None and args.pct is not None:
+            raise FaultwatchError("canary: a percentage or --steps, not both")
+        steps = args.steps
+        if steps == "":
+            steps = d.params(root).canary_steps
+        return d.cmd_canary(root, args.pct, steps, args.interval)
+    if what == "shadow":
+        return d.cmd_shadow(root, args.mode == "on")
+    if what == "analyse":
+        return d.cmd_analyse(root, args.window)
+    if what == "status":
+        return d.cmd_status(root, args.json)
+    if what == "down":
+        return d.cmd_down(root)
+    raise AssertionError(what)
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="faultwatch", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -243,6 +295,37 @@ def parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
     srv.add_argument("--show-config", action="store_true", help="print what would be served, exit")
     srv.set_defaults(func=cmd_serve)
+
+    dep = sub.add_parser(
+        "deploy", help="blue/green, canary and shadow behind a router on this host"
+    ).add_subparsers(dest="deploy_command", required=True)
+    up = dep.add_parser("up", help="VERSION (default: production) as blue behind the router")
+    up.add_argument("version", nargs="?")
+    up.add_argument("--port", type=int, help="the router's port (default: params deploy.port)")
+    st = dep.add_parser("stage", help="VERSION as the standby colour, smoke-tested, no traffic")
+    st.add_argument("version")
+    dep.add_parser("switch", help="all traffic to the staged colour")
+    dep.add_parser("rollback", help="back to the previous colour (or the canary to 0 %%)")
+    can = dep.add_parser("canary", help="PCT of the traffic to the staged colour, or --steps")
+    can.add_argument("pct", nargs="?", type=_percent)
+    can.add_argument(
+        "--steps",
+        nargs="?",
+        const="",
+        type=_steps,
+        help="advance through these percentages while the analysis passes (default: params "
+        "deploy.canary_steps); abort to 0 %% on a failing or inconclusive analysis",
+    )
+    can.add_argument("--interval", type=float, help="seconds per step (deploy.canary_interval_s)")
+    sh = dep.add_parser("shadow", help="copy live traffic to the staged colour (on|off)")
+    sh.add_argument("mode", choices=["on", "off"])
+    an = dep.add_parser("analyse", help="the analysis gate of the staged colour, now")
+    an.add_argument("--window", type=float, default=60.0, help="seconds of log (default 60)")
+    stt = dep.add_parser("status", help="colours, versions, weights, analysis, shadow agreement")
+    stt.add_argument("--json", action="store_true")
+    dep.add_parser("down", help="stop the router and both colours")
+    for sp in dep.choices.values():
+        sp.set_defaults(func=cmd_deploy)
 
     rep = sub.add_parser("reports", help="list the reports the pipeline wrote")
     rep.set_defaults(func=cmd_reports)

@@ -35,6 +35,7 @@ SECTIONS: dict[str, type[Section] | str] = {
     "promote": "faultwatch.promote:PromoteParams",
     "augment": "faultwatch.augment:AugmentParams",
     "train": "faultwatch.model.params:TrainParams",
+    "deploy": "faultwatch.deploy.analysis:DeployParams",
 }
 
 

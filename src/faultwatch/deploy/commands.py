@@ -1,0 +1,636 @@
+"""`faultwatch deploy`: what each command does (see faultwatch.deploy.router for the router).
+
+Two colours, blue and green, are two `faultwatch serve` processes of registry versions on free
+loopback ports, both logging to the one prediction log. One colour is *live*; the other is the
+*standby*: the staged new version, or the previous one after a switch (what `rollback` returns
+to). A colour takes traffic only after it answered /readyz and passed its smoke test: its
+answers on the golden set recorded at registration, within `deploy.smoke_tolerance`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from faultwatch.deploy import router as rt
+from faultwatch.deploy.analysis import Analysis, DeployParams, analyse, shadow_agreement
+from faultwatch.deploy.state import Colour, DeployError, State, load, locked, save, state_dir
+from faultwatch.paths import bentoml_home
+
+SERVER_MARKER = "faultwatch"  # in the command line of every process deploy starts
+ROUTER_MARKER = "haproxy"
+EXIT_REFUSED = 3  # a gate said no: smoke test, analysis, inconclusive analysis
+
+
+def say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def params(root: Path) -> DeployParams:
+    from faultwatch.params import load_params, section
+
+    return section("deploy", load_params(root / "params.yaml"))
+
+
+def prediction_log(root: Path) -> Path:
+    """The log both colours write: FAULTWATCH_PREDICTION_LOG, else the serve default."""
+    env = os.environ.get("FAULTWATCH_PREDICTION_LOG")
+    return Path(env).resolve() if env else root / "reports" / "serving" / "predictions.sqlite"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------- versions and models
+def resolve(root: Path, version: str | None) -> tuple[str, str, Path, str]:
+    """(registry version, model tag, store entry folder, approval) of `version` (default: the
+    production version)."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    from faultwatch import registry
+
+    if version is None:
+        prod = registry.production(root)
+        if prod is None:
+            raise DeployError(
+                "no production version in the registry: promote one (`faultwatch promote`) or "
+                "name a version (`faultwatch registry list`)"
+            )
+        v = prod
+    else:
+        v = registry.get(version, root)
+    if not v.model_tag:
+        raise DeployError(f"registry version {v.version} names no model store entry")
+    try:
+        entry = bentoml.models.get(v.model_tag)
+    except NotFound:
+        home = bentoml_home(root)
+        raise DeployError(
+            f"model {v.model_tag} of registry version {v.version} is not in the store {home}. "
+            f"Rebuild it from its commit {v.commit[:12]}: `git worktree add ../fw-{v.version} "
+            f"{v.commit}`, then in that folder `dvc pull` (or `dvc repro register`) with "
+            f"BENTOML_HOME={home}; then stage it again"
+        ) from None
+    return v.version, str(entry.tag), Path(entry.path), v.approval
+
+
+def training_fault_rate(entry_path: Path) -> float | None:
+    """The fault share of the split the model was evaluated on, recorded at registration."""
+    from faultwatch.serve.golden import GoldenError, load_golden
+
+    try:
+        return load_golden(entry_path).fault_rate
+    except GoldenError:
+        return None
+
+
+# ---------------------------------------------------------------------- serving processes
+def wait_ready(url: str, pid: int, log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not rt.pid_alive(pid):
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            raise DeployError(f"the server exited before it was ready; its log {log}:\n{tail}")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise DeployError(f"{url}/readyz did not answer 200 within {timeout_s:g} s; log: {log}")
+
+
+def start_colour(root: Path, colour: str, version: str, model_tag: str, p: DeployParams) -> Colour:
+    port = free_port(p.host)
+    d = state_dir(root)
+    d.mkdir(parents=True, exist_ok=True)
+    log = d / f"{colour}.log"
+    tag = f"{colour}-{uuid.uuid4().hex[:12]}"
+    env = {
+        **os.environ,
+        rt.TAG_ENV: tag,
+        "FAULTWATCH_COLOUR": colour,
+        "FAULTWATCH_PREDICTION_LOG": str(prediction_log(root)),
+        "BENTOML_HOME": str(bentoml_home(root).resolve()),
+    }
+    say(f"  starting {colour}: {version} ({model_tag}) on {p.host}:{port} (log {log})")
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            # the registry version: its bento when one packages the model, else this checkout's
+            [
+                sys.executable,
+                "-m",
+                "faultwatch",
+                "serve",
+                version,
+                "--host",
+                p.host,
+                "--port",
+                str(port),
+            ],
+            cwd=root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: outlives the CLI, stopped whole
+        )
+    c = Colour(version, model_tag, port, proc.pid, str(log), time.time(), tag=tag)
+    t0 = time.monotonic()
+    try:
+        wait_ready(f"http://{p.host}:{port}", proc.pid, log, p.ready_timeout_s)
+    except BaseException:
+        stop_colour(c)
+        raise
+    say(f"  {colour} ready in {time.monotonic() - t0:.1f} s")
+    return c
+
+
+def smoke(c: Colour, entry_path: Path, p: DeployParams) -> dict[str, Any]:
+    from faultwatch.serve.golden import load_golden, smoke_test
+
+    try:
+        golden = load_golden(entry_path)
+    except Exception as e:  # a missing or malformed golden set is a failed smoke test
+        return {"passed": False, "message": str(e)}
+    result = smoke_test(f"http://{p.host}:{c.port}", golden, tolerance=p.smoke_tolerance)
+    return {**result.as_dict(), "passed": bool(result.passed)}
+
+
+def stop_colour(c: Colour | None) -> None:
+    """The server, gracefully (its supervisor stops its workers), then any worker left."""
+    if c is not None:
+        rt.stop_pid(c.pid, SERVER_MARKER)
+        rt.stop_tagged(c.tag)
+
+
+def alive(c: Colour | None) -> bool:
+    """Its supervisor runs (a worker left behind by a dead supervisor does not count)."""
+    return c is not None and rt.pid_alive(c.pid, SERVER_MARKER)
+
+
+# ---------------------------------------------------------------------- the router
+def router_config(root: Path, st: State, p: DeployParams) -> rt.RouterConfig:
+    return rt.RouterConfig(
+        host=st.host,
+        port=st.port or p.port,
+        state_dir=state_dir(root),
+        buffer_kib=p.router_buffer_kib,
+        shadow_max_inflight=p.shadow_max_inflight,
+        shadow_timeout_s=p.shadow_timeout_s,
+    )
+
+
+def api(root: Path, st: State) -> rt.RuntimeAPI:
+    return rt.RuntimeAPI(rt.socket_path(state_dir(root)))
+
+
+def require_up(root: Path, st: State) -> rt.RuntimeAPI:
+    if st.live is None or not rt.pid_alive(st.router_pid, ROUTER_MARKER):
+        raise DeployError("nothing is deployed here: `faultwatch deploy up` first")
+    return api(root, st)
+
+
+def apply_weights(a: rt.RuntimeAPI, st: State, weights: dict[str, int]) -> None:
+    """Raise before lowering: at no moment does every colour have weight 0."""
+    order = sorted(weights, key=lambda c: weights[c] < st.weights.get(c, 0))
+    for colour in order:
+        a.set_weight(colour, weights[colour])
+        st.weights[colour] = weights[colour]
+
+
+def ready_standby(st: State, what: str) -> Colour:
+    colour = st.standby
+    c = st.colours.get(colour) if colour else None
+    if c is None:
+        raise DeployError(f"{what}: nothing is staged; `faultwatch deploy stage VERSION` first")
+    if not c.smoke_passed:
+        why = (c.smoke or {}).get("message", "no smoke test")
+        raise DeployError(f"{what}: {colour} ({c.version}) has not passed its smoke test: {why}")
+    if not alive(c):
+        raise DeployError(
+            f"{what}: {colour} ({c.version}) is not running any more (log {c.log}); stage it "
+            "again: `faultwatch deploy stage VERSION`"
+        )
+    return c
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_up(root: Path, version: str | None, port: int | None) -> int:
+    p = params(root)
+    with locked(root, "up"):
+        st = load(root)
+        version, tag, entry, _ = resolve(root, version)
+        if (
+            st.live
+            and rt.pid_alive(st.router_pid, ROUTER_MARKER)
+            and alive(st.colours.get(st.live))
+        ):
+            live = st.colours[st.live]
+            if live.version == version:
+                say(f"already up: {st.live} serves {version} at {st.url}")
+                return 0
+            raise DeployError(
+                f"already up with {live.version} live on {st.live}; "
+                f"`faultwatch deploy stage {version}` then `switch`, or `down` first"
+            )
+        cleanup(root, st)  # leftovers of a router or servers that died
+        st = State(host=p.host, port=port or p.port, history=st.history)
+        say(f"deploy up: {version} as blue behind the router on {st.host}:{st.port}")
+        blue = start_colour(root, "blue", version, tag, p)
+        blue.smoke = smoke(blue, entry, p)
+        if not blue.smoke["passed"]:
+            stop_colour(blue)
+            raise DeployError(f"blue ({version}) failed its smoke test: {blue.smoke['message']}")
+        say(f"  smoke test passed: {blue.smoke.get('message', '')}")
+        cfg = router_config(root, st, p)
+        st.router_pid = rt.start(cfg, {"blue": blue.port, "green": None}, None)
+        a = api(root, st)
+        a.enable("blue")
+        a.set_weight("blue", 100)
+        a.enable_backup("blue", True)
+        st.colours = {"blue": blue}
+        st.live, st.weights = "blue", {"blue": 100, "green": 0}
+        st.record("up", colour="blue", version=version, model_tag=tag)
+        save(root, st)
+    say(f"up: {version} live on blue at {st.url} (router log {cfg.log_path}).")
+    say("next: `faultwatch deploy stage VERSION` to stage a new version as green")
+    return 0
+
+
+def cmd_stage(root: Path, version: str) -> int:
+    p = params(root)
+    with locked(root, "stage"):
+        st = load(root)
+        a = require_up(root, st)
+        colour = st.standby
+        assert colour is not None
+        version, tag, entry, approval = resolve(root, version)
+        old = st.colours.get(colour)
+        if old and old.version == version and alive(old) and old.smoke_passed:
+            say(f"already staged: {version} on {colour}, smoke test passed")
+            return 0
+        if st.weights.get(colour, 0) > 0:
+            raise DeployError(
+                f"{colour} takes {st.weights[colour]} % of the traffic (a canary): "
+                "`faultwatch deploy rollback` first"
+            )
+        say(f"deploy stage: {version} as {colour}")
+        if approval != "approved":
+            say(
+                f"  note: the promotion gate's decision on {version} is '{approval}' "
+                f"(`faultwatch registry show {version}`); it takes traffic only after its smoke "
+                "test, and `canary --steps` gates each step on live traffic"
+            )
+        if st.shadow:
+            a.shadow(None, router_config(root, st, p).map_path)
+            st.shadow = False
+            say("  shadow off (its target is being replaced)")
+        a.disable(colour)
+        if old is not None:
+            drain(a, colour)
+            stop_colour(old)
+            st.colours.pop(colour, None)
+            save(root, st)
+        c = start_colour(root, colour, version, tag, p)
+        c.smoke = smoke(c, entry, p)
+        a.set_address(colour, c.port)
+        if not c.smoke["passed"]:
+            stop_colour(c)
+            c.pid = 0
+            st.colours[colour] = c
+            st.record(
+                "stage", colour=colour, version=version, smoke="failed", reason=c.smoke["message"]
+            )
+            save(root, st)
+            say(f"refused: {colour} ({version}) failed its smoke test: {c.smoke['message']}")
+            say(f"{st.live} keeps all the traffic; nothing was switched")
+            return EXIT_REFUSED
+        a.enable(colour)
+        a.set_weight(colour, 0)
+        a.enable_backup(colour, True)
+        st.colours[colour] = c
+        st.record("stage", colour=colour, version=version, model_tag=tag, smoke="passed")
+        save(root, st)
+    say(
+        f"staged: {version} on {colour} (port {c.port}), smoke test passed "
+        f"({c.smoke.get('message', '')}); it takes no traffic yet."
+    )
+    say("next: `faultwatch deploy shadow on`, `faultwatch deploy canary --steps`, or `switch`")
+    return 0
+
+
+def drain(a: rt.RuntimeAPI, colour: str, timeout_s: float = 30.0) -> None:
+    """Wait until the colour has no request in flight (it takes no new ones any more)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if a.counters()[colour]["scur"] == 0:
+            return
+        time.sleep(0.05)
+
+
+def _switch_to(a: rt.RuntimeAPI, st: State, colour: str) -> None:
+    other = "green" if colour == "blue" else "blue"
+    apply_weights(a, st, {colour: 100, other: 0})
+    st.live = colour
+
+
+def cmd_switch(root: Path) -> int:
+    p = params(root)
+    with locked(root, "switch"):
+        st = load(root)
+        a = require_up(root, st)
+        c = ready_standby(st, "switch")
+        old, new = st.live, st.standby
+        assert old and new
+        t0 = time.monotonic()
+        if st.shadow:
+            a.shadow(None, router_config(root, st, p).map_path)
+            st.shadow = False
+        _switch_to(a, st, new)
+        took = (time.monotonic() - t0) * 1e3
+        st.record("switch", frm=old, to=new, version=c.version, ms=round(took, 1))
+        save(root, st)
+    say(
+        f"switched: all traffic to {new} ({c.version}) in {took:.0f} ms; {old} stays up for "
+        "`faultwatch deploy rollback`."
+    )
+    return 0
+
+
+def cmd_rollback(root: Path) -> int:
+    with locked(root, "rollback"):
+        st = load(root)
+        a = require_up(root, st)
+        live, standby = st.live, st.standby
+        assert live and standby
+        if st.weights.get(standby, 0) > 0:
+            apply_weights(a, st, {live: 100, standby: 0})
+            st.record("rollback", canary_of=standby, to=live)
+            save(root, st)
+            say(f"rolled back: the canary on {standby} is at 0 %; {live} has all the traffic.")
+            return 0
+        c = st.colours.get(standby)
+        if c is None or not alive(c) or not c.smoke_passed:
+            raise DeployError(
+                f"nothing to roll back to: {standby} "
+                + ("does not run" if c is None or not alive(c) else "has not passed its smoke test")
+            )
+        _switch_to(a, st, standby)
+        st.record("rollback", frm=live, to=standby, version=c.version)
+        save(root, st)
+    say(f"rolled back: all traffic to {standby} ({c.version}); {live} stays up.")
+    return 0
+
+
+def router_errors(a: rt.RuntimeAPI, colour: str) -> int:
+    c = a.counters()[colour]
+    return c["5xx"] + c["eresp"]
+
+
+def cmd_canary(root: Path, pct: int | None, steps: list[int] | None, interval: float | None) -> int:
+    p = params(root)
+    with locked(root, "canary"):
+        st = load(root)
+        a = require_up(root, st)
+        c = ready_standby(st, "canary")
+        live, green = st.live, st.standby
+        assert live and green
+        if steps is None:
+            assert pct is not None
+            if pct >= 100:
+                _switch_to(a, st, green)
+                st.record("canary", colour=green, pct=100, switched=True)
+                save(root, st)
+                say(f"canary 100 %: {green} ({c.version}) is live; {live} stays up.")
+                return 0
+            apply_weights(a, st, {green: pct, live: 100 - pct})
+            st.record("canary", colour=green, pct=pct)
+            save(root, st)
+            say(f"canary: {green} ({c.version}) takes {pct} %, {live} {100 - pct} %.")
+            say("next: `faultwatch deploy status` (the analysis), then `switch` or `rollback`")
+            return 0
+
+        interval = p.canary_interval_s if interval is None else interval
+        log = prediction_log(root)
+        entry = resolve(root, c.version)[2]
+        reference = training_fault_rate(entry)
+        say(
+            f"canary {c.version} on {green}: steps {steps} %, {interval:g} s each, analysis "
+            f"against {live}"
+        )
+        for step in steps:
+            if step >= 100:
+                _switch_to(a, st, green)
+                st.record("canary", colour=green, pct=100, switched=True)
+                save(root, st)
+                say(f"  100 %: {green} ({c.version}) is live; {live} stays up for rollback.")
+                return 0
+            apply_weights(a, st, {green: step, live: 100 - step})
+            since, errors0 = time.time(), router_errors(a, green)
+            st.record("canary", colour=green, pct=step)
+            save(root, st)
+            say(f"  {step} %: waiting {interval:g} s ...")
+            time.sleep(interval)
+            result = analyse(
+                log,
+                green,
+                live,
+                since,
+                p,
+                reference,
+                router_errors=router_errors(a, green) - errors0,
+            )
+            st.last_analysis = {**result.to_dict(), "step": step}
+            say("  " + result.summary().replace("\n", "\n  "))
+            if result.verdict != "pass":
+                apply_weights(a, st, {green: 0, live: 100})
+                st.record(
+                    "canary_abort",
+                    colour=green,
+                    pct=step,
+                    verdict=result.verdict,
+                    reason=result.reason,
+                )
+                save(root, st)
+                say(
+                    f"aborted at {step} %: {result.verdict} ({result.reason}); {green} is back "
+                    f"to 0 %, {live} has all the traffic."
+                )
+                return EXIT_REFUSED
+            save(root, st)
+        say(f"canary done at {steps[-1]} % on {green}: `faultwatch deploy switch` to finish")
+        return 0
+
+
+def cmd_shadow(root: Path, on: bool) -> int:
+    p = params(root)
+    with locked(root, "shadow"):
+        st = load(root)
+        a = require_up(root, st)
+        cfg = router_config(root, st, p)
+        if not on:
+            a.shadow(None, cfg.map_path)
+            st.shadow = False
+            st.record("shadow", on=False)
+            save(root, st)
+            say("shadow off.")
+            return 0
+        c = ready_standby(st, "shadow on")
+        a.shadow(f"http://{p.host}:{c.port}", cfg.map_path)
+        st.shadow = True
+        st.record("shadow", on=True, colour=st.standby, version=c.version)
+        save(root, st)
+    say(
+        f"shadow on: live traffic is copied to {st.standby} ({c.version}); its answers are "
+        "logged, not returned."
+    )
+    say("next: `faultwatch deploy status` for the agreement")
+    return 0
+
+
+def cmd_analyse(root: Path, window_s: float) -> int:
+    p = params(root)
+    st = load(root)
+    require_up(root, st)
+    c = ready_standby(st, "analyse")
+    live, green = st.live, st.standby
+    assert live and green
+    result: Analysis = analyse(
+        prediction_log(root),
+        green,
+        live,
+        time.time() - window_s,
+        p,
+        training_fault_rate(resolve(root, c.version)[2]),
+        router_errors=0,
+    )
+    say(result.summary())
+    return 0 if result.verdict == "pass" else EXIT_REFUSED
+
+
+def status_dict(root: Path) -> dict[str, Any]:
+    st = load(root)
+    router_up = rt.pid_alive(st.router_pid, ROUTER_MARKER)
+    out: dict[str, Any] = {
+        "router": {"url": st.url, "pid": st.router_pid, "up": router_up},
+        "live": st.live,
+        "weights": st.weights,
+        "colours": {},
+        "shadow": st.shadow,
+        "last_analysis": st.last_analysis,
+        "history": st.history[-10:],
+    }
+    counters: dict[str, dict[str, int]] = {}
+    if router_up:
+        a = api(root, st)
+        try:
+            counters = a.counters()
+            out["shadow_copies"] = a.shadow_stats()
+        except rt.RouterError as e:
+            out["router"]["error"] = str(e)
+    for name, c in st.colours.items():
+        out["colours"][name] = {
+            "version": c.version,
+            "model_tag": c.model_tag,
+            "port": c.port,
+            "pid": c.pid,
+            "tag": c.tag,
+            "running": alive(c),
+            "smoke": c.smoke,
+            "weight": st.weights.get(name, 0),
+            "router_counts": counters.get(name),
+        }
+    standby = st.standby
+    if st.live and standby and standby in st.colours:
+        since = next(
+            (h["time"] for h in reversed(st.history) if h["action"] == "shadow" and h.get("on")),
+            0.0,
+        )
+        out["shadow_agreement"] = shadow_agreement(prediction_log(root), st.live, standby, since)
+    return out
+
+
+def cmd_status(root: Path, as_json: bool) -> int:
+    s = status_dict(root)
+    if as_json:
+        print(json.dumps(s, indent=2, default=str))
+        return 0
+    if s["live"] is None:
+        say("nothing deployed (`faultwatch deploy up`)")
+        return 0
+    r = s["router"]
+    say(f"router {r['url']} ({'up' if r['up'] else 'DOWN'}, pid {r['pid']}); live: {s['live']}")
+    for name, c in s["colours"].items():
+        smoke = "passed" if (c["smoke"] or {}).get("passed") else "FAILED" if c["smoke"] else "-"
+        counts = c["router_counts"] or {}
+        say(
+            f"  {name:5} {c['version']:>8} {c['model_tag']:30} port {c['port']:<5} "
+            f"weight {c['weight']:>3} % {'running' if c['running'] else 'stopped'}, smoke {smoke},"
+            f" answers 2xx {counts.get('2xx', '-')} 5xx {counts.get('5xx', '-')}"
+        )
+    copies = s.get("shadow_copies") or {}
+    say(
+        f"shadow: {'on' if s['shadow'] else 'off'}"
+        + (
+            f" (copies sent {copies.get('sent')}, answered {copies.get('answered')}, failed "
+            f"{copies.get('failed')}, dropped busy {copies.get('dropped_busy')}, dropped body "
+            f"{copies.get('dropped_body')})"
+            if copies
+            else ""
+        )
+    )
+    agr = s.get("shadow_agreement")
+    if agr and agr["shadow_answers"]:
+        same = "n/a" if agr["same_label"] is None else f"{agr['same_label']:.1%}"
+        diff = "n/a" if agr["mean_abs_diff"] is None else f"{agr['mean_abs_diff']:.4f}"
+        say(
+            f"shadow agreement: {agr['joined']} of {agr['shadow_answers']} shadow answers found "
+            f"their live twin; same label {same}, mean |probability difference| {diff}"
+        )
+    la = s.get("last_analysis")
+    if la:
+        say(f"last analysis (step {la.get('step')} %): {la['verdict']} - {la['reason']}")
+    return 0
+
+
+def cleanup(root: Path, st: State) -> None:
+    rt.stop_pid(st.router_pid, ROUTER_MARKER)
+    for c in st.colours.values():
+        stop_colour(c)
+
+
+def cmd_down(root: Path) -> int:
+    with locked(root, "down"):
+        st = load(root)
+        if st.live is None and not st.colours and not st.router_pid:
+            say("nothing deployed; nothing to stop.")
+            return 0
+        if rt.pid_alive(st.router_pid, ROUTER_MARKER):
+            rt.stop_pid(
+                st.router_pid, ROUTER_MARKER
+            )  # clients first: no request reaches a dying server
+        for c in st.colours.values():
+            stop_colour(c)
+        history = st.history
+        st = State(history=history)
+        st.record("down")
+        save(root, st)
+    say(
+        "down: the router and both colours are stopped; the prediction log stays in "
+        f"{prediction_log(root)}."
+    )
+    return 0

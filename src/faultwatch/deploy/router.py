@@ -1,0 +1,394 @@
+"""The router: HAProxy (Debian's 2.6) in front of the blue and the green server, on loopback.
+
+Why HAProxy and not nginx (shared/MEASURED.md, "Deployment router"): every traffic change of a
+deployment (switch, canary weight, rollback, shadow on/off, a new address for a colour) goes
+through HAProxy's runtime API on a unix socket and applies to the next request, without a
+reload. nginx 1.22 can only change its upstreams by reloading, and each reload resets some idle
+keep-alive connections (hundreds of failed requests per few dozen reloads under keep-alive
+clients) and returns before the new configuration is live. The configuration below is written
+once, when the router starts; nothing reloads it.
+
+The backend `live` holds four servers: `blue` and `green` share the traffic by weight (0-100,
+the percentages of `faultwatch deploy`), and `blue_b` / `green_b` are the same processes as
+backup servers, which take the traffic only when no weighted server is up: when the live
+server dies, the other colour answers (if it passed its smoke test; otherwise its backup stays
+in maintenance). Health checks on /readyz mark a dead server down; a request refused at connect
+or answered with nothing is retried on another server (`retry-on`).
+
+Shadow: `shadow.lua` copies a live request to the staged colour from a task of its own, so a
+slow or hung shadow never holds the live answer (nginx's `mirror` holds the client's
+connection until the shadow answers). The copy carries the same X-Request-ID, which the router
+sets when the client sent none.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from faultwatch.errors import FaultwatchError
+
+COLOURS = ("blue", "green")
+BACKEND = "live"
+MAP_KEY = "shadow"
+SHADOW_OFF = "off"
+
+
+class RouterError(FaultwatchError):
+    """The router could not be started, reached or changed."""
+
+
+def haproxy_binary() -> str:
+    exe = shutil.which("haproxy") or (
+        "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
+    )
+    if not exe:
+        raise RouterError(
+            "haproxy not found: the router is Debian's HAProxy; install it with "
+            "`apt-get install haproxy` (`make test` does)"
+        )
+    return exe
+
+
+def socket_path(state_dir: Path) -> Path:
+    """The admin socket; a unix socket path must stay under 108 bytes, so a deep project
+    gets one under /tmp named after the state folder."""
+    path = state_dir / "router.sock"
+    if len(str(path)) < 100:
+        return path
+    digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:16]
+    return Path("/tmp") / f"faultwatch-router-{digest}.sock"
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    host: str
+    port: int
+    state_dir: Path
+    buffer_kib: int = 256
+    shadow_max_inflight: int = 32
+    shadow_timeout_s: float = 10.0
+    check_interval_ms: int = 500
+
+    @property
+    def cfg_path(self) -> Path:
+        return self.state_dir / "haproxy.cfg"
+
+    @property
+    def map_path(self) -> Path:
+        return self.state_dir / "router.map"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.state_dir / "haproxy.pid"
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / "haproxy.log"
+
+    @property
+    def sock(self) -> Path:
+        return socket_path(self.state_dir)
+
+    def render(self, ports: dict[str, int | None]) -> str:
+        lua = resources.files("faultwatch.deploy") / "shadow.lua"
+        servers = []
+        for colour in COLOURS:
+            port = ports.get(colour)
+            # a colour without a process is parked in maintenance on a placeholder port
+            addr = f"127.0.0.1:{port or 9}"
+            off = "" if port else " disabled"
+            servers.append(f"    server {colour} {addr} weight 0 check{off}")
+        for colour in COLOURS:
+            servers.append(
+                f"    server {colour}_b 127.0.0.1:{ports.get(colour) or 9} backup check disabled"
+            )
+        inter = self.check_interval_ms
+        return f"""# written by `faultwatch deploy up`; changed only through the runtime API, never reloaded
+global
+    stats socket {self.sock} mode 600 level admin
+    stats timeout 30s
+    tune.bufsize {self.buffer_kib * 1024}
+    setenv FAULTWATCH_SHADOW_MAX_INFLIGHT {self.shadow_max_inflight}
+    setenv FAULTWATCH_SHADOW_TIMEOUT_MS {int(self.shadow_timeout_s * 1000)}
+    lua-load {lua}
+    maxconn 4096
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    timeout http-request 30s
+    timeout http-keep-alive 60s
+    timeout queue 10s
+    # a request refused at connect, or whose server closed without answering, goes to
+    # another server (the retried POST needs its body buffered: http-buffer-request)
+    retries 3
+    option redispatch 1
+    retry-on conn-failure empty-response junk-response
+
+frontend faultwatch
+    bind {self.host}:{self.port}
+    option http-buffer-request
+    unique-id-format %[uuid()]
+    http-request set-header X-Request-ID %[unique-id] unless {{ req.hdr(X-Request-ID) -m found }}
+    http-request set-var(txn.rid) req.hdr(X-Request-ID)
+    http-request set-var(txn.shadow_url) str({MAP_KEY}),map({self.map_path}) if METH_POST
+    http-request lua.faultwatch_shadow if {{ var(txn.shadow_url) -m beg http }}
+    http-response set-header X-Request-ID %[var(txn.rid)]
+    http-response set-header X-Faultwatch-Server %[srv_name]
+    default_backend {BACKEND}
+
+backend {BACKEND}
+    balance roundrobin
+    option httpchk GET /readyz
+    http-check expect status 200
+    default-server inter {inter}ms fastinter {max(inter // 2, 100)}ms downinter {inter}ms rise 2 fall 2
+{chr(10).join(servers)}
+"""
+
+
+class RuntimeAPI:
+    """HAProxy's runtime API over its admin socket: one command per connection."""
+
+    def __init__(self, sock: Path, timeout_s: float = 5.0):
+        self.sock, self.timeout_s = sock, timeout_s
+
+    def __call__(self, command: str) -> str:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout_s)
+        try:
+            s.connect(str(self.sock))
+            s.sendall(command.encode() + b"\n")
+            chunks = []
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+        except OSError as e:
+            raise RouterError(f"router admin socket {self.sock}: {command!r}: {e}") from e
+        finally:
+            s.close()
+        out = b"".join(chunks).decode(errors="replace")
+        lowered = out.strip().lower()
+        if command.startswith(("set ", "add ", "del ")) and (
+            lowered.startswith(("unknown", "no such", "require", "invalid", "can't", "cannot"))
+            or "error" in lowered[:40]
+        ):
+            raise RouterError(f"router refused {command!r}: {out.strip()}")
+        return out
+
+    def alive(self) -> bool:
+        try:
+            self("show info")
+            return True
+        except RouterError:
+            return False
+
+    # ---------------------------------------------------------------- servers
+    def set_address(self, colour: str, port: int) -> None:
+        for name in (colour, f"{colour}_b"):
+            self(f"set server {BACKEND}/{name} addr 127.0.0.1 port {port}")
+
+    def set_weight(self, colour: str, weight: int) -> None:
+        self(f"set weight {BACKEND}/{colour} {int(weight)}")
+
+    def enable(self, colour: str) -> None:
+        """Ready, and up at once: its /readyz was checked before this call."""
+        self(f"set server {BACKEND}/{colour} state ready")
+        self(f"set server {BACKEND}/{colour} health up")
+
+    def enable_backup(self, colour: str, on: bool) -> None:
+        name = f"{BACKEND}/{colour}_b"
+        if on:
+            self(f"set server {name} state ready")
+            self(f"set server {name} health up")
+        else:
+            self(f"set server {name} state maint")
+
+    def disable(self, colour: str) -> None:
+        self.set_weight(colour, 0)
+        self.enable_backup(colour, False)
+        self(f"set server {BACKEND}/{colour} state maint")
+
+    def shadow(self, url: str | None, map_path: Path) -> None:
+        value = url or SHADOW_OFF
+        self(f"set map {map_path} {MAP_KEY} {value}")
+        map_path.write_text(f"{MAP_KEY} {value}\n")  # what a restarted router starts with
+
+    # ---------------------------------------------------------------- reading
+    def stats(self) -> dict[str, dict[str, str]]:
+        """`show stat` of the backend's servers, by server name."""
+        text = self("show stat").lstrip("# ")
+        rows = csv.DictReader(io.StringIO(text))
+        return {
+            r["svname"]: r
+            for r in rows
+            if r.get("pxname") == BACKEND and r.get("svname") not in ("BACKEND", "FRONTEND")
+        }
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Per colour (its weighted and backup server together): answers by class, errors,
+        current sessions, state."""
+        out: dict[str, dict[str, int]] = {}
+        for colour in COLOURS:
+            total = {"2xx": 0, "4xx": 0, "5xx": 0, "eresp": 0, "econ": 0, "scur": 0}
+            for name in (colour, f"{colour}_b"):
+                row = self.stats().get(name, {})
+                for key, field in (
+                    ("2xx", "hrsp_2xx"),
+                    ("4xx", "hrsp_4xx"),
+                    ("5xx", "hrsp_5xx"),
+                    ("eresp", "eresp"),
+                    ("econ", "econ"),
+                    ("scur", "scur"),
+                ):
+                    total[key] += int(row.get(field) or 0)
+            out[colour] = total
+        return out
+
+    def shadow_stats(self) -> dict[str, int]:
+        try:
+            return json.loads(self("shadow stats"))
+        except (ValueError, RouterError):
+            return {}
+
+
+def start(cfg: RouterConfig, ports: dict[str, int | None], shadow_url: str | None) -> int:
+    """Write the config and start HAProxy in the background; returns its pid once its admin
+    socket answers."""
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    cfg.map_path.write_text(f"{MAP_KEY} {shadow_url or SHADOW_OFF}\n")
+    cfg.cfg_path.write_text(cfg.render(ports))
+    exe = haproxy_binary()
+    check = subprocess.run(
+        [exe, "-c", "-q", "-f", str(cfg.cfg_path)], capture_output=True, text=True
+    )
+    if check.returncode != 0:
+        raise RouterError(
+            f"{cfg.cfg_path}: haproxy refused the configuration:\n{check.stderr.strip()}"
+        )
+    cfg.sock.unlink(missing_ok=True)
+    with open(cfg.log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [exe, "-db", "-f", str(cfg.cfg_path), "-p", str(cfg.pid_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives the CLI, and no terminal's ^C reaches it
+        )
+    api = RuntimeAPI(cfg.sock)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RouterError(
+                f"haproxy exited at start ({proc.returncode}); its log: {cfg.log_path}:\n"
+                + cfg.log_path.read_text()[-2000:]
+            )
+        if cfg.sock.exists() and api.alive():
+            return proc.pid
+        time.sleep(0.05)
+    stop_pid(proc.pid)
+    raise RouterError(f"haproxy did not open its admin socket {cfg.sock} within 10 s")
+
+
+def pid_alive(pid: int | None, marker: str | None = None) -> bool:
+    """Whether `pid` runs, and (with `marker`) its command line contains it: a pid from an old
+    state file may belong to another process by now."""
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+    if Path(f"/proc/{pid}/stat").exists():
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+                return False
+        except (OSError, IndexError):
+            pass
+    return marker is None or marker in cmdline
+
+
+TAG_ENV = "FAULTWATCH_DEPLOY_TAG"
+
+
+def tagged_pids(tag: str) -> list[int]:
+    """Processes whose environment holds FAULTWATCH_DEPLOY_TAG=`tag`: a colour's server and
+    all its workers. BentoML's workers run in sessions of their own and outlive a killed
+    supervisor (still answering on its port), so a colour is stopped by its tag, not by its
+    process group."""
+    needle = f"{TAG_ENV}={tag}\0".encode()
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if needle in (d / "environ").read_bytes() and pid_alive(int(d.name)):
+                found.append(int(d.name))
+        except OSError:
+            continue
+    return found
+
+
+def stop_tagged(tag: str, timeout_s: float = 20.0) -> int:
+    """SIGTERM every process of `tag`, SIGKILL what is left after `timeout_s`; returns how many
+    there were."""
+    pids = tagged_pids(tag) if tag else []
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout_s
+    while pids and time.monotonic() < deadline:
+        if not any(pid_alive(p) for p in pids):
+            return len(pids)
+        time.sleep(0.05)
+    for pid in tagged_pids(tag):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(pids)
+
+
+def stop_pid(pid: int | None, marker: str | None = None, timeout_s: float = 20.0) -> bool:
+    """SIGTERM the process group of `pid` (the server and its workers), SIGKILL after
+    `timeout_s`; returns whether something was stopped."""
+    if not pid_alive(pid, marker):
+        return False
+    assert pid is not None
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return True

@@ -1,0 +1,429 @@
+"""`faultwatch deploy` with real processes on loopback: HAProxy and two bento servers.
+
+One project (tests/gate_project.py) holds three registered versions of crafted models whose
+behaviour is known: v0.0.1 flags every signal (approved, the first production), v0.0.2 detects
+the faults (approved, better), v0.0.3 flags every signal again (rejected by the gate: not
+better). The tests run in order on one deployment (module scope) and each states where it
+leaves the traffic; the fixture stops every process it started, also on failure.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import git_commit, run
+from gate_project import env as project_env
+from gate_project import make_project, put_model, split_frame
+
+from faultwatch.deploy import router as rt
+from faultwatch.deploy.load import Load
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+CONCURRENCY = 16
+
+
+def fw(root: Path, *args: str, check: bool = True, **extra: str):
+    """`faultwatch ARGS` as a person types it, in the project."""
+    return run(["faultwatch", *args], root, check=check, **project_env(root), **extra)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def status(root: Path) -> dict:
+    return json.loads(fw(root, "deploy", "status", "--json").stdout)
+
+
+def bodies() -> list[bytes]:
+    return [json.dumps({"signal": list(map(float, v))}).encode() for v in split_frame()["values"]]
+
+
+def post(url: str, body: bytes, headers: dict | None = None) -> tuple[int, dict, Any]:
+    req = urllib.request.Request(
+        f"{url}/predict", data=body, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.status, json.loads(r.read()), r.headers  # case-insensitive
+
+
+def store_version(tag: str) -> str:
+    return tag.split(":", 1)[1]
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    """The project with three registered versions, `deploy up v0.0.1` done; yields
+    (root, router url, {registry version: model version}); `deploy down` and a kill of every
+    recorded pid on leaving."""
+    root = make_project(tmp_path_factory.mktemp("deploy") / "proj")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["deploy"].update({"min_requests": 20, "canary_interval_s": 4, "ready_timeout_s": 120})
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "add", "-A"], root)
+    git_commit(root, "deploy params")
+    versions: dict[str, str] = {}
+    for i, (kind, seed) in enumerate((("always", 0), ("detector", 0), ("always", 1)), start=1):
+        put_model(root, kind, seed)
+        fw(root, "register")
+        run(["git", "add", "-A"], root)
+        git_commit(root, f"candidate {kind} {seed}")
+        fw(root, "promote")
+        tag = json.loads((root / "reports/register.json").read_text())["model_tag"]
+        versions[f"v0.0.{i}"] = store_version(tag)
+    shown = fw(root, "registry", "list").stdout
+    assert "v0.0.3" in shown and "rejected" in shown, shown
+    port = free_port()
+    try:
+        fw(root, "deploy", "up", "v0.0.1", "--port", str(port))
+        yield root, f"http://127.0.0.1:{port}", versions
+    finally:
+        fw(root, "deploy", "down", check=False)
+        state = root / ".faultwatch/deploy/state.json"
+        if state.exists():  # whatever `down` could not stop
+            s = json.loads(state.read_text())
+            for c in (s.get("colours") or {}).values():
+                for pid in rt.tagged_pids(c.get("tag") or "-"):
+                    os.kill(pid, signal.SIGKILL)
+            if s.get("router_pid") and rt.pid_alive(s["router_pid"], "haproxy"):
+                os.kill(s["router_pid"], signal.SIGKILL)
+
+
+def entry_dir(root: Path, model_version: str) -> Path:
+    return root / ".bentoml/models/fault_cnn" / model_version
+
+
+# ---------------------------------------------------------------------- up
+def test_up_puts_blue_behind_the_router_and_is_idempotent(deployed):
+    root, url, versions = deployed
+    code, answer, headers = post(url, bodies()[0])
+    assert code == 200 and answer["model_version"] == versions["v0.0.1"]
+    assert headers.get("X-Request-ID"), headers  # the router assigns one
+    code, answer, headers = post(url, bodies()[0], {"X-Request-ID": "client-chosen-1"})
+    assert headers["X-Request-ID"] == "client-chosen-1"
+    s = status(root)
+    assert s["live"] == "blue" and s["weights"] == {"blue": 100, "green": 0}
+    assert s["colours"]["blue"]["smoke"]["passed"] is True
+    again = fw(root, "deploy", "up", "v0.0.1")
+    assert "already up" in again.stdout
+    assert status(root)["colours"]["blue"]["pid"] == s["colours"]["blue"]["pid"]
+    # the request id the router assigned is the one the prediction log holds
+    with sqlite3.connect(root / "reports/serving/predictions.sqlite") as conn:
+        logged = {r[0] for r in conn.execute("SELECT request_id FROM predictions")}
+    assert "client-chosen-1" in logged and headers["X-Request-ID"] in logged
+
+
+def test_another_version_while_up_is_refused_with_the_way_forward(deployed):
+    root, _, _ = deployed
+    r = fw(root, "deploy", "up", "v0.0.2", check=False)
+    assert r.returncode == 1 and "deploy stage v0.0.2" in r.stderr
+
+
+# ---------------------------------------------------------------------- stage and the smoke test
+
+
+def test_a_green_failing_its_smoke_test_is_refused_and_blue_keeps_the_traffic(deployed):
+    root, url, versions = deployed
+    golden = entry_dir(root, versions["v0.0.3"]) / "golden.json"
+    kept = golden.read_text()
+    g = json.loads(kept)
+    g["probabilities"] = [min(1.0, p + 0.25) if p < 0.5 else p - 0.25 for p in g["probabilities"]]
+    golden.write_text(json.dumps(g))  # as if the served code no longer computed what was recorded
+    try:
+        r = fw(root, "deploy", "stage", "v0.0.3", check=False)
+    finally:
+        golden.write_text(kept)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "smoke test" in r.stdout and "blue keeps all the traffic" in r.stdout
+    assert "decision on v0.0.3 is 'rejected'" in r.stdout  # staged, and said so
+    s = status(root)
+    assert s["colours"]["green"]["smoke"]["passed"] is False
+    assert s["colours"]["green"]["running"] is False and s["weights"]["green"] == 0
+    answers = [post(url, b)[1]["model_version"] for b in bodies()[:30]]
+    assert set(answers) == {versions["v0.0.1"]}
+    for cmd in (["switch"], ["canary", "10"], ["shadow", "on"]):
+        r = fw(root, "deploy", *cmd, check=False)
+        assert r.returncode == 1 and "smoke test" in r.stderr + r.stdout, (cmd, r.stderr)
+    assert status(root)["weights"] == {"blue": 100, "green": 0}
+
+
+def test_stage_then_canary_10_gives_green_a_tenth(deployed):
+    root, url, versions = deployed
+    fw(root, "deploy", "stage", "v0.0.2")
+    s = status(root)
+    assert s["colours"]["green"]["smoke"]["passed"] is True and s["weights"]["green"] == 0
+    assert "already staged" in fw(root, "deploy", "stage", "v0.0.2").stdout
+    fw(root, "deploy", "canary", "10")
+    load = Load(url, bodies(), concurrency=8, total=1000).start().join(120)
+    assert not load.failed()
+    share = sum(a.model_version == versions["v0.0.2"] for a in load.answers) / len(load.answers)
+    print(f"canary 10: green answered {share:.1%} of {len(load.answers)}")
+    assert abs(share - 0.10) <= 0.02  # HAProxy's weighted round robin: close to exact
+
+
+# ---------------------------------------------------------------------- moving traffic under load
+def _wait_for(load: Load, n: int, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while load.count() < n and not load.done():
+        assert time.monotonic() < deadline, "the load stalled"
+        time.sleep(0.02)
+
+
+def test_no_request_fails_across_a_canary_change_a_switch_and_a_rollback(deployed):
+    root, url, versions = deployed
+    blue, green = versions["v0.0.1"], versions["v0.0.2"]
+    load = Load(url, bodies(), concurrency=CONCURRENCY, total=None, duration_s=240).start()
+    marks = {}
+    try:
+        # each command once 500 answers came since the last one finished (a busy machine
+        # makes a command slower, not the windows between them empty)
+        _wait_for(load, 500)
+        for cmd in (["canary", "50"], ["switch"], ["rollback"]):
+            t0 = time.time()
+            fw(root, "deploy", *cmd)
+            marks[cmd[0]] = (t0, time.time())
+            _wait_for(load, load.count() + 500)
+    finally:
+        load.stop()
+        load.join(300)
+    assert len(load.answers) >= 2000
+    assert load.failed() == [], load.failed()[:5]
+
+    def versions_between(t_from: float, t_to: float) -> list[str]:
+        return [a.model_version for a in load.answers if t_from <= a.sent < t_to]
+
+    c_done, s_start = marks["canary"][1], marks["switch"][0]
+    s_done, r_start, r_done = marks["switch"][1], marks["rollback"][0], marks["rollback"][1]
+    half = versions_between(c_done, s_start)
+    assert 0.35 <= half.count(green) / len(half) <= 0.65, (half.count(green), len(half))
+    assert set(versions_between(s_done, r_start)) == {green}
+    assert set(versions_between(r_done, float("inf"))) == {blue}
+    s = status(root)
+    assert s["live"] == "blue" and s["weights"] == {"blue": 100, "green": 0}
+    actions = [h["action"] for h in s["history"]]
+    assert actions[-3:] == ["canary", "switch", "rollback"]
+
+
+# ---------------------------------------------------------------------- shadow
+class SlowProxy:
+    """A shadow target that answers after `delay_s`, forwarding to a real server: the slow shadow
+    of the issue, in front of green so that its answers are still logged."""
+
+    def __init__(self, target: str, delay_s: float):
+        target_url, delay = target, delay_s
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(delay)
+                headers = {k: v for k, v in self.headers.items() if k.lower().startswith("x-")}
+                req = urllib.request.Request(
+                    target_url + self.path,
+                    data=body,
+                    headers={"Content-Type": "application/json", **headers},
+                )
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    data, code = r.read(), r.status
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_shadow_logs_green_answers_and_reports_agreement(deployed):
+    root, url, _ = deployed
+    fw(root, "deploy", "shadow", "on")
+    load = Load(url, bodies(), concurrency=4, total=208).start().join(120)
+    assert not load.failed()
+    deadline = time.monotonic() + 60
+    while True:
+        s = status(root)
+        agr = s["shadow_agreement"]
+        copies = s["shadow_copies"]
+        if copies["inflight"] == 0 and agr["shadow_answers"] >= copies["answered"]:
+            break
+        assert time.monotonic() < deadline, (agr, copies)
+        time.sleep(0.5)
+    print("shadow agreement:", agr, "copies:", copies)
+    assert s["shadow"] is True
+    # every live request was copied, or dropped and counted (more than shadow_max_inflight
+    # copies waiting: green shares two cores with blue here and falls behind a closed loop)
+    assert copies["sent"] + copies["dropped_busy"] + copies["dropped_body"] == 208
+    assert copies["answered"] + copies["failed"] == copies["sent"]
+    assert copies["answered"] >= 20
+    assert agr["joined"] == agr["shadow_answers"] >= copies["answered"]
+    # blue flags everything, green only the faults: they agree on the faults' share
+    assert 0.1 < agr["same_label"] < 0.5 and agr["mean_abs_diff"] > 0.1
+    fw(root, "deploy", "shadow", "off")
+    assert status(root)["shadow"] is False
+
+
+def test_a_slow_shadow_does_not_slow_live_answers(deployed):
+    root, url, _ = deployed
+    s = status(root)
+    api = rt.RuntimeAPI(rt.socket_path(root / ".faultwatch/deploy"))
+    map_path = root / ".faultwatch/deploy/router.map"
+    slow = SlowProxy(f"http://127.0.0.1:{s['colours']['green']['port']}", 0.5)
+    p50: dict[str, list[float]] = {"off": [], "on": []}
+    try:
+        Load(url, bodies(), concurrency=CONCURRENCY, total=300).start().join(120)  # warm
+        for mode in ("off", "on", "off", "on"):  # interleaved: a slower machine moment hits both
+            api.shadow(slow.url if mode == "on" else None, map_path)
+            run_ = Load(url, bodies(), concurrency=CONCURRENCY, total=500).start().join(120)
+            assert not run_.failed()
+            p50[mode].append(run_.latency()["p50_ms"])
+    finally:
+        api.shadow(None, map_path)
+        slow.close()
+    p_off, p_on = sum(p50["off"]) / 2, sum(p50["on"]) / 2
+    copies = api.shadow_stats()
+    print(f"live p50 shadow off {p50['off']} ms, 500 ms shadow on {p50['on']} ms; {copies}")
+    assert copies["sent"] > 0 and copies["dropped_busy"] > 0  # the shadow was slow indeed
+    assert p_on <= 1.2 * p_off + 1.0  # within 20 % (and 1 ms of scheduling noise)
+
+
+# ---------------------------------------------------------------------- the analysis gate
+def test_canary_steps_without_traffic_are_inconclusive_and_abort(deployed):
+    root, _, _ = deployed
+    r = fw(root, "deploy", "canary", "--steps", "10,100", "--interval", "1", check=False)
+    assert r.returncode == 3 and "inconclusive" in r.stdout
+    s = status(root)
+    assert s["weights"] == {"blue": 100, "green": 0}
+    assert s["last_analysis"]["verdict"] == "inconclusive"
+
+
+def test_a_green_failing_the_analysis_is_aborted_to_zero(deployed):
+    root, url, versions = deployed
+    fw(root, "deploy", "stage", "v0.0.3")  # flags every signal: fault rate 1.0
+    load = Load(url, bodies(), concurrency=8, total=None, duration_s=60).start()
+    try:
+        r = fw(root, "deploy", "canary", "--steps", "10,50,100", "--interval", "4", check=False)
+    finally:
+        load.stop()
+        load.join(60)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "FAIL fault_rate_delta" in r.stdout and "aborted at 10 %" in r.stdout
+    s = status(root)
+    assert s["weights"] == {"blue": 100, "green": 0} and s["last_analysis"]["verdict"] == "fail"
+    assert not load.failed()
+    late = [a for a in load.answers if a.sent > time.time() - 0.5]
+    assert all(a.model_version == versions["v0.0.1"] for a in late)
+
+
+def test_a_good_green_advances_through_every_step(deployed):
+    root, url, versions = deployed
+    fw(root, "deploy", "stage", "v0.0.2")
+    load = Load(url, bodies(), concurrency=8, total=None, duration_s=90).start()
+    try:
+        r = fw(root, "deploy", "canary", "--steps", "10,50,100", "--interval", "4", check=False)
+    finally:
+        load.stop()
+        load.join(60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("PASS") == 2 and "green (v0.0.2) is live" in r.stdout
+    assert status(root)["live"] == "green" and not load.failed()
+
+
+# ---------------------------------------------------------------------- failures
+def test_killing_the_live_server_under_load_sends_the_rest_to_the_other_colour(deployed):
+    root, url, versions = deployed
+    s = status(root)
+    assert s["live"] == "green"
+    load = Load(url, bodies(), concurrency=CONCURRENCY, total=2000).start()
+    try:
+        _wait_for(load, 500)
+        killed_at = time.time()
+        # the whole server, supervisor and workers, at once: a crash
+        for pid in rt.tagged_pids(s["colours"]["green"]["tag"]):
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        load.join(300)
+    failed = load.failed()
+    print(f"killed green under load: {len(failed)} of {len(load.answers)} requests failed")
+    assert len(load.answers) == 2000
+    assert len(failed) <= CONCURRENCY  # at most the requests in flight at the kill
+    after = [a for a in load.answers if a.sent > killed_at + 0.5]
+    assert after and {a.model_version for a in after} == {versions["v0.0.1"]}
+    assert status(root)["colours"]["green"]["running"] is False
+
+
+def test_a_second_command_while_one_runs_waits_then_refuses_and_corrupts_nothing(deployed):
+    root, _, _ = deployed
+    state = root / ".faultwatch/deploy/state.json"
+    before = state.read_bytes()
+    with open(root / ".faultwatch/deploy/lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write("a test holding the lock\n")
+        f.flush()
+        r = fw(root, "deploy", "rollback", check=False, FAULTWATCH_DEPLOY_LOCK_WAIT="1")
+        fcntl.flock(f, fcntl.LOCK_UN)
+    assert r.returncode == 1 and "holds the deployment lock" in r.stderr
+    assert state.read_bytes() == before
+
+
+def test_a_corrupt_state_file_is_named(deployed, tmp_path):
+    root, _, _ = deployed
+    other = make_project(tmp_path / "other", git=False)
+    (other / ".faultwatch/deploy").mkdir(parents=True)
+    (other / ".faultwatch/deploy/state.json").write_text("{not json")
+    r = fw(other, "deploy", "status", check=False)
+    assert r.returncode == 1 and "state.json: not a deployment state file" in r.stderr
+
+
+def test_a_version_whose_model_is_not_in_the_store_is_refused_saying_how(deployed, tmp_path):
+    root, _, versions = deployed
+    entry = entry_dir(root, versions["v0.0.3"])
+    away = tmp_path / entry.name  # out of the store (BentoML finds an entry by its model.yaml)
+    shutil.move(entry, away)
+    try:
+        r = fw(root, "deploy", "stage", "v0.0.3", check=False)
+    finally:
+        shutil.move(away, entry)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "is not in the store" in r.stderr and "git worktree add" in r.stderr
+    assert "dvc repro register" in r.stderr
+
+
+def test_down_stops_everything_and_is_idempotent(deployed):
+    root, url, _ = deployed
+    s = status(root)
+    tags = [c["tag"] for c in s["colours"].values()]
+    assert rt.tagged_pids(s["colours"]["blue"]["tag"])  # blue runs (green was killed above)
+    assert "down:" in fw(root, "deploy", "down").stdout
+    assert not rt.pid_alive(s["router"]["pid"])
+    assert all(not rt.tagged_pids(t) for t in tags)  # no worker left behind
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/readyz", timeout=2)
+    assert "nothing deployed" in fw(root, "deploy", "down").stdout
+    assert shutil.which("haproxy")
