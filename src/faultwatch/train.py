@@ -150,9 +150,8 @@ def wandb_mode(env: dict[str, str] | os._Environ = os.environ) -> str:
 
 
 def _wandb_logger(params: TrainParams, root: Path, run_id: str, key: str):
-    from pytorch_lightning.loggers import WandbLogger
-
     import wandb
+    from pytorch_lightning.loggers import WandbLogger
 
     logger = WandbLogger(
         project=params.wandb_project,
