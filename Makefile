@@ -14,11 +14,11 @@ export WANDB_MODE ?= offline
 export BENTOML_HOME ?= $(CURDIR)/.bentoml
 export PYTHONHASHSEED = 0
 
-.PHONY: setup run test lint lock clean bench
+.PHONY: setup system run test lint lock clean bench
 
 setup: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml tests/npm/package-lock.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check "$$(grep -E '^uv==' requirements.lock)"
 ifneq ($(HAVE_CPU_TORCH),)
@@ -31,13 +31,24 @@ endif
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name faultwatch --display-name "faultwatch (.venv)" >/dev/null
 	@test -d .git && $(BIN)/pre-commit install >/dev/null || true
+	@# the schemas the manifest tests validate against (Gateway API CRDs, compose-spec), from npm
+	@mkdir -p $(VENV)/npm && cp tests/npm/package.json tests/npm/package-lock.json tests/npm/.npmrc $(VENV)/npm/
+	@command -v npm >/dev/null && npm ci --prefix $(VENV)/npm --no-audit --no-fund --silent || echo "npm missing or npm ci failed: tests/test_k8s.py will say so"
 	@touch $@
+
+# Programs the tests run for real, from Debian's packages: HAProxy (the deployment's router).
+SYSTEM_PACKAGES := haproxy
+system:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "the tests need:$$missing (Debian packages): sudo apt-get install$$missing" >&2; exit 1; fi; fi
 
 run: setup
 	$(BIN)/dvc repro
 	@$(BIN)/faultwatch reports
 
-test: setup
+test: setup system
 	$(BIN)/python -m pytest -q
 
 lint: setup

@@ -77,26 +77,38 @@ def test_every_readme_block_works_as_written(tmp_path):
     port = str(free_port())
     blocks = readme_blocks((REPO / "README.md").read_text())
     assert len(blocks) >= 5
-    for i, block in enumerate(blocks):
-        lines = [ln for ln in block.splitlines() if ln.split("#")[0].strip() not in LEFT_OUT]
-        script = "\n".join(lines).replace("3000", port)
-        if "data/raw/pumps.tsv" in script and not (root / "data/raw/pumps.tsv").exists():
-            write_tsv(pumps, root / "data/raw/pumps.tsv")
-        proc = subprocess.Popen(
-            ["bash", "-e", "-o", "pipefail", "-c", script],
+    try:
+        for i, block in enumerate(blocks):
+            lines = [ln for ln in block.splitlines() if ln.split("#")[0].strip() not in LEFT_OUT]
+            script = "\n".join(lines).replace("3000", port)
+            if "data/raw/pumps.tsv" in script and not (root / "data/raw/pumps.tsv").exists():
+                write_tsv(pumps, root / "data/raw/pumps.tsv")
+            proc = subprocess.Popen(
+                ["bash", "-e", "-o", "pipefail", "-c", script],
+                cwd=root,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+            try:
+                out, _ = proc.communicate(timeout=600)
+            finally:
+                # whatever the block started in the background goes with it, even on a failure
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            assert proc.returncode == 0, (
+                f"README block {i + 1} failed:\n{script}\n---\n{out[-4000:]}"
+            )
+    finally:
+        # a deployment a block left running: its servers live in sessions of their own
+        subprocess.run(
+            [".venv/bin/faultwatch", "deploy", "down"],
             cwd=root,
             env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
+            capture_output=True,
+            timeout=120,
         )
-        try:
-            out, _ = proc.communicate(timeout=600)
-        finally:
-            # whatever the block started in the background goes with it, even on a failure
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        assert proc.returncode == 0, f"README block {i + 1} failed:\n{script}\n---\n{out[-4000:]}"
