@@ -61,11 +61,16 @@ def haproxy_binary() -> str:
     return exe
 
 
+# HAProxy 2.6 refuses a `stats socket` path longer than 97 bytes (it binds `<path>.<pid>.tmp`
+# and renames it; the kernel's limit is 108 with the NUL)
+MAX_SOCKET_PATH = 97
+
+
 def socket_path(state_dir: Path) -> Path:
-    """The admin socket; a unix socket path must stay under 108 bytes, so a deep project
-    gets one under /tmp named after the state folder."""
+    """The admin socket, in the state folder; a deep project, whose path would pass HAProxy's
+    limit, gets one under /tmp named after the state folder."""
     path = state_dir / "router.sock"
-    if len(str(path)) < 100:
+    if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
         return path
     digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:16]
     return Path("/tmp") / f"faultwatch-router-{digest}.sock"
@@ -267,20 +272,25 @@ class RuntimeAPI:
             return {}
 
 
-def start(cfg: RouterConfig, ports: dict[str, int | None], shadow_url: str | None) -> int:
-    """Write the config and start HAProxy in the background; returns its pid once its admin
-    socket answers."""
+def write_config(cfg: RouterConfig, ports: dict[str, int | None], shadow_url: str | None) -> str:
+    """Write the config and its shadow map, and have HAProxy check them (`haproxy -c`); returns
+    the haproxy executable."""
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     cfg.map_path.write_text(f"{MAP_KEY} {shadow_url or SHADOW_OFF}\n")
     cfg.cfg_path.write_text(cfg.render(ports))
     exe = haproxy_binary()
-    check = subprocess.run(
-        [exe, "-c", "-q", "-f", str(cfg.cfg_path)], capture_output=True, text=True
-    )
+    # no -q: with it HAProxy keeps its alerts, the reason, to itself
+    check = subprocess.run([exe, "-c", "-f", str(cfg.cfg_path)], capture_output=True, text=True)
     if check.returncode != 0:
-        raise RouterError(
-            f"{cfg.cfg_path}: haproxy refused the configuration:\n{check.stderr.strip()}"
-        )
+        reason = (check.stderr + check.stdout).strip() or f"exit code {check.returncode}"
+        raise RouterError(f"{cfg.cfg_path}: haproxy refused the configuration:\n{reason}")
+    return exe
+
+
+def start(cfg: RouterConfig, ports: dict[str, int | None], shadow_url: str | None) -> int:
+    """Write the config and start HAProxy in the background; returns its pid once its admin
+    socket answers."""
+    exe = write_config(cfg, ports, shadow_url)
     cfg.sock.unlink(missing_ok=True)
     with open(cfg.log_path, "ab") as log:
         proc = subprocess.Popen(
