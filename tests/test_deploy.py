@@ -264,6 +264,11 @@ class SlowProxy:
 def test_shadow_logs_green_answers_and_reports_agreement(deployed):
     root, url, _ = deployed
     fw(root, "deploy", "shadow", "on")
+    # the shadow colour takes only the CPU the live one leaves: every thread of every process
+    # of green (server and workers) in the idle class, blue's in the normal one
+    tags = {c: status(root)["colours"][c]["tag"] for c in ("blue", "green")}
+    assert scheduling(tags["green"]) == {os.SCHED_IDLE}
+    assert scheduling(tags["blue"]) == {os.SCHED_OTHER}
     load = Load(url, bodies(), concurrency=4, total=208).start().join(120)
     assert not load.failed()
     deadline = time.monotonic() + 60
@@ -287,6 +292,18 @@ def test_shadow_logs_green_answers_and_reports_agreement(deployed):
     assert 0.1 < agr["same_label"] < 0.5 and agr["mean_abs_diff"] > 0.1
     fw(root, "deploy", "shadow", "off")
     assert status(root)["shadow"] is False
+    assert scheduling(tags["green"]) == {os.SCHED_OTHER}  # back to normal: it may take traffic
+
+
+def scheduling(tag: str) -> set[int]:
+    """The scheduling classes of every thread of the processes tagged `tag`."""
+    pids = rt.tagged_pids(tag)
+    assert len(pids) >= 2, pids  # the server and its worker(s)
+    return {
+        os.sched_getscheduler(int(t.name))
+        for pid in pids
+        for t in Path(f"/proc/{pid}/task").iterdir()
+    }
 
 
 def test_a_slow_shadow_does_not_slow_live_answers(deployed):

@@ -46,6 +46,7 @@ class DeployParams(Section):
     max_fault_rate_delta: float = Field(0.1, ge=0, le=1)
     shadow_max_inflight: int = Field(32, ge=1, le=10000)
     shadow_timeout_s: float = Field(10, gt=0)
+    shadow_low_priority: bool = True
     router_buffer_kib: int = Field(256, ge=16, le=65536)
 
     @field_validator("canary_steps")

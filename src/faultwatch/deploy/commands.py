@@ -205,11 +205,25 @@ def require_up(root: Path, st: State) -> rt.RuntimeAPI:
 
 
 def apply_weights(a: rt.RuntimeAPI, st: State, weights: dict[str, int]) -> None:
-    """Raise before lowering: at no moment does every colour have weight 0."""
+    """Raise before lowering: at no moment does every colour have weight 0. A colour that gets
+    traffic runs at full CPU priority (a shadow ran at a lower one)."""
+    for colour, w in weights.items():
+        c = st.colours.get(colour)
+        if w > 0 and c is not None:
+            rt.set_low_priority(c.tag, False)
     order = sorted(weights, key=lambda c: weights[c] < st.weights.get(c, 0))
     for colour in order:
         a.set_weight(colour, weights[colour])
         st.weights[colour] = weights[colour]
+
+
+def shadow_off(a: rt.RuntimeAPI, st: State, map_path: Path) -> None:
+    """No more copies, and the colour that got them back at full CPU priority."""
+    a.shadow(None, map_path)
+    st.shadow = False
+    c = st.colours.get(st.standby) if st.standby else None
+    if c is not None:
+        rt.set_low_priority(c.tag, False)
 
 
 def ready_standby(st: State, what: str) -> Colour:
@@ -296,8 +310,7 @@ def cmd_stage(root: Path, version: str) -> int:
                 "test, and `canary --steps` gates each step on live traffic"
             )
         if st.shadow:
-            a.shadow(None, router_config(root, st, p).map_path)
-            st.shadow = False
+            shadow_off(a, st, router_config(root, st, p).map_path)
             say("  shadow off (its target is being replaced)")
         a.disable(colour)
         if old is not None:
@@ -358,8 +371,7 @@ def cmd_switch(root: Path) -> int:
         assert old and new
         t0 = time.monotonic()
         if st.shadow:
-            a.shadow(None, router_config(root, st, p).map_path)
-            st.shadow = False
+            shadow_off(a, st, router_config(root, st, p).map_path)
         _switch_to(a, st, new)
         took = (time.monotonic() - t0) * 1e3
         st.record("switch", frm=old, to=new, version=c.version, ms=round(took, 1))
@@ -483,13 +495,17 @@ def cmd_shadow(root: Path, on: bool) -> int:
         a = require_up(root, st)
         cfg = router_config(root, st, p)
         if not on:
-            a.shadow(None, cfg.map_path)
-            st.shadow = False
+            shadow_off(a, st, cfg.map_path)
             st.record("shadow", on=False)
             save(root, st)
             say("shadow off.")
             return 0
         c = ready_standby(st, "shadow on")
+        # on one host the shadow's inference shares the CPU with the live one: in the idle
+        # class it gets what the live colour leaves (copies it cannot take wait, then are
+        # dropped and counted)
+        if p.shadow_low_priority:
+            rt.set_low_priority(c.tag, True)
         a.shadow(f"http://{p.host}:{c.port}", cfg.map_path)
         st.shadow = True
         st.record("shadow", on=True, colour=st.standby, version=c.version)

@@ -50,11 +50,13 @@ class Load:
     def __post_init__(self) -> None:
         self._counter = itertools.count()
 
-    def _client(self) -> None:
+    def _client(self, k: int = 0) -> None:
         parts = urlsplit(self.url)
         conn: http.client.HTTPConnection | None = None
         gap = self.concurrency / self.rate if self.rate else 0.0
-        next_at = time.monotonic()
+        # paced clients are spread over the gap (client k starts k/rate late): arrivals come
+        # one every 1/rate s, not in bursts of `concurrency` at once
+        next_at = time.monotonic() + (k / self.rate if self.rate else 0.0) - gap
         while not self._stop.is_set():
             if gap:
                 next_at += gap
@@ -102,7 +104,8 @@ class Load:
         if self.duration_s is not None:
             threading.Timer(self.duration_s, self._stop.set).start()
         self._threads = [
-            threading.Thread(target=self._client, daemon=True) for _ in range(self.concurrency)
+            threading.Thread(target=self._client, args=(k,), daemon=True)
+            for k in range(self.concurrency)
         ]
         for t in self._threads:
             t.start()

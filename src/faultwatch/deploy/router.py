@@ -354,6 +354,42 @@ def tagged_pids(tag: str) -> list[int]:
     return found
 
 
+def set_low_priority(tag: str, low: bool) -> int:
+    """Put every thread of `tag`'s processes in the scheduler's idle class (SCHED_IDLE, nice 19:
+    it runs only on CPU time nobody else wants, and any live request's thread preempts it at
+    once), or back in the normal class; returns how many threads. With the kernel's autogroup
+    scheduling (Debian's default) a server started in a session of its own is weighed against
+    the others by its autogroup's nice value, which is set too. Threads started later inherit
+    their creator's class."""
+    policy, nice = (os.SCHED_IDLE, 19) if low else (os.SCHED_OTHER, 0)
+    n = 0
+    for pid in tagged_pids(tag) if tag else []:
+        try:
+            tids = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+            try:
+                Path(f"/proc/{pid}/autogroup").write_text(f"{nice}\n")
+            except FileNotFoundError:
+                pass  # a kernel without autogroups
+            for tid in tids:
+                try:
+                    if os.sched_getscheduler(tid) != policy:
+                        os.sched_setscheduler(tid, policy, os.sched_param(0))
+                    if os.getpriority(os.PRIO_PROCESS, tid) != nice:
+                        os.setpriority(os.PRIO_PROCESS, tid, nice)
+                    n += 1
+                except ProcessLookupError:
+                    continue
+        except PermissionError as e:
+            raise RouterError(
+                f"cannot set the CPU priority of {tag}'s process {pid} "
+                f"({'idle' if low else 'normal'}): {e}; raising a priority needs root or "
+                "CAP_SYS_NICE (`deploy.shadow_low_priority: false` leaves it alone)"
+            ) from None
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the process ended meanwhile
+    return n
+
+
 def stop_tagged(tag: str, timeout_s: float = 20.0) -> int:
     """SIGTERM every process of `tag`, SIGKILL what is left after `timeout_s`; returns how many
     there were."""
