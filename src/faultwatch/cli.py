@@ -89,12 +89,43 @@ def cmd_register(args: argparse.Namespace) -> int:
 def cmd_package(args: argparse.Namespace) -> int:
     from faultwatch.package import package
 
-    record = package(project_root())
+    record = package(project_root(), version=args.version)
     for warning in record["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"built bento {record['bento_tag']} with {record['model_tag']} ({record['stage']})")
     print(f"why this model: {record['reason']}")
-    print("containerize it where a Docker engine runs: bentoml containerize " + record["bento_tag"])
+    what = f" {args.version}" if args.version else ""
+    print(f"next: its container image: `faultwatch image build{what}`")
+    return 0
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    import json
+
+    from faultwatch import image
+
+    root = project_root()
+    if args.image_command == "check":
+        base = image.base_image(root) or "localhost/faultwatch-base:bookworm"
+        eng = image.engine()
+        print(image.ensure_base(root, eng, base))
+        print(image.check_runtime(base))
+        return 0
+    out = image.build(root, args.what, force=args.force)
+    if args.json:
+        print(json.dumps(out, indent=2, sort_keys=True))
+        return 0
+    verb = "built" if out["built"] else "up to date:"
+    print(
+        f"{verb} {', '.join(out['tags'])} ({out['size_mb']} MB, user {out['user']}) from "
+        f"{out['bento_tag']} in {out['seconds']:.0f} s"
+    )
+    run = "docker" if out["engine"] == "docker" else "podman"
+    nxt = f"`{run} run --rm -p 127.0.0.1:3000:3000 {out['image']}`"
+    version = out["labels"].get(image.LABEL_PREFIX + "registry_version", "none")
+    if version != "none":
+        nxt += f", or `faultwatch deploy up {version} --runtime container`"
+    print(f"next: {nxt}")
     return 0
 
 
@@ -212,7 +243,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     root = project_root()
     what = args.deploy_command
     if what == "up":
-        return d.cmd_up(root, args.version, args.port)
+        return d.cmd_up(root, args.version, args.port, args.runtime)
     if what == "stage":
         return d.cmd_stage(root, args.version)
     if what == "switch":
@@ -268,7 +299,28 @@ def parser() -> argparse.ArgumentParser:
     reg.set_defaults(func=cmd_register)
 
     pkg = sub.add_parser("package", help="bentoml build of the production (or latest) model")
+    pkg.add_argument(
+        "--version",
+        help="package this registry version's model instead (reports/package.json stays the "
+        "package stage's)",
+    )
     pkg.set_defaults(func=cmd_package)
+
+    img = sub.add_parser("image", help="the bento as an OCI image (buildah/podman or Docker)")
+    imgs = img.add_subparsers(dest="image_command", required=True)
+    ib = imgs.add_parser("build", help="build the image of a bento, tagged faultwatch:VERSION")
+    ib.add_argument(
+        "what",
+        nargs="?",
+        help="registry version (v0.0.1; its bento is built when none exists) or bento tag; "
+        "default: the bento of reports/package.json",
+    )
+    ib.add_argument("--force", action="store_true", help="build even when the image is current")
+    ib.add_argument("--json", action="store_true", help="print the result as JSON")
+    imgs.add_parser(
+        "check", help="build the base image if missing and check that containers run here"
+    )
+    img.set_defaults(func=cmd_image)
 
     pro = sub.add_parser("promote", help="gate the registered candidate against production")
     pro.add_argument("--strict", action="store_true", help="exit 3 when the candidate is rejected")
@@ -302,6 +354,13 @@ def parser() -> argparse.ArgumentParser:
     up = dep.add_parser("up", help="VERSION (default: production) as blue behind the router")
     up.add_argument("version", nargs="?")
     up.add_argument("--port", type=int, help="the router's port (default: params deploy.port)")
+    up.add_argument(
+        "--runtime",
+        choices=["process", "container"],
+        default="process",
+        help="the colours as `faultwatch serve` processes (default) or as containers of "
+        "faultwatch:VERSION (`faultwatch image build VERSION`); stage follows up's choice",
+    )
     st = dep.add_parser("stage", help="VERSION as the standby colour, smoke-tested, no traffic")
     st.add_argument("version")
     dep.add_parser("switch", help="all traffic to the staged colour")

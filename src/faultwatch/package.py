@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,10 +127,67 @@ def bento_labels(choice: Choice, entry: bentoml.Model) -> dict[str, str]:
     return labels
 
 
-def package(root: Path, bentofile: str = "bentofile.yaml") -> dict[str, Any]:
+def choose_version(root: Path, version: str) -> Choice:
+    """A named registry version (`faultwatch package --version`, `faultwatch image build`): its
+    model as it is, whatever the gate said of it (the labels say that: stage and approval)."""
+    from faultwatch import registry
+
+    v = registry.get(version, root)
+    if not v.model_tag:
+        raise FaultwatchError(f"registry version {version} names no model store entry")
+    prod = registry.production(root)
+    stage = "production" if prod and prod.version == v.version else v.approval
+    store_entry(v.model_tag, f"{stage} {v.version}", root)  # in the store, or say how to get it
+    return Choice(v.model_tag, stage, v, f"registry version {v.version} ({stage}), as asked")
+
+
+def drop_build_tools(bento_path: Path) -> list[str]:
+    """Remove BentoML's default system-package command from the bento's image.
+
+    With any base image, BentoML 1.4 adds `apt-get install ... build-essential git` to the
+    image (about 300 MB: gcc, make, git). No package of the bento is built from source (all are
+    wheels), so the image needs none of it; faultwatch's base image has bash and CA
+    certificates already. Returns the commands removed."""
+    import yaml
+    from bentoml._internal.container.frontend.dockerfile import CONTAINER_METADATA
+
+    defaults = {m["default_install_command"] for m in CONTAINER_METADATA.values()}
+    info_file = bento_path / "bento.yaml"
+    text = info_file.read_text()
+    info = yaml.safe_load(text)
+    commands = (info.get("image") or {}).get("commands") or []
+    removed = [c for c in commands if c in defaults]
+    if not removed:
+        return []
+    keep = [c for c in commands if c not in defaults]
+    block = re.compile(r"^(  commands:)\n(?:  - .*\n(?:    .*\n)*)+", re.M)
+    new, n = block.subn(lambda m: m.group(1) + " " + json.dumps(keep) + "\n", text, count=1)
+    check = yaml.safe_load(new) if n == 1 else None
+    if (
+        check is None
+        or check["image"]["commands"] != keep
+        or {k: v for k, v in check.items() if k != "image"}
+        != {k: v for k, v in info.items() if k != "image"}
+    ):
+        raise FaultwatchError(f"{info_file}: could not remove BentoML's build tools from it")
+    write_text_atomic(info_file, new)
+    dockerfile = bento_path / "env" / "docker" / "Dockerfile"  # written at build, kept for readers
+    if dockerfile.is_file():
+        lines = dockerfile.read_text().splitlines(keepends=True)
+        gone = {f"RUN {c}" for c in removed}
+        write_text_atomic(dockerfile, "".join(ln for ln in lines if ln.rstrip("\n") not in gone))
+    return removed
+
+
+def package(
+    root: Path, bentofile: str = "bentofile.yaml", version: str | None = None
+) -> dict[str, Any]:
+    """Build the bento. Without `version`, the package stage's choice, recorded in
+    reports/package.json; with one, that registry version's model, recorded nowhere else (the
+    stage's record stays the pipeline's)."""
     import bentoml
 
-    choice = choose_model(root)
+    choice = choose_model(root) if version is None else choose_version(root, version)
     model = store_entry(choice.model_tag, choice.stage, root)
     labels = bento_labels(choice, model)
     before = os.environ.get("FAULTWATCH_MODEL_TAG")
@@ -146,6 +204,7 @@ def package(root: Path, bentofile: str = "bentofile.yaml") -> dict[str, Any]:
             os.environ.pop("FAULTWATCH_MODEL_TAG", None)
         else:
             os.environ["FAULTWATCH_MODEL_TAG"] = before
+    drop_build_tools(Path(bento.path))
     record = {
         "bento_tag": str(bento.tag),
         "model_tag": str(model.tag),
@@ -154,7 +213,10 @@ def package(root: Path, bentofile: str = "bentofile.yaml") -> dict[str, Any]:
         "reason": choice.reason,
         "warnings": choice.warnings,
         "labels": labels,
-        "dockerfile": str(Path(bento.path_of("env/docker/Dockerfile")).relative_to(bento.path)),
     }
-    write_text_atomic(root / PACKAGE_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    dockerfile = Path(bento.path_of("env/docker/Dockerfile"))
+    if dockerfile.is_file():  # BentoML writes one at build for some docker options only
+        record["dockerfile"] = str(dockerfile.relative_to(bento.path))
+    if version is None:
+        write_text_atomic(root / PACKAGE_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record

@@ -97,10 +97,11 @@ def training_fault_rate(entry_path: Path) -> float | None:
 
 
 # ---------------------------------------------------------------------- serving processes
-def wait_ready(url: str, pid: int, log: Path, timeout_s: float) -> None:
+def wait_ready(url: str, c: Colour, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
+    log = Path(c.log)
     while time.monotonic() < deadline:
-        if not rt.pid_alive(pid):
+        if not (alive(c) if c.container else rt.pid_alive(c.pid)):
             tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
             raise DeployError(f"the server exited before it was ready; its log {log}:\n{tail}")
         try:
@@ -113,12 +114,24 @@ def wait_ready(url: str, pid: int, log: Path, timeout_s: float) -> None:
     raise DeployError(f"{url}/readyz did not answer 200 within {timeout_s:g} s; log: {log}")
 
 
-def start_colour(root: Path, colour: str, version: str, model_tag: str, p: DeployParams) -> Colour:
+RUNTIMES = ("process", "container")
+
+
+def start_colour(
+    root: Path,
+    colour: str,
+    version: str,
+    model_tag: str,
+    p: DeployParams,
+    runtime: str = "process",
+) -> Colour:
     port = free_port(p.host)
     d = state_dir(root)
     d.mkdir(parents=True, exist_ok=True)
     log = d / f"{colour}.log"
     tag = f"{colour}-{uuid.uuid4().hex[:12]}"
+    if runtime == "container":
+        return start_container(root, colour, version, model_tag, p, port, log, tag)
     env = {
         **os.environ,
         rt.TAG_ENV: tag,
@@ -151,11 +164,57 @@ def start_colour(root: Path, colour: str, version: str, model_tag: str, p: Deplo
     c = Colour(version, model_tag, port, proc.pid, str(log), time.time(), tag=tag)
     t0 = time.monotonic()
     try:
-        wait_ready(f"http://{p.host}:{port}", proc.pid, log, p.ready_timeout_s)
+        wait_ready(f"http://{p.host}:{port}", c, p.ready_timeout_s)
     except BaseException:
         stop_colour(c)
         raise
     say(f"  {colour} ready in {time.monotonic() - t0:.1f} s")
+    return c
+
+
+def start_container(
+    root: Path,
+    colour: str,
+    version: str,
+    model_tag: str,
+    p: DeployParams,
+    port: int,
+    log: Path,
+    tag: str,
+) -> Colour:
+    from faultwatch.deploy import containers
+
+    eng, image = containers.image_for(version, model_tag)
+    name = f"faultwatch-{tag}"
+    log.unlink(missing_ok=True)  # the container's log file is its own, one per container
+    say(f"  starting {colour}: {image} ({model_tag}) as container {name} on {p.host}:{port}")
+    t0 = time.monotonic()
+    containers.run(
+        eng,
+        image,
+        name,
+        p.host,
+        port,
+        prediction_log(root),
+        log,
+        {rt.TAG_ENV: tag, "FAULTWATCH_COLOUR": colour},
+    )
+    c = Colour(
+        version,
+        model_tag,
+        port,
+        containers.host_pid(eng, name),
+        str(log),
+        time.time(),
+        tag=tag,
+        container=name,
+    )
+    try:
+        wait_ready(f"http://{p.host}:{port}", c, p.ready_timeout_s)
+    except BaseException:
+        stop_colour(c)
+        raise
+    say(f"  {colour} ready in {time.monotonic() - t0:.1f} s (container start to /readyz)")
     return c
 
 
@@ -172,13 +231,23 @@ def smoke(c: Colour, entry_path: Path, p: DeployParams) -> dict[str, Any]:
 
 def stop_colour(c: Colour | None) -> None:
     """The server, gracefully (its supervisor stops its workers), then any worker left."""
-    if c is not None:
+    if c is not None and c.container:
+        from faultwatch.deploy import containers
+
+        containers.stop(c.container)
+    elif c is not None:
         rt.stop_pid(c.pid, SERVER_MARKER)
+    if c is not None:
         rt.stop_tagged(c.tag)
 
 
 def alive(c: Colour | None) -> bool:
-    """Its supervisor runs (a worker left behind by a dead supervisor does not count)."""
+    """Its supervisor runs (a worker left behind by a dead supervisor does not count); a
+    container runs."""
+    if c is not None and c.container:
+        from faultwatch.deploy import containers
+
+        return containers.running(c.container)
     return c is not None and rt.pid_alive(c.pid, SERVER_MARKER)
 
 
@@ -243,7 +312,9 @@ def ready_standby(st: State, what: str) -> Colour:
 
 
 # ---------------------------------------------------------------------- commands
-def cmd_up(root: Path, version: str | None, port: int | None) -> int:
+def cmd_up(root: Path, version: str | None, port: int | None, runtime: str = "process") -> int:
+    if runtime not in RUNTIMES:
+        raise DeployError(f"--runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
     p = params(root)
     with locked(root, "up"):
         st = load(root)
@@ -254,7 +325,7 @@ def cmd_up(root: Path, version: str | None, port: int | None) -> int:
             and alive(st.colours.get(st.live))
         ):
             live = st.colours[st.live]
-            if live.version == version:
+            if live.version == version and st.runtime == runtime:
                 say(f"already up: {st.live} serves {version} at {st.url}")
                 return 0
             raise DeployError(
@@ -262,9 +333,9 @@ def cmd_up(root: Path, version: str | None, port: int | None) -> int:
                 f"`faultwatch deploy stage {version}` then `switch`, or `down` first"
             )
         cleanup(root, st)  # leftovers of a router or servers that died
-        st = State(host=p.host, port=port or p.port, history=st.history)
-        say(f"deploy up: {version} as blue behind the router on {st.host}:{st.port}")
-        blue = start_colour(root, "blue", version, tag, p)
+        st = State(host=p.host, port=port or p.port, history=st.history, runtime=runtime)
+        say(f"deploy up: {version} as blue ({runtime}) behind the router on {st.host}:{st.port}")
+        blue = start_colour(root, "blue", version, tag, p, runtime)
         blue.smoke = smoke(blue, entry, p)
         if not blue.smoke["passed"]:
             stop_colour(blue)
@@ -318,7 +389,7 @@ def cmd_stage(root: Path, version: str) -> int:
             stop_colour(old)
             st.colours.pop(colour, None)
             save(root, st)
-        c = start_colour(root, colour, version, tag, p)
+        c = start_colour(root, colour, version, tag, p, st.runtime)
         c.smoke = smoke(c, entry, p)
         a.set_address(colour, c.port)
         if not c.smoke["passed"]:
@@ -543,6 +614,7 @@ def status_dict(root: Path) -> dict[str, Any]:
     router_up = rt.pid_alive(st.router_pid, ROUTER_MARKER)
     out: dict[str, Any] = {
         "router": {"url": st.url, "pid": st.router_pid, "up": router_up},
+        "runtime": st.runtime,
         "live": st.live,
         "weights": st.weights,
         "colours": {},
@@ -565,6 +637,7 @@ def status_dict(root: Path) -> dict[str, Any]:
             "port": c.port,
             "pid": c.pid,
             "tag": c.tag,
+            "container": c.container or None,
             "running": alive(c),
             "smoke": c.smoke,
             "weight": st.weights.get(name, 0),
@@ -589,7 +662,10 @@ def cmd_status(root: Path, as_json: bool) -> int:
         say("nothing deployed (`faultwatch deploy up`)")
         return 0
     r = s["router"]
-    say(f"router {r['url']} ({'up' if r['up'] else 'DOWN'}, pid {r['pid']}); live: {s['live']}")
+    say(
+        f"router {r['url']} ({'up' if r['up'] else 'DOWN'}, pid {r['pid']}); live: {s['live']}"
+        f" (colours as {s['runtime']}es)"
+    )
     for name, c in s["colours"].items():
         smoke = "passed" if (c["smoke"] or {}).get("passed") else "FAILED" if c["smoke"] else "-"
         counts = c["router_counts"] or {}

@@ -46,6 +46,7 @@ class Colour:
     started_at: float
     smoke: dict[str, Any] | None = None  # SmokeResult.as_dict() and "passed"
     tag: str = ""  # FAULTWATCH_DEPLOY_TAG in the environment of its processes
+    container: str = ""  # the container's name (runtime "container"); "" for a process
 
     @property
     def model_version(self) -> str:
@@ -59,6 +60,7 @@ class Colour:
 @dataclass
 class State:
     router_pid: int | None = None
+    runtime: str = "process"  # the colours: processes, or containers of faultwatch:<version>
     host: str = "127.0.0.1"
     port: int | None = None
     live: str | None = None  # the colour with the traffic (100 % once switched)
