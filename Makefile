@@ -14,7 +14,7 @@ export WANDB_MODE ?= offline
 export BENTOML_HOME ?= $(CURDIR)/.bentoml
 export PYTHONHASHSEED = 0
 
-.PHONY: setup system run test lint lock clean bench
+.PHONY: setup system run test lint lock clean bench image
 
 setup: $(STAMP)
 
@@ -36,8 +36,11 @@ endif
 	@command -v npm >/dev/null && npm ci --prefix $(VENV)/npm --no-audit --no-fund --silent || echo "npm missing or npm ci failed: tests/test_k8s.py will say so"
 	@touch $@
 
-# Programs the tests run for real, from Debian's packages: HAProxy (the deployment's router).
-SYSTEM_PACKAGES := haproxy
+# Programs the tests run for real, from Debian's packages: HAProxy (the deployment's router);
+# buildah, podman, runc, podman-compose and debootstrap (the container image, built and run
+# without Docker; tests/test_container.py runs `faultwatch image check`, which configures podman
+# only where its defaults fail).
+SYSTEM_PACKAGES := haproxy buildah podman runc podman-compose debootstrap
 system:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -50,6 +53,10 @@ run: setup
 
 test: setup system
 	$(BIN)/python -m pytest -q
+
+# The container image of the packaged bento (reports/package.json), tagged faultwatch:<version>
+image: setup system
+	$(BIN)/faultwatch image build
 
 lint: setup
 	$(BIN)/pre-commit run --all-files

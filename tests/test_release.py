@@ -115,7 +115,8 @@ def test_bento_carries_the_provenance_and_a_dockerfile(released):
     }
     dockerfile = (bento_dir / "env/docker/Dockerfile").read_text()
     lines = [ln for ln in dockerfile.splitlines() if ln and not ln.startswith("#")]
-    assert lines[0] == "FROM python:3.11-slim AS base-container"
+    assert lines[0] == "FROM localhost/faultwatch-base:bookworm AS base-container"
+    assert not [ln for ln in lines if "build-essential" in ln]  # package.drop_build_tools
     assert "ENV FAULTWATCH_TORCH_THREADS=$FAULTWATCH_TORCH_THREADS" in lines
     assert lines[-1] == 'ENTRYPOINT [ "/home/bentoml/bento/env/docker/entrypoint.sh" ]'
 

@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from faultwatch.errors import FaultwatchError
+from faultwatch.serve.launch import REGISTRY_VERSION
 
 IMAGE_NAME = "faultwatch"
 TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -166,7 +167,7 @@ def resolve_bento(root: Path, what: str | None) -> Any:
     import bentoml
     from bentoml.exceptions import NotFound
 
-    from faultwatch.serve.launch import REGISTRY_VERSION, _bento_for_model, _default_bento
+    from faultwatch.serve.launch import _bento_for_model, _default_bento
 
     if what is not None and REGISTRY_VERSION.fullmatch(what):
         from faultwatch import registry
@@ -198,7 +199,9 @@ class Plan:
     labels: dict[str, str]
 
 
-def plan(bento: Any) -> Plan:
+def plan(bento: Any, registry_version: str | None = None) -> Plan:
+    """Tags and labels of the image of `bento`; `registry_version`: the version it was asked for
+    (the bento packages its model, even when it was packaged before the version existed)."""
     import bentoml
 
     labels = {str(k): str(v) for k, v in bento.info.labels.items()}
@@ -209,7 +212,7 @@ def plan(bento: Any) -> Plan:
             sha = bentoml.models.get(model_tag).info.metadata.get("weights_sha256", sha)
         except Exception:  # the label's short sha stands
             pass
-    version = labels.get("registry_version", "none")
+    version = registry_version or labels.get("registry_version", "none")
     model_version = model_tag.split(":", 1)[-1] if model_tag else str(bento.tag.version)
     tags = [f"{IMAGE_NAME}:{model_version}"]
     if version and version != "none":
@@ -266,7 +269,7 @@ def build(root: Path, what: str | None = None, force: bool = False) -> dict[str,
     eng = engine()
     say(f"[1/3] the bento ({eng})")
     bento = resolve_bento(root, what)
-    p = plan(bento)
+    p = plan(bento, what if what and REGISTRY_VERSION.fullmatch(what) else None)
     say(f"  {p.bento_tag} -> {', '.join(p.tags)}")
     if not force and up_to_date(eng, p):
         say(f"  {p.tags[0]} is already the image of {p.bento_tag}: nothing to build")

@@ -364,6 +364,10 @@ def cmd_stage(root: Path, version: str) -> int:
         colour = st.standby
         assert colour is not None
         version, tag, entry, approval = resolve(root, version)
+        if st.runtime == "container":  # refused before the standby is touched
+            from faultwatch.deploy import containers
+
+            containers.image_for(version, tag)
         old = st.colours.get(colour)
         if old and old.version == version and alive(old) and old.smoke_passed:
             say(f"already staged: {version} on {colour}, smoke test passed")
