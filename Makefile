@@ -52,7 +52,7 @@ run: setup
 	@$(BIN)/faultwatch reports
 
 test: setup system
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # The container image of the packaged bento (reports/package.json), tagged faultwatch:<version>
 image: setup system

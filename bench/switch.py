@@ -1,6 +1,10 @@
 """Benchmark of `faultwatch deploy`: traffic moves under keep-alive load, and the shadow's cost.
 
     .venv/bin/python bench/switch.py [VERSION] [--concurrency 16] [--port 8090]
+        [--runtime process|container]
+
+With `--runtime container` the colours are containers of faultwatch:VERSION (`faultwatch image
+build VERSION` first).
 
 Deploys VERSION (default: the production version, else the newest registered one) as blue,
 stages the same version as green (the answers tell the colours apart by the router's
@@ -61,6 +65,7 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=8090)
     ap.add_argument("--gap", type=float, default=4.0, help="seconds between actions")
     ap.add_argument("--rate", type=float, default=15.0, help="paced load, requests/s")
+    ap.add_argument("--runtime", choices=["process", "container"], default="process")
     args = ap.parse_args()
     os.environ.setdefault("BENTOML_HOME", str(ROOT / ".bentoml"))
     state = json.loads(fw("deploy", "status", "--json").stdout)
@@ -69,9 +74,13 @@ def main() -> int:
     version = args.version or pick_version()
     url = f"http://127.0.0.1:{args.port}"
     t0 = time.monotonic()
-    fw("deploy", "up", version, "--port", str(args.port))
+    fw("deploy", "up", version, "--port", str(args.port), "--runtime", args.runtime)
+    t1 = time.monotonic()
     fw("deploy", "stage", version)
-    print(f"up and staged {version} on both colours in {time.monotonic() - t0:.1f} s")
+    print(
+        f"{args.runtime}es: up {t1 - t0:.1f} s, stage {time.monotonic() - t1:.1f} s "
+        f"({version} on both colours)"
+    )
     data = bodies()
     try:
         Load(url, data, concurrency=args.concurrency, total=400).start().join(120)  # warm-up

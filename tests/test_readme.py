@@ -80,7 +80,9 @@ def test_every_readme_block_works_as_written(tmp_path):
     try:
         for i, block in enumerate(blocks):
             lines = [ln for ln in block.splitlines() if ln.split("#")[0].strip() not in LEFT_OUT]
-            script = "\n".join(lines).replace("3000", port)
+            # the README's port is 3000: a free one here; a container's own port stays 3000
+            script = "\n".join(lines).replace(":3000:3000", ":3000:INSIDE")
+            script = script.replace("3000", port).replace(":INSIDE", ":3000")
             if "data/raw/pumps.tsv" in script and not (root / "data/raw/pumps.tsv").exists():
                 write_tsv(pumps, root / "data/raw/pumps.tsv")
             proc = subprocess.Popen(

@@ -111,7 +111,7 @@ def cmd_image(args: argparse.Namespace) -> int:
         print(image.ensure_base(root, eng, base))
         print(image.check_runtime(base))
         return 0
-    out = image.build(root, args.what, force=args.force)
+    out = image.build(root, args.what, force=args.force, cache=not args.no_cache)
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
         return 0
@@ -316,6 +316,9 @@ def parser() -> argparse.ArgumentParser:
         "default: the bento of reports/package.json",
     )
     ib.add_argument("--force", action="store_true", help="build even when the image is current")
+    ib.add_argument(
+        "--no-cache", action="store_true", help="reuse no layer of an earlier build (cold)"
+    )
     ib.add_argument("--json", action="store_true", help="print the result as JSON")
     imgs.add_parser(
         "check", help="build the base image if missing and check that containers run here"

@@ -261,8 +261,11 @@ def size_mb(eng: str, image: str) -> float:
     return float(inspect(eng, image).get("Size", 0)) / 1e6
 
 
-def build(root: Path, what: str | None = None, force: bool = False) -> dict[str, Any]:
-    """Build (or find up to date) the image of WHAT's bento; returns what a person needs."""
+def build(
+    root: Path, what: str | None = None, force: bool = False, cache: bool = True
+) -> dict[str, Any]:
+    """Build (or find up to date) the image of WHAT's bento; returns what a person needs.
+    `cache=False`: no layer of an earlier build is reused (a cold build; implies `force`)."""
     import bentoml
 
     t0 = time.monotonic()
@@ -271,7 +274,7 @@ def build(root: Path, what: str | None = None, force: bool = False) -> dict[str,
     bento = resolve_bento(root, what)
     p = plan(bento, what if what and REGISTRY_VERSION.fullmatch(what) else None)
     say(f"  {p.bento_tag} -> {', '.join(p.tags)}")
-    if not force and up_to_date(eng, p):
+    if not force and cache and up_to_date(eng, p):
         say(f"  {p.tags[0]} is already the image of {p.bento_tag}: nothing to build")
         return {**record(eng, p), "built": False, "seconds": round(time.monotonic() - t0, 1)}
     base = base_image(root)
@@ -280,7 +283,7 @@ def build(root: Path, what: str | None = None, force: bool = False) -> dict[str,
         say("  " + ensure_base(root, eng, base))
     args, volume, source = torch_source(eng)
     say(f"[3/3] building the image (torch from {source}); buildah's output follows")
-    options: dict[str, Any] = {"build_arg": args, "label": p.labels}
+    options: dict[str, Any] = {"build_arg": args, "label": p.labels, "no_cache": not cache}
     if eng == "podman":
         options.update(isolation="chroot", layers=True)
         if volume:
