@@ -243,6 +243,8 @@ def test_deploy_with_containers_switches_and_rolls_back_without_a_failed_request
     # no image for v0.0.3: refused, naming the command that builds it; blue keeps the traffic
     refused = fw(root, "deploy", "stage", "v0.0.3", check=False)
     assert refused.returncode != 0 and "faultwatch image build v0.0.3" in refused.stderr
+    after = json.loads(fw(root, "deploy", "status", "--json").stdout)["colours"]
+    assert after["green"]["running"] and after["green"]["version"] == "v0.0.2", after  # untouched
     assert post(url, json.loads(bodies[0]))[1]["model_version"] == blue
     fw(root, "deploy", "down")
     left = podman("ps", "-a", "--format", "{{.Names}}").stdout.split()
