@@ -186,6 +186,28 @@ class Cli:
         return json.loads((self.root / "reports/register.json").read_text())["model_tag"]
 
 
+def deploy_project(root: Path) -> dict[str, str]:
+    """A project for the deploy tests: deploy params fit for tiny load, then three registered
+    and promoted versions (v0.0.1 flags every signal and is production, v0.0.2 detects the
+    faults, v0.0.3 flags every signal again and is rejected). Returns {registry version: model
+    store version}."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["deploy"].update({"min_requests": 20, "canary_interval_s": 4, "ready_timeout_s": 120})
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "add", "-A"], root)
+    git_commit(root, "deploy params")
+    versions: dict[str, str] = {}
+    for i, (kind, seed) in enumerate((("always", 0), ("detector", 0), ("always", 1)), start=1):
+        put_model(root, kind, seed)
+        run(["faultwatch", "register"], root, **env(root))
+        run(["git", "add", "-A"], root)
+        git_commit(root, f"candidate {kind} {seed}")
+        run(["faultwatch", "promote"], root, **env(root))
+        tag = json.loads((root / "reports/register.json").read_text())["model_tag"]
+        versions[f"v0.0.{i}"] = tag.split(":", 1)[1]
+    return versions
+
+
 def set_data_source(root: Path, source: str) -> None:
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["data"]["source"] = source

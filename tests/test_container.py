@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, git_commit, run
+from gate_project import deploy_project, make_project, split_frame
 from gate_project import env as project_env
-from gate_project import make_project, put_model, split_frame
 
 from faultwatch.deploy.load import Load
 
@@ -97,20 +97,9 @@ def images(tmp_path_factory):
     )
     root = make_project(tmp_path_factory.mktemp("image") / "proj", bento=True)
     shutil.copytree(REPO / "deploy", root / "deploy")
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["deploy"].update({"min_requests": 20, "canary_interval_s": 4, "ready_timeout_s": 120})
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "add", "-A"], root)
     git_commit(root, "project with bentofile")
-    versions: dict[str, str] = {}
-    for i, (kind, seed) in enumerate((("always", 0), ("detector", 0), ("always", 1)), start=1):
-        put_model(root, kind, seed)
-        fw(root, "register")
-        run(["git", "add", "-A"], root)
-        git_commit(root, f"candidate {kind} {seed}")
-        fw(root, "promote")
-        tag = json.loads((root / "reports/register.json").read_text())["model_tag"]
-        versions[f"v0.0.{i}"] = tag.split(":", 1)[1]
+    versions = deploy_project(root)
     builds = {}
     try:
         for v in ("v0.0.1", "v0.0.2"):

@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from conftest import git_commit, run
+from conftest import run
+from gate_project import deploy_project, make_project, split_frame
 from gate_project import env as project_env
-from gate_project import make_project, put_model, split_frame
 
 from faultwatch.deploy import router as rt
 from faultwatch.deploy.load import Load
@@ -75,20 +74,7 @@ def deployed(tmp_path_factory):
     (root, router url, {registry version: model version}); `deploy down` and a kill of every
     recorded pid on leaving."""
     root = make_project(tmp_path_factory.mktemp("deploy") / "proj")
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["deploy"].update({"min_requests": 20, "canary_interval_s": 4, "ready_timeout_s": 120})
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "add", "-A"], root)
-    git_commit(root, "deploy params")
-    versions: dict[str, str] = {}
-    for i, (kind, seed) in enumerate((("always", 0), ("detector", 0), ("always", 1)), start=1):
-        put_model(root, kind, seed)
-        fw(root, "register")
-        run(["git", "add", "-A"], root)
-        git_commit(root, f"candidate {kind} {seed}")
-        fw(root, "promote")
-        tag = json.loads((root / "reports/register.json").read_text())["model_tag"]
-        versions[f"v0.0.{i}"] = store_version(tag)
+    versions = deploy_project(root)
     shown = fw(root, "registry", "list").stdout
     assert "v0.0.3" in shown and "rejected" in shown, shown
     port = free_port()

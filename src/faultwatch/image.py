@@ -18,6 +18,7 @@ project's machine kind), writes a containers.conf drop-in that works and says so
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -66,9 +67,11 @@ def _works(argv: list[str], timeout: float = 30) -> tuple[bool, str]:
     return p.returncode == 0, (p.stderr or p.stdout).strip()
 
 
+@functools.cache
 def engine() -> str:
     """`docker` where a Docker engine answers, else `podman` (buildah builds); or what
-    FAULTWATCH_CONTAINER_ENGINE says."""
+    FAULTWATCH_CONTAINER_ENGINE says. Asked once per process (`docker info` is slow; every
+    container liveness check of a deploy command needs the answer)."""
     chosen = os.environ.get("FAULTWATCH_CONTAINER_ENGINE")
     if chosen:
         if chosen not in ("docker", "podman"):
@@ -301,8 +304,7 @@ def build(
                 f"the build of {p.bento_tag} failed: no image {tag}; the builder's output above "
                 "says why"
             )
-    out = {**record(eng, p), "built": True, "seconds": round(time.monotonic() - t0, 1)}
-    return out
+    return {**record(eng, p), "built": True, "seconds": round(time.monotonic() - t0, 1)}
 
 
 def record(eng: str, p: Plan) -> dict[str, Any]:

@@ -162,14 +162,18 @@ def start_colour(
             start_new_session=True,  # its own process group: outlives the CLI, stopped whole
         )
     c = Colour(version, model_tag, port, proc.pid, str(log), time.time(), tag=tag)
-    t0 = time.monotonic()
+    ready_or_stopped(c, p, colour, time.monotonic())
+    return c
+
+
+def ready_or_stopped(c: Colour, p: DeployParams, colour: str, t0: float, what: str = "") -> None:
+    """Wait for the colour's /readyz; stop it on any failure (also an interrupt)."""
     try:
-        wait_ready(f"http://{p.host}:{port}", c, p.ready_timeout_s)
+        wait_ready(f"http://{p.host}:{c.port}", c, p.ready_timeout_s)
     except BaseException:
         stop_colour(c)
         raise
-    say(f"  {colour} ready in {time.monotonic() - t0:.1f} s")
-    return c
+    say(f"  {colour} ready in {time.monotonic() - t0:.1f} s{what}")
 
 
 def start_container(
@@ -209,12 +213,7 @@ def start_container(
         tag=tag,
         container=name,
     )
-    try:
-        wait_ready(f"http://{p.host}:{port}", c, p.ready_timeout_s)
-    except BaseException:
-        stop_colour(c)
-        raise
-    say(f"  {colour} ready in {time.monotonic() - t0:.1f} s (container start to /readyz)")
+    ready_or_stopped(c, p, colour, t0, " (container start to /readyz)")
     return c
 
 
