@@ -64,10 +64,6 @@ def post(url: str, body: bytes, headers: dict | None = None) -> tuple[int, dict,
         return r.status, json.loads(r.read()), r.headers  # case-insensitive
 
 
-def store_version(tag: str) -> str:
-    return tag.split(":", 1)[1]
-
-
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
     """The project with three registered versions, `deploy up v0.0.1` done; yields
