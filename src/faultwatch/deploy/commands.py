@@ -1,7 +1,8 @@
 """`faultwatch deploy`: what each command does (see faultwatch.deploy.router for the router).
 
 Two colours, blue and green, are two `faultwatch serve` processes of registry versions on free
-loopback ports, both logging to the one prediction log. One colour is *live*; the other is the
+loopback ports (or, with `up --runtime container`, two containers of faultwatch:<version>: see
+faultwatch.deploy.containers), both logging to the one prediction log. One colour is *live*; the other is the
 *standby*: the staged new version, or the previous one after a switch (what `rollback` returns
 to). A colour takes traffic only after it answered /readyz and passed its smoke test: its
 answers on the golden set recorded at registration, within `deploy.smoke_tolerance`.
