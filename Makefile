@@ -39,10 +39,12 @@ endif
 # Programs the tests run for real, from Debian's packages: HAProxy (the deployment's router);
 # buildah, podman, runc, podman-compose and debootstrap (the container image, built and run
 # without Docker; tests/test_container.py runs `faultwatch image check`, which configures podman
-# only where its defaults fail).
-SYSTEM_PACKAGES := haproxy buildah podman runc podman-compose debootstrap
+# only where its defaults fail); PostgreSQL (the prediction log beyond one machine: the tests
+# start their own server with pg_ctl) and Prometheus (scrapes the service in a test).
+SYSTEM_PACKAGES := haproxy buildah podman runc podman-compose debootstrap postgresql prometheus
 system:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "the tests need:$$missing (Debian packages): sudo apt-get install$$missing" >&2; exit 1; fi; fi
