@@ -291,6 +291,7 @@ def write_log_or_stand_in(root: Path, frame: pd.DataFrame, signals, embeddings, 
     return str(root / "log.sqlite"), {"since": start - 1, "until": start + 7200, "last": None}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_the_notebook_runs_through_the_runner_and_writes_monitor_json(tmp_path, monkeypatch):
     from faultwatch.monitor.reference import model_embeddings
@@ -349,3 +350,28 @@ def test_the_notebook_runs_through_the_runner_and_writes_monitor_json(tmp_path, 
     assert run.html.is_file() and run.notebook.is_file()
     assert not list((root / ".faultwatch/staging").iterdir())  # staged outputs moved into place
     assert {HEALTHY, FAULT} >= set(frame["label"])
+
+
+def test_the_scores_are_those_of_evidentlys_drift_report(reference):
+    """column_drift calls the stattest Evidently's DataDriftPreset calls; the report (built
+    only for its HTML page) shows the same numbers."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    from faultwatch.monitor.drift import column_drift
+    from faultwatch.monitor.reference import DRIFT_COLUMNS
+
+    cols = list(DRIFT_COLUMNS)
+    current = window(1000, seed=3, noise=0.05)
+    ours = column_drift(current, reference.frame, cols, "psi", 0.2)["score"]
+    definition = DataDefinition(numerical_columns=cols)
+    snapshot = Report([DataDriftPreset(columns=cols, method="psi", threshold=0.2)]).run(
+        Dataset.from_pandas(current[cols], data_definition=definition),
+        Dataset.from_pandas(reference.frame[cols], data_definition=definition),
+    )
+    theirs = {
+        m["config"]["column"]: m["value"]
+        for m in snapshot.dict()["metrics"]
+        if m["config"]["type"].endswith("ValueDrift")
+    }
+    assert ours.to_dict() == pytest.approx(theirs, abs=1e-12)

@@ -1,6 +1,6 @@
 """Drift scores: Evidently's per-column tests on the logged features, and a domain classifier
-on the embeddings. The only module that imports Evidently (about 5-10 s of import, paid only
-when drift is computed).
+on the embeddings. The only module that imports Evidently (5-10 s of import on this machine,
+paid once per process, only when drift is computed).
 
 Per column, `wasserstein` is Evidently's Wasserstein distance normalised by the reference's
 standard deviation (a mean shift of d standard deviations scores about d), `psi` the population
@@ -30,57 +30,66 @@ def column_drift(
 ) -> pd.DataFrame:
     """One row per column: Evidently's drift score of `current` against `reference`.
 
+    The scores come from Evidently's registered stattest (the function its DataDriftPreset
+    calls per numerical column); the Report itself, whose plots cost about a second per
+    column set, is built only when `html` asks for its page, with the same method and threshold.
     Rows with a missing value in a column are left out of that column's test only. A column
     constant in the reference (the normalised Wasserstein distance divides by its spread) or
-    with fewer than 2 values on a side is not tested: score NaN, `note` says why. `html`: where
-    to save Evidently's report.
+    with fewer than 2 values on a side is not tested: score NaN, `note` says why.
     """
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
+    from evidently.legacy.calculations.stattests.registry import get_registered_stattest
+    from evidently.legacy.core import ColumnType
 
-    notes: dict[str, str] = {}
+    test = get_registered_stattest(stattest, ColumnType.Numerical)
+    rows = {}
     tested = []
     for c in columns:
-        ref, cur = reference[c].dropna(), current[c].dropna()
+        ref = reference[c].dropna().astype("float64")
+        cur = current[c].dropna().astype("float64")
+        note, score = "", float("nan")
         if len(ref) < 2 or len(cur) < 2:
-            notes[c] = f"too few values ({len(cur)} current, {len(ref)} reference)"
+            note = f"too few values ({len(cur)} current, {len(ref)} reference)"
         elif float(ref.std()) == 0.0:
-            notes[c] = "constant in the reference"
+            note = "constant in the reference"
         else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # numpy's divide warnings on empty bins
+                score = float(test(ref, cur, ColumnType.Numerical, threshold).drift_score)
             tested.append(c)
-    scores: dict[str, float] = {}
-    if tested:
-        definition = DataDefinition(numerical_columns=list(tested))  # never read as categorical
-        preset = DataDriftPreset(columns=list(tested), method=stattest, threshold=threshold)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Evidently's pandas/numpy deprecation chatter
-            snapshot = Report([preset]).run(
-                Dataset.from_pandas(current[tested].astype("float64"), data_definition=definition),
-                Dataset.from_pandas(
-                    reference[tested].astype("float64"), data_definition=definition
-                ),
-            )
-        for metric in snapshot.dict()["metrics"]:
-            config = metric["config"]
-            if config.get("type", "").endswith("ValueDrift"):
-                scores[config["column"]] = float(metric["value"])
-        if html is not None:
-            html.parent.mkdir(parents=True, exist_ok=True)
-            snapshot.save_html(str(html))
-    rows = {}
-    for c in columns:
-        score = scores.get(c, float("nan"))
         rows[c] = {
             "score": score,
             "threshold": threshold,
             "drifted": bool(np.isfinite(score) and score >= threshold),
-            "n_current": int(current[c].notna().sum()),
-            "n_reference": int(reference[c].notna().sum()),
-            "note": notes.get(c, ""),
+            "n_current": len(cur),
+            "n_reference": len(ref),
+            "note": note,
         }
+    if html is not None and tested:
+        save_drift_report(current[tested], reference[tested], stattest, threshold, html)
     out = pd.DataFrame.from_dict(rows, orient="index", columns=list(DRIFT_COLUMNS_OUT))
     out.index.name = "column"
     return out
+
+
+def save_drift_report(
+    current: pd.DataFrame, reference: pd.DataFrame, stattest: str, threshold: float, html: Path
+) -> Path:
+    """Evidently's data drift report (DataDriftPreset, current first) as an HTML page."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    columns = list(current.columns)
+    definition = DataDefinition(numerical_columns=columns)  # never read as categorical
+    preset = DataDriftPreset(columns=columns, method=stattest, threshold=threshold)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Evidently's pandas/numpy deprecation chatter
+        snapshot = Report([preset]).run(
+            Dataset.from_pandas(current.astype("float64"), data_definition=definition),
+            Dataset.from_pandas(reference.astype("float64"), data_definition=definition),
+        )
+    html.parent.mkdir(parents=True, exist_ok=True)
+    snapshot.save_html(str(html))
+    return html
 
 
 def embedding_drift(
