@@ -67,9 +67,13 @@ class Reference:
 
     @property
     def fault_rate(self) -> float:
+        """The share of faults in the training split: what the window's fault rate is
+        compared with."""
         return float(self.frame["y"].mean())
 
     def embeddings_for(self, version: str) -> tuple[np.ndarray | None, str]:
+        """The training signals' embeddings in `version`'s space (computed once per version),
+        and where the model came from; None and why when no model of that version is found."""
         if self.embeddings is None:
             return None, "no reference embeddings given"
         if version not in self._cache:

@@ -29,6 +29,8 @@ class Window:
     rejected: pd.DataFrame
 
     def read_embeddings(self) -> ReadEmbeddings:
+        """A reader of this log's embeddings by prediction id (the monitor reads only its
+        subsample, never the whole window's)."""
         from faultwatch.serve import predlog
 
         return lambda ids: predlog.read_embeddings(self.target, ids)
