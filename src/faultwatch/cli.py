@@ -83,8 +83,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     run = run_notebook(
         "notebooks/05_monitor.ipynb", root, overrides=overrides, html=not args.no_html
     )
-    for p in (run.notebook, run.html, run.metrics):
-        if p.exists():
+    for p in (run.notebook, None if args.no_html else run.html, run.metrics):
+        if p is not None and p.exists():
             print(f"wrote {p.relative_to(root) if p.is_relative_to(root) else p}")
     scraps = run.scraps
     print(f"retrain_needed: {str(scraps.get('retrain_needed')).lower()}")
