@@ -12,6 +12,7 @@ import textwrap
 import time
 import uuid
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -26,13 +27,14 @@ from faultwatch.serve.predlog import (
     LoggedPrediction,
     PredictionLog,
     PredictionLogError,
+    mask_url,
     open_log,
     read_embeddings,
     read_predictions,
     read_rejected,
     read_signals,
 )
-from faultwatch.serve.predlog.postgres import PostgresPredictionLog, mask_url
+from faultwatch.serve.predlog.postgres import PostgresPredictionLog
 from faultwatch.serve.settings import ServeSettings
 
 pytestmark = pytest.mark.timeout(120)
@@ -152,6 +154,10 @@ def test_bad_entries_are_refused_before_writing(tmp_path):
     assert log.count() == 0
     with pytest.raises(PredictionLogError, match="nothing.sqlite: no prediction log there"):
         read_predictions(tmp_path / "nothing.sqlite")
+    mangled = Path("postgresql://fw:pw@db:5432/log").resolve()  # what Path() makes of a URL
+    with pytest.raises(PredictionLogError, match=r"fw:\*\*\*@db:5432/log: a postgresql:// URL"):
+        PredictionLog(mangled)
+    assert not mangled.parent.exists()
 
 
 # ---------------------------------------------------------------- one transaction per append

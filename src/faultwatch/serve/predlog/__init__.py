@@ -45,6 +45,7 @@ from faultwatch.serve.predlog.entries import (
     decode_signal,
     encode_embedding,
     encode_signal,
+    mask_url,
 )
 from faultwatch.serve.predlog.read import (
     read_embeddings,
@@ -107,6 +108,7 @@ __all__ = [
     "encode_embedding",
     "encode_signal",
     "is_postgres_url",
+    "mask_url",
     "open_log",
     "read_embeddings",
     "read_predictions",

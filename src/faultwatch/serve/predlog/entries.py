@@ -3,10 +3,12 @@ and the byte encodings of embeddings and raw signals (the same for SQLite and Po
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -88,11 +90,25 @@ def decode_embedding(data: bytes) -> np.ndarray:
 
 
 def encode_signal(signal: np.ndarray | Sequence[float]) -> bytes:
-    """zlib of the float32 little-endian bytes. Level 1: noisy floats compress little at any
-    level (about 10 %), and this runs on the request path."""
+    """zlib of the float32 little-endian bytes (half of float64 already). zlib itself saves
+    only about 7 % on float32 signals, at level 1 as at 6 (80 us per 1 000 points); level 1,
+    as this runs on the request path."""
     return zlib.compress(np.asarray(signal, dtype="<f4").ravel().tobytes(), 1)
 
 
 def decode_signal(data: bytes) -> np.ndarray:
     """The signal `encode_signal` wrote, as float64."""
     return np.frombuffer(zlib.decompress(data), dtype="<f4").astype("float64")
+
+
+def mask_url(url: str) -> str:
+    """`url` with its password (user:password@ or ?password=) replaced by ***: for messages,
+    logs and printed settings."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    query = re.sub(r"(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))

@@ -18,29 +18,17 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 
-from faultwatch.serve.predlog.entries import PredictionLogError
+from faultwatch.serve.predlog.entries import PredictionLogError, mask_url
 from faultwatch.serve.predlog.schema import ADDED_COLUMNS, INDEXES, SCHEMA, postgres_ddl, statements
 from faultwatch.serve.predlog.sqlite import PredictionLog, check_sync, resolve_timeout
 
 # pg_advisory_xact_lock keys (any two constants that no other application of the database uses)
 SCHEMA_LOCK = 0x6661756C74  # "fault"
 LABELS_LOCK = 0x6661756C75
-
-
-def mask_url(url: str) -> str:
-    """`url` with its password (user:password@ or ?password=) replaced by ***."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
-    query = re.sub(r"(^|&)(password=)[^&]*", r"\1\2***", parts.query)
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def _password(url: str) -> str | None:

@@ -8,6 +8,7 @@ this class and replaces only the connection, the transaction and the query (`_tr
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -241,6 +242,13 @@ class PredictionLog:
     ):
         self.colour = colour
         self.path = Path(path) if path else default_path()
+        if {"postgresql:", "postgres:"} & set(self.path.parts):
+            # Path("postgresql://u:pw@h/db") is "postgresql:/u:pw@h/db": a file would be made
+            shown = re.sub(r":[^:@/]*@", ":***@", str(self.path))
+            raise PredictionLogError(
+                f"{shown}: a postgresql:// URL made into a file path (Path() drops the //); "
+                "pass the URL as a str"
+            )
         self.where = str(self.path)  # names the log in messages
         self.synchronous = check_sync(synchronous)
         self.timeout_s = resolve_timeout(timeout_s)
