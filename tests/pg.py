@@ -3,7 +3,7 @@
 `running_postgres()` runs initdb into a fresh temporary directory, starts the server with
 pg_ctl on a free TCP port of 127.0.0.1 (its unix socket in the same directory), and stops it
 (`pg_ctl stop -m immediate`) and deletes the directory when the `with` block ends, even on
-failure. As root (PostgreSQL refuses to run as root), the server runs as the `postgres` user
+failure; a watchdog process does the same if the test process dies without unwinding. As root (PostgreSQL refuses to run as root), the server runs as the `postgres` user
 (`runuser -u postgres`) in a directory it owns. The server asks for a password over TCP
 (scram-sha-256), so URLs carry a real one.
 
@@ -117,6 +117,23 @@ class PostgresServer:
             "start",
         )
 
+    def watchdog(self, pid: int) -> subprocess.Popen:
+        """A process, in its own session, that stops the server and deletes its directory if
+        process `pid` ends first: pytest-timeout's os._exit, or a kill, skips `finally`."""
+        pg_ctl = f"{self.bin_dir / 'pg_ctl'} -D {self.data} -m immediate -w stop"
+        if self.as_postgres:
+            pg_ctl = f"runuser -u postgres -- {pg_ctl}"
+        script = (
+            f"while kill -0 {pid} 2>/dev/null; do sleep 1; done; "
+            f"{pg_ctl} >/dev/null 2>&1; rm -rf {self.root}"
+        )
+        return subprocess.Popen(
+            ["sh", "-c", script],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
     def stop(self) -> None:
         """Immediate stop; if pg_ctl cannot, kill the postmaster it started (its pid file)."""
         if not (self.data / "postmaster.pid").exists():
@@ -176,7 +193,12 @@ def running_postgres() -> Iterator[PostgresServer]:
                 server.stop()
                 server.port = free_port()
         server.create_database(USER)
-        yield server
+        watchdog = server.watchdog(os.getpid())
+        try:
+            yield server
+        finally:
+            watchdog.kill()
+            watchdog.wait()
     finally:
         try:
             server.stop()
