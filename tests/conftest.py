@@ -212,3 +212,27 @@ def signals() -> pd.DataFrame:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     return copy_project(tmp_path / "proj")
+
+
+# ---------------------------------------------------------------- a real PostgreSQL server
+@pytest.fixture(scope="session")
+def postgres_instance():
+    """One PostgreSQL server for the session (tests/pg.py); skipped only without binaries."""
+    from pg import find_pg_bin, running_postgres
+
+    if find_pg_bin() is None:
+        pytest.skip("PostgreSQL binaries not found (/usr/lib/postgresql/*/bin): make system")
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server(postgres_instance) -> str:
+    """postgresql://faultwatch:...@127.0.0.1:PORT/faultwatch, shared by the session."""
+    return postgres_instance.url()
+
+
+@pytest.fixture
+def postgres_url(postgres_instance) -> str:
+    """A new empty database on the session's server, for one test."""
+    return postgres_instance.create_database()

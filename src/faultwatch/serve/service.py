@@ -57,7 +57,7 @@ from faultwatch.serve.predlog import (
     LoggedPrediction,
     PredictionLog,
     PredictionLogError,
-    default_path,
+    default_target,
 )
 from faultwatch.serve.schema import (
     BatchPrediction,
@@ -143,7 +143,7 @@ class ModelFailure(FaultwatchError):
 def open_log() -> PredictionLog:
     """The prediction log of this process (its path, durability and colour from SETTINGS)."""
     return PredictionLog(
-        SETTINGS.prediction_log or default_path(),
+        SETTINGS.prediction_log or default_target(),
         synchronous=SETTINGS.prediction_log_sync,
         timeout_s=SETTINGS.prediction_log_timeout_s,
         colour=SETTINGS.colour,

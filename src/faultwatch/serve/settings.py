@@ -33,8 +33,9 @@ class ServeSettings:
     model_tag: str | None = None
     # the serving instance's name (blue, green), written in every prediction log row; "" alone
     colour: str = ""
-    # the SQLite prediction log; None: faultwatch.serve.predlog.default_path()
-    prediction_log: Path | None = None
+    # the prediction log: a SQLite file or a postgresql:// URL (kept a str);
+    # None: faultwatch.serve.predlog.default_target()
+    prediction_log: Path | str | None = None
     prediction_log_sync: str = "NORMAL"  # NORMAL or FULL (see faultwatch.serve.predlog)
     # seconds a prediction waits for a locked log before it is answered 503
     prediction_log_timeout_s: float = 10.0
@@ -120,5 +121,5 @@ def _parse(name: str, raw: str, default: Any) -> Any:
     except ValueError as e:
         raise SettingsError(f"{name}={raw!r}: {e}") from None
     if name == "FAULTWATCH_PREDICTION_LOG":
-        return Path(raw)
+        return raw if raw.startswith(("postgresql://", "postgres://")) else Path(raw)
     return raw
