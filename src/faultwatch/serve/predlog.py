@@ -48,6 +48,29 @@ class PredictionLogError(FaultwatchError):
     """Rows could not be committed to the prediction log."""
 
 
+class FeedbackError(FaultwatchError):
+    """A label that cannot be recorded: `status` and `reason` for the answer, `loc` the key."""
+
+    def __init__(self, status: int, reason: str, loc: list[str | int], msg: str):
+        super().__init__(msg)
+        self.status, self.reason, self.loc, self.msg = status, reason, loc, msg
+
+
+# stand-in for the `labels` table of issue 12's contract, until h-log's predlog lands
+LABELS_STANDIN = """
+CREATE TABLE IF NOT EXISTS labels (
+    prediction_id TEXT PRIMARY KEY, label TEXT NOT NULL, time REAL NOT NULL, source TEXT
+)
+"""
+
+
+def open_log(target: Path | str | None = None, **kwargs) -> PredictionLog:
+    """The log at `target` (a path: SQLite). Stand-in for h-log's, which adds postgresql://."""
+    if str(target or "").startswith("postgresql://"):
+        raise PredictionLogError(f"{target}: PostgreSQL logs come with h-log's predlog")
+    return PredictionLog(target, **kwargs)
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
     id INTEGER PRIMARY KEY,
@@ -154,6 +177,10 @@ class LoggedPrediction:
     prediction_id: str | None = None
     request_id: str | None = None
     role: str = "live"
+    # issue 12 (stand-in until h-log's predlog lands: these fields are not written yet)
+    features: Sequence[float] | None = None  # faultwatch.monitor.features.FEATURES order
+    embedding: np.ndarray | None = None  # the model's penultimate layer, channels[-1] floats
+    signal: np.ndarray | None = None  # the raw signal, only when sampled
 
 
 class PredictionLog:
@@ -297,6 +324,36 @@ class PredictionLog:
                 )
             ],
         )
+
+    def add_labels(self, items: list[tuple[str, str]], source: str | None = None) -> int:
+        """Stand-in (h-log implements it): validate all (404 unknown, 409 duplicate), then
+        write all in one transaction; returns the number written."""
+        with self._lock:
+            conn = self._conn
+            conn.execute(LABELS_STANDIN)
+            seen: set[str] = set()
+            for i, (pid, _) in enumerate(items):
+                loc: list[str | int] = ["labels", i, "prediction_id"]
+                if (
+                    pid in seen
+                    or conn.execute(
+                        "SELECT 1 FROM labels WHERE prediction_id = ?", (pid,)
+                    ).fetchone()
+                ):
+                    raise FeedbackError(409, "duplicate_label", loc, f"{pid} is labelled already")
+                if not conn.execute(
+                    "SELECT 1 FROM predictions WHERE prediction_id = ?", (pid,)
+                ).fetchone():
+                    raise FeedbackError(404, "unknown_prediction", loc, f"no prediction {pid}")
+                seen.add(pid)
+            now = time.time()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT INTO labels VALUES (?, ?, ?, ?)",
+                [(pid, label, now, source) for pid, label in items],
+            )
+            conn.execute("COMMIT")
+        return len(items)
 
     def count(self, table: str = "predictions") -> int:
         if table not in ("predictions", "rejected"):
