@@ -340,7 +340,7 @@ def test_prometheus_reads_predictions_and_realised_f1(sampled_server, prometheus
     url, _, _ = sampled_server
     version = store[2].split(":")[1]
     with httpx.Client(base_url=url, timeout=30) as c:
-        answers = predict(c, signals(9, seed=51))
+        answers = predict(c, signals(MAX_BATCH, seed=51))
         # true labels: the predicted class, flipped for every third answer
         truth = []
         for i, a in enumerate(answers):
@@ -416,3 +416,58 @@ def test_metrics_endpoint_names_every_dashboard_metric(client):
         if name.startswith(("faultwatch_realised", "faultwatch_labels")):
             continue  # only once labels exist; the Prometheus test reads them
         assert f"\n{name}" in text or text.startswith(name), name
+
+
+# ---------------------------------------------------------------- through the router
+@pytest.fixture
+def green_beside(server, store, tmp_path):
+    """A second server (green) writing the module server's log (blue): yields its url."""
+    home, _, tag = store
+    port = free_port()
+    env = server_env(home, tag, server[1], FAULTWATCH_COLOUR="green")
+    url = f"http://127.0.0.1:{port}"
+    with started(serve_cmd(port), REPO, env, tmp_path / "green.log") as proc:
+        wait_ready(url, proc, tmp_path / "green.log")
+        yield url
+
+
+@pytest.mark.slow
+def test_the_router_sends_feedback_to_the_live_colour_and_never_shadows_it(
+    server, green_beside, tmp_path
+):
+    """Blue live, green staged with shadow on: /feedback through the router reaches blue only
+    (no shadow copy), and a label for a prediction blue answered is accepted by green too."""
+    import httpx
+
+    from faultwatch.deploy.router import RouterConfig, RuntimeAPI, start, stop_pid
+
+    blue_port = int(server[0].rsplit(":", 1)[1])
+    green_port = int(green_beside.rsplit(":", 1)[1])
+    cfg = RouterConfig("127.0.0.1", free_port(), tmp_path / "router")
+    pid = start(cfg, {"blue": blue_port, "green": green_port}, green_beside)
+    try:
+        api = RuntimeAPI(cfg.sock)
+        api.enable("blue")
+        api.set_weight("blue", 100)
+        with httpx.Client(base_url=f"http://127.0.0.1:{cfg.port}", timeout=30) as c:
+            answers = predict(c, signals(3, seed=71))  # /predict, then /predict_batch
+            deadline = time.monotonic() + 30
+            while api.shadow_stats().get("answered", 0) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            shadowed = api.shadow_stats()
+            assert shadowed["answered"] == 2, shadowed  # both predictions were copied
+            r = feedback(c, {"prediction_id": answers[0]["prediction_id"], "label": "fault"})
+            assert r.status_code == 200, r.text
+            assert r.headers["x-faultwatch-server"] == "blue"
+            time.sleep(1)
+            assert api.shadow_stats()["sent"] == shadowed["sent"]  # /feedback not copied
+        # green shares the log: it takes a label for what blue answered, and refuses a second
+        body = {"prediction_id": answers[1]["prediction_id"], "label": "healthy"}
+        assert httpx.post(f"{green_beside}/feedback", json=body).status_code == 200
+        assert httpx.post(f"{server[0]}/feedback", json=body).status_code == 409
+    finally:
+        stop_pid(pid)
+    ids = [a["prediction_id"] for a in answers]
+    assert labels_of(server[1], ids) == {ids[0]: "fault", ids[1]: "healthy"}
+    colours = logged(server[1], "SELECT colour, role FROM predictions WHERE role = 'shadow'")
+    assert {(r["colour"], r["role"]) for r in colours} >= {("green", "shadow")}

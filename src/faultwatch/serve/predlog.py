@@ -347,12 +347,17 @@ class PredictionLog:
                     raise FeedbackError(404, "unknown_prediction", loc, f"no prediction {pid}")
                 seen.add(pid)
             now = time.time()
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(
-                "INSERT INTO labels VALUES (?, ?, ?, ?)",
-                [(pid, label, now, source) for pid, label in items],
-            )
-            conn.execute("COMMIT")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "INSERT INTO labels VALUES (?, ?, ?, ?)",
+                    [(pid, label, now, source) for pid, label in items],
+                )
+                conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise PredictionLogError(f"{self.path}: could not write labels: {e}") from e
         return len(items)
 
     def count(self, table: str = "predictions") -> int:
