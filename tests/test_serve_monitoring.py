@@ -337,7 +337,7 @@ def prometheus(sampled_server, tmp_path):
 def test_prometheus_reads_predictions_and_realised_f1(sampled_server, prometheus, store):
     import httpx
 
-    url, _, _ = sampled_server
+    url, log_path, _ = sampled_server
     version = store[2].split(":")[1]
     with httpx.Client(base_url=url, timeout=30) as c:
         answers = predict(c, signals(MAX_BATCH, seed=51))
@@ -356,12 +356,13 @@ def test_prometheus_reads_predictions_and_realised_f1(sampled_server, prometheus
     tp, fp, fn = (pred & true).sum(), (pred & ~true).sum(), (~pred & true).sum()
     f1 = 2 * tp / (2 * tp + fp + fn)
 
+    answered = len(logged(log_path, "SELECT id FROM predictions"))  # this test's and others'
     total = wait_for(
         prometheus,
         f'sum(faultwatch_predictions_total{{model_version="{version}"}})',
-        lambda res: res and float(res[0]["value"][1]) >= len(answers),
+        lambda res: res and float(res[0]["value"][1]) >= answered,
     )
-    assert float(total[0]["value"][1]) == len(answers)  # this server's answers, no more
+    assert float(total[0]["value"][1]) == answered
     got = wait_for(
         prometheus,
         f'faultwatch_realised_f1{{model_version="{version}"}}',
@@ -370,8 +371,9 @@ def test_prometheus_reads_predictions_and_realised_f1(sampled_server, prometheus
     assert float(got[0]["value"][1]) == pytest.approx(f1)
     n_labels = wait_for(prometheus, "faultwatch_labels_total", lambda res: bool(res))
     assert float(n_labels[0]["value"][1]) == len(answers)
+    n_faults = len(logged(log_path, "SELECT id FROM predictions WHERE is_fault = 1"))
     faults = wait_for(prometheus, "sum(faultwatch_faults_total) or vector(0)", bool)
-    assert float(faults[0]["value"][1]) == pred.sum()
+    assert float(faults[0]["value"][1]) == n_faults
     rejected = wait_for(
         prometheus, 'faultwatch_rejected_total{reason="not_a_class"}', lambda res: bool(res)
     )

@@ -122,7 +122,7 @@ def label_counts(
     """LabelCounts per model version of the log at `target` (a SQLite path or a postgresql://
     URL, as FAULTWATCH_PREDICTION_LOG); {} while the log has no labels table."""
     args = (fault_label,) * 3
-    if str(target).startswith("postgresql://"):
+    if str(target).startswith(("postgresql://", "postgres://")):
         import psycopg
 
         with psycopg.connect(str(target), connect_timeout=max(1, int(timeout_s))) as conn:

@@ -142,7 +142,7 @@ Feedback = feedback_model(LIMITS)
 PREDICTION_ROUTES = ("/predict", "/predict_batch")
 ROUTES = (*PREDICTION_ROUTES, "/feedback")
 LOG_TARGET = SETTINGS.prediction_log or default_path()
-# the class names of the served model: [healthy, fault]
+# the class names of the served model, [healthy, fault]: the realised F1 is the fault class's
 CLASS_NAMES = [
     str(c) for c in json.loads((Path(ENTRY.path) / "model.json").read_text())["class_names"]
 ]
@@ -359,11 +359,12 @@ class FaultDetector:
         if current().role == "shadow":  # a copy of a live request: the live colour records it
             msg = "feedback is recorded from live requests only, not from a shadow copy"
             return error_response(409, "shadow_feedback", ["header", "X-Faultwatch-Role"], msg)
+        classes = (self.healthy_label, self.fault_label)
         for i, (_, lab) in enumerate(items):
-            if lab not in CLASS_NAMES:
+            if lab not in classes:
                 msg = (
                     f"{lab!r} is not a class of model {self.version}: expected one of "
-                    + ", ".join(map(repr, CLASS_NAMES))
+                    + ", ".join(map(repr, classes))
                 )
                 return error_response(422, "not_a_class", where(i, "label"), msg)
         try:
@@ -372,7 +373,9 @@ class FaultDetector:
             loc = [e.loc[-1]] if single and e.loc else list(e.loc)
             return error_response(e.status, e.reason, loc, e.msg)
         except PredictionLogError as e:
-            return _refusal(e)
+            logger.error("prediction log: %s", e)
+            msg = f"the labels could not be recorded: {e}"
+            return error_response(503, "prediction_log_unavailable", [], msg)
         await anyio.to_thread.run_sync(REALISED.refresh_quietly, True)
         return FeedbackAccepted(accepted=accepted)
 

@@ -141,5 +141,5 @@ def _parse(name: str, raw: str, default: Any) -> Any:
     except ValueError as e:
         raise SettingsError(f"{name}={raw!r}: {e}") from None
     if name == "FAULTWATCH_PREDICTION_LOG":
-        return raw if raw.startswith("postgresql://") else Path(raw)
+        return raw if raw.startswith(("postgresql://", "postgres://")) else Path(raw)
     return raw
