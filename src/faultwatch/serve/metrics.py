@@ -49,6 +49,8 @@ EXPORTED = (
 
 @dataclass(frozen=True)
 class ServiceMetrics:
+    """The prometheus_client objects behind EXPORTED (created by `service_metrics`)."""
+
     predictions: Any
     faults: Any
     rejected: Any
@@ -56,6 +58,7 @@ class ServiceMetrics:
     labels: Any
 
     def answered(self, model_version: str, label: str, is_fault: bool) -> None:
+        """Count one answered (and logged) signal."""
         self.predictions.labels(model_version=model_version, label=label).inc()
         if is_fault:
             self.faults.labels(model_version=model_version).inc()

@@ -129,6 +129,7 @@ def feedback_model(limits: ServingLimits) -> type[BaseModel]:
 
         @model_validator(mode="after")
         def one_form(self) -> Feedback:
+            """One of the two forms, whole: a single label, or a list of them."""
             single = self.prediction_id is not None or self.label is not None
             if single and self.labels is not None:
                 raise ValueError("give prediction_id and label, or labels, not both")
@@ -138,12 +139,6 @@ def feedback_model(limits: ServingLimits) -> type[BaseModel]:
                     missing = "labels (or prediction_id and label)"
                 raise ValueError(f"{missing} is required")
             return self
-
-        def items(self) -> list[tuple[str, str]]:
-            """(prediction_id, label) pairs, in order."""
-            if self.labels is not None:
-                return [(i.prediction_id, i.label) for i in self.labels]
-            return [(str(self.prediction_id), str(self.label))]
 
     return Feedback
 
