@@ -170,9 +170,8 @@ def main() -> int:
     if args.stattest:
         params = params.model_copy(update={"stattest": args.stattest})
     train, pool = plaid_split()
-    model = LoadedModel(
-        FaultCNN(channels=[16, 32, 64, 64, 64], kernel_size=9).eval(), {"input_length": 1024}
-    )
+    net = FaultCNN(channels=[16, 32, 64, 64, 64], kernel_size=9).eval()
+    model = LoadedModel(net, {"input_length": 1024, "architecture_args": net.config})
     frame, emb = production(pool, args.rows, model)
     by_id = dict(zip(frame["prediction_id"], range(len(frame)), strict=True))
 

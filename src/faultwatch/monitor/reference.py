@@ -39,22 +39,13 @@ def reference_frame(train: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def model_embeddings(model, signals: Iterable[np.ndarray], batch_size: int = 256) -> np.ndarray:
-    """(n, channels[-1]) float32: the globally pooled conv features that feed the head, the
-    embedding the service logs (one forward pass gives it and the probability)."""
-    import torch
+def model_embeddings(model, signals: Iterable[np.ndarray]) -> np.ndarray:
+    """(n, channels[-1]) float32: the embedding the service logs (the globally pooled conv
+    features that feed the head), by the service's own function, so both sides compare."""
+    from faultwatch.serve.embedding import check_embeddable, proba_and_embedding
 
-    network = model.network
-    if not hasattr(network, "features"):
-        raise ValueError(f"{type(network).__name__} has no `features` block to embed with")
-    x = model.preprocess(list(signals))
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(x), batch_size):
-            xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).unsqueeze(1)
-            out.append(network.features(xb).mean(dim=-1).cpu().numpy())
-    width = network.head.in_features if hasattr(network, "head") else 0
-    return np.concatenate(out).astype("float32") if out else np.zeros((0, width), "float32")
+    check_embeddable(model)
+    return proba_and_embedding(model, list(signals))[1]
 
 
 def model_for_version(
