@@ -242,5 +242,11 @@ def test_status_serve_and_down_show_the_url_masked(pg_deployed):
     assert config["settings"]["FAULTWATCH_PREDICTION_LOG"] == masked
     assert PASSWORD not in shown.stdout + shown.stderr
 
+    # the database down: status still answers, says why the agreement is missing, masked
+    gone = f"postgresql://faultwatch:{PASSWORD}@127.0.0.1:{free_port()}/faultwatch"
+    text = pg(root, gone, "deploy", "status").stdout
+    assert "shadow agreement: not read" in text and "could not connect" in text
+    assert "router" in text and PASSWORD not in text
+
     down = pg(root, db, "deploy", "down").stdout
     assert f"the prediction log stays in {masked}" in down and PASSWORD not in down

@@ -27,6 +27,7 @@ from faultwatch.deploy import router as rt
 from faultwatch.deploy.analysis import Analysis, DeployParams, analyse, shadow_agreement
 from faultwatch.deploy.state import Colour, DeployError, State, load, locked, save, state_dir
 from faultwatch.paths import bentoml_home
+from faultwatch.serve.predlog.entries import PredictionLogError
 from faultwatch.serve.predlog.sqlite import resolve_target, show_target
 
 SERVER_MARKER = "faultwatch"  # in the command line of every process deploy starts
@@ -662,7 +663,12 @@ def status_dict(root: Path) -> dict[str, Any]:
             (h["time"] for h in reversed(st.history) if h["action"] == "shadow" and h.get("on")),
             0.0,
         )
-        out["shadow_agreement"] = shadow_agreement(prediction_log(root), st.live, standby, since)
+        try:
+            out["shadow_agreement"] = shadow_agreement(
+                prediction_log(root), st.live, standby, since
+            )
+        except PredictionLogError as e:  # a database down: status still shows the rest
+            out["shadow_agreement"] = {"error": str(e)}
     return out
 
 
@@ -700,7 +706,9 @@ def cmd_status(root: Path, as_json: bool) -> int:
         )
     )
     agr = s.get("shadow_agreement")
-    if agr and agr["shadow_answers"]:
+    if agr and agr.get("error"):
+        say(f"shadow agreement: not read ({agr['error']})")
+    elif agr and agr["shadow_answers"]:
         same = "n/a" if agr["same_label"] is None else f"{agr['same_label']:.1%}"
         diff = "n/a" if agr["mean_abs_diff"] is None else f"{agr['mean_abs_diff']:.4f}"
         say(
