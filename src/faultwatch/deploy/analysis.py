@@ -12,12 +12,14 @@ role), for the staged colour's live answers:
 
 Fewer answered requests than `min_requests` make the result *inconclusive*: it never promotes
 (Flagger and Argo Rollouts analyses that pass with no traffic are the complaint this answers).
+
+The log is a SQLite file or a postgresql:// URL (FAULTWATCH_PREDICTION_LOG): the queries run
+read-only through faultwatch.serve.predlog.read_only, in SQL both backends run.
 """
 
 from __future__ import annotations
 
 import math
-import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +28,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from faultwatch.params import Section
+from faultwatch.serve.predlog.read import log_exists, read_only
 
 Verdict = Literal["pass", "fail", "inconclusive"]
 
@@ -97,24 +100,22 @@ def _p99(values: list[float]) -> float | None:
     return values[min(len(values) - 1, math.ceil(0.99 * len(values)) - 1)]
 
 
-def window_rows(log: Path, colour: str, since: float, until: float) -> dict[str, Any]:
-    """The colour's live answers and 5xx refusals in [since, until] from the prediction log."""
-    if not log.is_file():
+def window_rows(log: Path | str, colour: str, since: float, until: float) -> dict[str, Any]:
+    """The colour's live answers and 5xx refusals in [since, until] from the prediction log
+    (a SQLite file, or a postgresql:// URL); no log file yet: none."""
+    if not log_exists(log):
         return {"latencies": [], "faults": 0, "answered": 0, "nonfinite": 0, "errors": 0}
-    conn = sqlite3.connect(f"file:{log}?mode=ro", uri=True, timeout=10)
-    try:
-        rows = conn.execute(
+    with read_only(log) as select:
+        rows = select(
             "SELECT latency_ms, is_fault, probability FROM predictions"
             " WHERE colour = ? AND role = 'live' AND time >= ? AND time <= ?",
             (colour, since, until),
-        ).fetchall()
-        errors = conn.execute(
+        )
+        errors = select(
             "SELECT count(*) FROM rejected WHERE colour = ? AND role = 'live' AND status >= 500"
             " AND time >= ? AND time <= ?",
             (colour, since, until),
-        ).fetchone()[0]
-    finally:
-        conn.close()
+        )[0][0]
     nonfinite = sum(1 for r in rows if r[2] is None or not math.isfinite(r[2]))
     return {
         "latencies": [r[0] for r in rows],
@@ -126,7 +127,7 @@ def window_rows(log: Path, colour: str, since: float, until: float) -> dict[str,
 
 
 def analyse(
-    log: Path,
+    log: Path | str,
     colour: str,
     against: str,
     since: float,
@@ -200,20 +201,19 @@ def analyse(
     return a
 
 
-def shadow_agreement(log: Path, live: str, shadow: str, since: float = 0.0) -> dict[str, Any]:
+def shadow_agreement(log: Path | str, live: str, shadow: str, since: float = 0.0) -> dict[str, Any]:
     """Shadow answers joined to their live twin by request id and signal position: the share
     with the same label and the mean absolute probability difference."""
     empty = {"shadow_answers": 0, "joined": 0, "same_label": None, "mean_abs_diff": None}
-    if not log.is_file():
+    if not log_exists(log):
         return empty
-    conn = sqlite3.connect(f"file:{log}?mode=ro", uri=True, timeout=10)
-    try:
-        n_shadow = conn.execute(
+    with read_only(log) as select:
+        n_shadow = select(
             "SELECT count(*) FROM predictions WHERE colour = ? AND role = 'shadow' AND time >= ?",
             (shadow, since),
-        ).fetchone()[0]
+        )[0][0]
         # the k-th answer of a request on each side: predict_batch gives several per request
-        joined = conn.execute(
+        joined = select(
             """
             WITH s AS (SELECT request_id, label, probability,
                          row_number() OVER (PARTITION BY request_id ORDER BY id) AS k
@@ -221,13 +221,12 @@ def shadow_agreement(log: Path, live: str, shadow: str, since: float = 0.0) -> d
                  l AS (SELECT request_id, label, probability,
                          row_number() OVER (PARTITION BY request_id ORDER BY id) AS k
                        FROM predictions WHERE colour = ? AND role = 'live' AND time >= ?)
-            SELECT count(*), sum(s.label = l.label), avg(abs(s.probability - l.probability))
+            SELECT count(*), sum(CASE WHEN s.label = l.label THEN 1 ELSE 0 END),
+                   avg(abs(s.probability - l.probability))
             FROM s JOIN l ON s.request_id = l.request_id AND s.k = l.k
             """,
             (shadow, since, live, since - 60),
-        ).fetchone()
-    finally:
-        conn.close()
+        )[0]
     n, same, diff = joined
     return {
         "shadow_answers": int(n_shadow),

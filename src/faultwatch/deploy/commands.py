@@ -2,7 +2,9 @@
 
 Two colours, blue and green, are two `faultwatch serve` processes of registry versions on free
 loopback ports (or, with `up --runtime container`, two containers of faultwatch:<version>: see
-faultwatch.deploy.containers), both logging to the one prediction log. One colour is *live*; the other is the
+faultwatch.deploy.containers), both logging to the one prediction log: a SQLite file, or
+with FAULTWATCH_PREDICTION_LOG=postgresql://... a PostgreSQL database (what several machines
+behind one router share; the analysis reads either). One colour is *live*; the other is the
 *standby*: the staged new version, or the previous one after a switch (what `rollback` returns
 to). A colour takes traffic only after it answered /readyz and passed its smoke test: its
 answers on the golden set recorded at registration, within `deploy.smoke_tolerance`.
@@ -25,6 +27,8 @@ from faultwatch.deploy import router as rt
 from faultwatch.deploy.analysis import Analysis, DeployParams, analyse, shadow_agreement
 from faultwatch.deploy.state import Colour, DeployError, State, load, locked, save, state_dir
 from faultwatch.paths import bentoml_home
+from faultwatch.serve.predlog.entries import PredictionLogError
+from faultwatch.serve.predlog.sqlite import resolve_target, show_target
 
 SERVER_MARKER = "faultwatch"  # in the command line of every process deploy starts
 ROUTER_MARKER = "haproxy"
@@ -41,10 +45,10 @@ def params(root: Path) -> DeployParams:
     return section("deploy", load_params(root / "params.yaml"))
 
 
-def prediction_log(root: Path) -> Path:
-    """The log both colours write: FAULTWATCH_PREDICTION_LOG, else the serve default."""
-    env = os.environ.get("FAULTWATCH_PREDICTION_LOG")
-    return Path(env).resolve() if env else root / "reports" / "serving" / "predictions.sqlite"
+def prediction_log(root: Path) -> Path | str:
+    """The log both colours write: FAULTWATCH_PREDICTION_LOG (a path, made absolute, or a
+    postgresql:// URL kept a str), else the serve default. Print it with `show_target`."""
+    return resolve_target(os.environ.get("FAULTWATCH_PREDICTION_LOG"), root)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -315,6 +319,10 @@ def ready_standby(st: State, what: str) -> Colour:
 def cmd_up(root: Path, version: str | None, port: int | None, runtime: str = "process") -> int:
     if runtime not in RUNTIMES:
         raise DeployError(f"--runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+    if runtime == "container":  # before anything is stopped or started
+        from faultwatch.deploy import containers
+
+        containers.check_reachable(prediction_log(root))
     p = params(root)
     with locked(root, "up"):
         st = load(root)
@@ -368,6 +376,7 @@ def cmd_stage(root: Path, version: str) -> int:
             from faultwatch.deploy import containers
 
             containers.image_for(version, tag)
+            containers.check_reachable(prediction_log(root))
         old = st.colours.get(colour)
         if old and old.version == version and alive(old) and old.smoke_passed:
             say(f"already staged: {version} on {colour}, smoke test passed")
@@ -619,6 +628,7 @@ def status_dict(root: Path) -> dict[str, Any]:
     out: dict[str, Any] = {
         "router": {"url": st.url, "pid": st.router_pid, "up": router_up},
         "runtime": st.runtime,
+        "prediction_log": show_target(prediction_log(root)),
         "live": st.live,
         "weights": st.weights,
         "colours": {},
@@ -653,7 +663,12 @@ def status_dict(root: Path) -> dict[str, Any]:
             (h["time"] for h in reversed(st.history) if h["action"] == "shadow" and h.get("on")),
             0.0,
         )
-        out["shadow_agreement"] = shadow_agreement(prediction_log(root), st.live, standby, since)
+        try:
+            out["shadow_agreement"] = shadow_agreement(
+                prediction_log(root), st.live, standby, since
+            )
+        except PredictionLogError as e:  # a database down: status still shows the rest
+            out["shadow_agreement"] = {"error": str(e)}
     return out
 
 
@@ -670,6 +685,7 @@ def cmd_status(root: Path, as_json: bool) -> int:
         f"router {r['url']} ({'up' if r['up'] else 'DOWN'}, pid {r['pid']}); live: {s['live']}"
         f" (colours as {s['runtime']}es)"
     )
+    say(f"prediction log: {s['prediction_log']}")
     for name, c in s["colours"].items():
         smoke = "passed" if (c["smoke"] or {}).get("passed") else "FAILED" if c["smoke"] else "-"
         counts = c["router_counts"] or {}
@@ -690,7 +706,9 @@ def cmd_status(root: Path, as_json: bool) -> int:
         )
     )
     agr = s.get("shadow_agreement")
-    if agr and agr["shadow_answers"]:
+    if agr and agr.get("error"):
+        say(f"shadow agreement: not read ({agr['error']})")
+    elif agr and agr["shadow_answers"]:
         same = "n/a" if agr["same_label"] is None else f"{agr['same_label']:.1%}"
         diff = "n/a" if agr["mean_abs_diff"] is None else f"{agr['mean_abs_diff']:.4f}"
         say(
@@ -727,6 +745,6 @@ def cmd_down(root: Path) -> int:
         save(root, st)
     say(
         "down: the router and both colours are stopped; the prediction log stays in "
-        f"{prediction_log(root)}."
+        f"{show_target(prediction_log(root))}."
     )
     return 0

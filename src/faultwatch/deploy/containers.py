@@ -4,18 +4,29 @@ Each colour runs the image `faultwatch:<registry version>` (`faultwatch image bu
 with podman (or Docker), its port 3000 published on a free loopback port, so the router, the
 smoke test and every deploy command treat it as they treat a process. Both colours mount the
 folder of the one prediction log (`:U`: handed to the image's non-root user) and write the
-same SQLite file, as processes do. The container's output goes to `<colour>.log` in the deploy
-folder. `FAULTWATCH_DEPLOY_TAG` is in its environment, so its processes are found on the host
+same SQLite file, as processes do. With FAULTWATCH_PREDICTION_LOG=postgresql://... there is
+nothing to mount: the URL is passed to the container as it is. A container on the runtime's
+default network has its own loopback, so a URL whose host is this machine's loopback
+(127.0.0.1, localhost, ::1) or a unix socket would reach nothing there; it is refused before
+anything starts (`check_reachable`), saying to use an address the containers can reach.
+Host networking (`--network host`) is not the answer here: both colours listen on port 3000
+inside, and with the host's network they would both want the host's port 3000. The container's
+output goes to `<colour>.log` in the deploy folder. `FAULTWATCH_DEPLOY_TAG` is in its environment, so its processes are found on the host
 like a process colour's (the shadow's idle scheduling class works on them unchanged).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import re
 import subprocess
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from faultwatch.deploy.state import DeployError
 from faultwatch.image import IMAGE_NAME, LABEL_PREFIX, engine, image_exists, image_labels, inspect
+from faultwatch.serve.predlog.sqlite import is_postgres_url, show_target
 
 CONTAINER_LOG_DIR = "/home/bentoml/predictions"
 
@@ -37,29 +48,78 @@ def image_for(version: str, model_tag: str) -> tuple[str, str]:
     return eng, image
 
 
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: resolved by the container, on its own network
+
+
+def check_reachable(prediction_log: Path | str) -> None:
+    """Refuse a PostgreSQL URL that a container cannot reach: a host on this machine's
+    loopback, or a unix socket (no host, or a host= that is a path). A file is fine (mounted)."""
+    if not is_postgres_url(prediction_log):
+        return
+    url = str(prediction_log)
+    parts = urlsplit(url)
+    in_query = re.search(r"(?:^|&)host=([^&]*)", parts.query)
+    hosts = unquote(in_query.group(1)) if in_query else (parts.hostname or "")
+    for host in hosts.split(",") if hosts else [""]:
+        if host == "" or host.startswith("/") or _is_loopback(host):
+            what = (
+                "it connects through a unix socket of"
+                if not host or host.startswith("/")
+                else f"its host {host} is the loopback of"
+            )
+            raise DeployError(
+                f"FAULTWATCH_PREDICTION_LOG={show_target(url)}: {what} this machine, which a "
+                "container on the runtime's network cannot reach (it has its own loopback). Use an address the containers can reach (the database's host "
+                "name or IP, with PostgreSQL listening there and pg_hba.conf allowing the "
+                "containers' network), or `deploy up --runtime process`"
+            )
+
+
 def run(
     eng: str,
     image: str,
     name: str,
     host: str,
     port: int,
-    prediction_log: Path,
+    prediction_log: Path | str,
     log: Path,
     env: dict[str, str],
 ) -> None:
-    prediction_log.parent.mkdir(parents=True, exist_ok=True)
+    """Start the container `name` of `image`, its port 3000 on host:port, logging to
+    `prediction_log`: a file's folder is mounted; a PostgreSQL URL is passed on (and refused
+    when the container could not reach it: `check_reachable`)."""
+    check_reachable(prediction_log)
     argv = [eng, "run", "-d", "--name", name, "-p", f"{host}:{port}:3000"]
     if eng == "podman":
         argv += ["--log-driver", "k8s-file", "--log-opt", f"path={log}"]
-        mount = f"{prediction_log.parent}:{CONTAINER_LOG_DIR}:U"
-    else:  # Docker has no :U; the folder must be writable by the image's user (uid 1034)
-        mount = f"{prediction_log.parent}:{CONTAINER_LOG_DIR}"
-    argv += ["-v", mount]
-    env = {**env, "FAULTWATCH_PREDICTION_LOG": f"{CONTAINER_LOG_DIR}/{prediction_log.name}"}
+    if is_postgres_url(prediction_log):
+        target = str(prediction_log)
+    else:
+        folder = Path(prediction_log).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        # Docker has no :U; the folder must be writable by the image's user (uid 1034)
+        argv += ["-v", f"{folder}:{CONTAINER_LOG_DIR}" + (":U" if eng == "podman" else "")]
+        target = f"{CONTAINER_LOG_DIR}/{Path(prediction_log).name}"
     for k, v in env.items():
         argv += ["-e", f"{k}={v}"]
+    # `-e NAME` alone takes the value from the engine's environment: a URL's password stays
+    # out of the command line (`ps`)
+    argv += ["-e", "FAULTWATCH_PREDICTION_LOG"]
     argv.append(image)
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FAULTWATCH_PREDICTION_LOG": target},
+    )
     if p.returncode != 0:
         remove(eng, name)
         raise DeployError(f"`{eng} run` of {image} failed: {p.stderr.strip()}")

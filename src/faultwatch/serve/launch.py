@@ -5,7 +5,9 @@ where the command was typed no longer resolves there, and workers fail and resta
 `faultwatch serve` resolves everything first, from the project: the store
 (`faultwatch.paths.bentoml_home`, made absolute), what to serve, the prediction log; it checks
 them (a missing store, bento or model, or a model whose files were replaced, is an error at
-once), then replaces itself with `bentoml serve` with those values exported.
+once), then replaces itself with `bentoml serve` with those values exported. The prediction
+log (FAULTWATCH_PREDICTION_LOG) is a file path, made absolute, or a postgresql:// URL passed
+on unchanged; what is printed masks the URL's password.
 
 What to serve (VERSION):
   (none)          the bento the package stage built (reports/package.json), else faultwatch:latest
@@ -28,6 +30,7 @@ from typing import Any
 
 from faultwatch.errors import FaultwatchError
 from faultwatch.paths import bentoml_home
+from faultwatch.serve.predlog.sqlite import resolve_target, show_target
 
 BENTO_NAME = "faultwatch"
 SERVICE = "faultwatch.serve.service:FaultDetector"
@@ -45,7 +48,7 @@ class ServePlan:
     model_tag: str
     what: str  # for a person: which bento or version, and why
     bentoml_home: Path
-    prediction_log: Path
+    prediction_log: Path | str  # a SQLite file, or a postgresql:// URL kept a str
     limits: dict[str, int]  # the input limits the service will enforce
     env: dict[str, str] = field(repr=False)  # the variables the server gets beyond os.environ
 
@@ -59,7 +62,7 @@ class ServePlan:
             "model_tag": self.model_tag,
             "url": f"http://{host}:{port}",
             "BENTOML_HOME": str(self.bentoml_home),
-            "prediction_log": str(self.prediction_log),
+            "prediction_log": show_target(self.prediction_log),
             "limits": self.limits,
             "settings": settings.as_dict(),
         }
@@ -151,15 +154,14 @@ def plan(root: Path, version: str | None = None) -> ServePlan:
     verify_entry_files(entry)
     limits = ServingLimits.resolve(dict(entry.info.metadata))
 
-    log = os.environ.get("FAULTWATCH_PREDICTION_LOG")
-    log_path = Path(log).resolve() if log else root / "reports" / "serving" / "predictions.sqlite"
+    log = resolve_target(os.environ.get("FAULTWATCH_PREDICTION_LOG"), root)
     env = {
         "BENTOML_HOME": str(home),
         "FAULTWATCH_MODEL_TAG": str(entry.tag),
-        "FAULTWATCH_PREDICTION_LOG": str(log_path),
+        "FAULTWATCH_PREDICTION_LOG": str(log),
     }
     return ServePlan(
-        bento_tag or SERVICE, str(entry.tag), what, home, log_path, dataclasses.asdict(limits), env
+        bento_tag or SERVICE, str(entry.tag), what, home, log, dataclasses.asdict(limits), env
     )
 
 
@@ -168,6 +170,6 @@ def exec_server(root: Path, p: ServePlan, host: str, port: int) -> None:
     argv = [sys.executable, "-m", "bentoml", "serve", p.target, "--host", host, "--port", str(port)]
     env = {**os.environ, **p.env}
     print(f"serving {p.what}", flush=True)
-    print(f"  on http://{host}:{port}, prediction log {p.prediction_log}", flush=True)
+    print(f"  on http://{host}:{port}, prediction log {show_target(p.prediction_log)}", flush=True)
     os.chdir(root)
     os.execve(sys.executable, argv, env)

@@ -20,6 +20,7 @@ from faultwatch.errors import FaultwatchError
 
 BATCHING_MODES = ("queue", "bentoml")
 SYNC_MODES = ("NORMAL", "FULL")
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")  # faultwatch.serve.predlog's
 COLOUR_RULE = re.compile(r"[A-Za-z0-9_-]{0,32}")
 
 
@@ -116,11 +117,17 @@ class ServeSettings:
             )
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready, keyed by the environment variable that sets each value."""
+        """JSON-ready, keyed by the environment variable that sets each value; for printing:
+        a postgresql:// URL's password is masked."""
+        from faultwatch.serve.predlog.entries import mask_url
+
+        def shown(v: Any) -> Any:
+            if isinstance(v, Path):
+                return str(v)
+            return mask_url(v) if isinstance(v, str) and v.startswith(POSTGRES_SCHEMES) else v
+
         return {
-            f"FAULTWATCH_{f.name.upper()}".removesuffix("_S"): (
-                str(v) if isinstance(v := getattr(self, f.name), Path) else v
-            )
+            f"FAULTWATCH_{f.name.upper()}".removesuffix("_S"): shown(getattr(self, f.name))
             for f in dataclasses.fields(self)
         }
 
@@ -141,5 +148,5 @@ def _parse(name: str, raw: str, default: Any) -> Any:
     except ValueError as e:
         raise SettingsError(f"{name}={raw!r}: {e}") from None
     if name == "FAULTWATCH_PREDICTION_LOG":
-        return raw if raw.startswith(("postgresql://", "postgres://")) else Path(raw)
+        return raw if raw.startswith(POSTGRES_SCHEMES) else Path(raw)
     return raw

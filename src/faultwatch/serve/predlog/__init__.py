@@ -48,7 +48,9 @@ from faultwatch.serve.predlog.entries import (
     mask_url,
 )
 from faultwatch.serve.predlog.read import (
+    log_exists,
     read_embeddings,
+    read_only,
     read_predictions,
     read_rejected,
     read_signals,
@@ -70,6 +72,8 @@ from faultwatch.serve.predlog.sqlite import (
     default_path,
     default_target,
     is_postgres_url,
+    resolve_target,
+    show_target,
 )
 
 
@@ -108,10 +112,14 @@ __all__ = [
     "encode_embedding",
     "encode_signal",
     "is_postgres_url",
+    "log_exists",
     "mask_url",
     "open_log",
     "read_embeddings",
+    "read_only",
     "read_predictions",
     "read_rejected",
     "read_signals",
+    "resolve_target",
+    "show_target",
 ]

@@ -111,4 +111,6 @@ def mask_url(url: str) -> str:
         if ":" in userinfo:
             netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
     query = re.sub(r"(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    if not netloc:  # urlunsplit would drop the // of postgresql:///db (a unix socket)
+        return url.replace(parts.query, query, 1) if query != parts.query else url
     return urlunsplit(parts._replace(netloc=netloc, query=query))

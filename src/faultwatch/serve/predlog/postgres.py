@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +26,8 @@ import psycopg
 from faultwatch.serve.predlog.entries import PredictionLogError, mask_url
 from faultwatch.serve.predlog.schema import ADDED_COLUMNS, INDEXES, SCHEMA, postgres_ddl, statements
 from faultwatch.serve.predlog.sqlite import PredictionLog, check_sync, resolve_timeout
+
+Select = Callable[..., list[tuple]]
 
 # pg_advisory_xact_lock keys (any two constants that no other application of the database uses)
 SCHEMA_LOCK = 0x6661756C74  # "fault"
@@ -159,3 +162,37 @@ class PostgresPredictionLog(PredictionLog):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+@contextmanager
+def read_only_postgres(url: str, timeout_s: float) -> Iterator[Select]:
+    """`select(sql, params) -> rows` on a read-only session of `url`, for the `with` block: for
+    readers that bring their own SQL (the deploy analysis); nothing is created or migrated.
+    The shared SQL's `?` placeholders are translated. Errors are PredictionLogError naming
+    the URL with its password masked."""
+    where = mask_url(url)
+
+    def masked(e: Exception) -> str:
+        text, password = str(e).strip(), _password(url)
+        return text.replace(password, "***") if password else text
+
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, math.ceil(timeout_s)))
+    except psycopg.Error as e:
+        raise PredictionLogError(f"{where}: could not connect: {masked(e)}") from e
+
+    def select(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        try:
+            # `%` is psycopg's placeholder character: a literal one is doubled
+            return conn.execute(sql.replace("%", "%%").replace("?", "%s"), params).fetchall()
+        except psycopg.Error as e:
+            raise PredictionLogError(f"{where}: could not read: {masked(e)}") from e
+
+    try:
+        try:
+            conn.execute("SET default_transaction_read_only = on")
+        except psycopg.Error as e:
+            raise PredictionLogError(f"{where}: could not set up: {masked(e)}") from e
+        yield select
+    finally:
+        conn.close()

@@ -5,11 +5,16 @@ one DataFrame (or array) per question, the same from SQLite and PostgreSQL.
 file), or an open PredictionLog (its connection is used, e.g. inside the service). Windows are
 [start, end) in unix seconds on the row's `time`. pandas is imported by these functions only:
 the service's image has no pandas, and it never reads the log this way.
+
+`read_only(target)` is for readers that bring their own SQL (the deploy analysis): one query
+helper over either backend that creates, migrates and locks nothing (SQLite opened `mode=ro`,
+a PostgreSQL session in read-only mode); `log_exists` tells "no log there yet" apart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +28,7 @@ from faultwatch.serve.predlog.sqlite import (
     PredictionLog,
     default_target,
     is_postgres_url,
+    resolve_timeout,
 )
 
 if TYPE_CHECKING:
@@ -80,6 +86,46 @@ def opened(target: Target) -> Iterator[PredictionLog]:
         yield log
     finally:
         log.close()
+
+
+def log_exists(target: Path | str) -> bool:
+    """Whether there is a log to read: a SQLite file that exists; a PostgreSQL URL always (an
+    unreachable server is an error when read, not an empty log)."""
+    return is_postgres_url(target) or Path(target).is_file()
+
+
+@contextmanager
+def read_only(
+    target: Path | str, timeout_s: float | None = None
+) -> Iterator[Callable[..., list[tuple]]]:
+    """`select(sql, params=()) -> rows` over the log `target` names, for the `with` block: SQL
+    in SQLite's dialect with `?` placeholders (translated for PostgreSQL); keep to what both
+    run (no `sum(a = b)`: PostgreSQL has no sum of booleans). Opens nothing for writing, so
+    it neither creates a missing log nor waits for a writer's lock; a missing SQLite file is
+    a PredictionLogError (check `log_exists` first). `timeout_s`: the log's timeout
+    (FAULTWATCH_PREDICTION_LOG_TIMEOUT, default 10 s), for a busy file or a connection."""
+    timeout_s = resolve_timeout(timeout_s)
+    if is_postgres_url(target):
+        from faultwatch.serve.predlog.postgres import read_only_postgres
+
+        with read_only_postgres(str(target), timeout_s) as select:
+            yield select
+        return
+    try:
+        conn = sqlite3.connect(f"file:{target}?mode=ro", uri=True, timeout=timeout_s)
+    except sqlite3.Error as e:
+        raise PredictionLogError(f"{target}: could not open the prediction log: {e}") from e
+
+    def select(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise PredictionLogError(f"{target}: could not read: {e}") from e
+
+    try:
+        yield select
+    finally:
+        conn.close()
 
 
 def _where(

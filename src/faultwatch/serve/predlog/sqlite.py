@@ -25,6 +25,7 @@ from faultwatch.serve.predlog.entries import (
     PredictionLogError,
     encode_embedding,
     encode_signal,
+    mask_url,
 )
 from faultwatch.serve.predlog.schema import (
     ADDED_COLUMNS,
@@ -94,6 +95,20 @@ def default_target() -> Path | str:
         return reports_dir() / "serving" / "predictions.sqlite"
     except FileNotFoundError:  # a bento runs outside the project: log beside it
         return Path.cwd() / "predictions.sqlite"
+
+
+def resolve_target(value: str | None, root: Path) -> Path | str:
+    """What a launcher passes on as FAULTWATCH_PREDICTION_LOG: a postgresql:// URL unchanged
+    (a str: `Path()` would turn its // into /), a path made absolute (the server runs in
+    another folder), nothing: `root`/reports/serving/predictions.sqlite."""
+    if not value:
+        return root / "reports" / "serving" / "predictions.sqlite"
+    return value if is_postgres_url(value) else Path(value).resolve()
+
+
+def show_target(target: Path | str) -> str:
+    """The log `target` names, for messages and printed settings: a URL's password masked."""
+    return mask_url(target) if is_postgres_url(target) else str(target)
 
 
 def default_path() -> Path:
