@@ -10,6 +10,7 @@ queries of the analysis on both backends, and the container runtime's refusal of
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -101,6 +102,28 @@ def test_the_analysis_queries_give_the_same_figures_on_both_backends(log_target)
         with pytest.raises(PredictionLogError, match="(?i)read.?only"):
             select("DELETE FROM predictions")
         assert select("SELECT count(*) FROM predictions")[0][0] == 11
+
+
+def test_the_realised_f1_the_service_exports_reads_both_backends(log_target):
+    """faultwatch_realised_f1 comes from label_counts: the labels joined to live answers."""
+    from faultwatch.serve.metrics import LabelCounts, label_counts
+
+    log = open_log(log_target, colour="blue")
+    try:
+        # predicted: fault, fault, healthy, healthy; true: fault, healthy, fault, healthy
+        predicted = ["fault", "fault", "healthy", "healthy"]
+        rows = []
+        for i, label in enumerate(predicted):
+            e = entry(f"r{i}", label, 0.9 if label == "fault" else 0.1, "live", 5.0)
+            rows.append(dataclasses.replace(e, prediction_id=f"{i:032x}"))
+        log.append(rows)
+        truth = ["fault", "healthy", "fault", "healthy"]
+        log.add_labels([(f"{i:032x}", t) for i, t in enumerate(truth)])
+    finally:
+        log.close()
+    counts = label_counts(log_target, "fault")
+    assert counts == {"m": LabelCounts(n=4, tp=1, fp=1, fn=1)}
+    assert counts["m"].f1 == pytest.approx(0.5)
 
 
 def test_no_sqlite_log_yet_is_an_empty_window_and_creates_no_file(tmp_path):

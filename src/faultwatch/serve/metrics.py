@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, MutableMapping
@@ -110,9 +109,9 @@ class LabelCounts:
 
 COUNTS_SQL = """
 SELECT p.model_version, count(*),
-       sum(CASE WHEN p.is_fault = 1 AND l.label = {ph} THEN 1 ELSE 0 END),
-       sum(CASE WHEN p.is_fault = 1 AND l.label <> {ph} THEN 1 ELSE 0 END),
-       sum(CASE WHEN p.is_fault = 0 AND l.label = {ph} THEN 1 ELSE 0 END)
+       sum(CASE WHEN p.is_fault = 1 AND l.label = ? THEN 1 ELSE 0 END),
+       sum(CASE WHEN p.is_fault = 1 AND l.label <> ? THEN 1 ELSE 0 END),
+       sum(CASE WHEN p.is_fault = 0 AND l.label = ? THEN 1 ELSE 0 END)
 FROM labels l JOIN predictions p ON p.prediction_id = l.prediction_id
 WHERE p.role = 'live'
 GROUP BY p.model_version
@@ -123,29 +122,14 @@ def label_counts(
     target: Path | str, fault_label: str, timeout_s: float = 5.0
 ) -> dict[str, LabelCounts]:
     """LabelCounts per model version of the log at `target` (a SQLite path or a postgresql://
-    URL, as FAULTWATCH_PREDICTION_LOG); {} while the log has no labels table."""
-    args = (fault_label,) * 3
-    if str(target).startswith(("postgresql://", "postgres://")):
-        import psycopg
+    URL, as FAULTWATCH_PREDICTION_LOG); {} while there is no log file yet. The service creates
+    the labels table when it opens its log, before any scrape."""
+    from faultwatch.serve.predlog import log_exists, read_only
 
-        with psycopg.connect(str(target), connect_timeout=max(1, int(timeout_s))) as conn:
-            exists = conn.execute("SELECT to_regclass('labels')").fetchone()
-            if exists is None or exists[0] is None:
-                return {}
-            rows = conn.execute(COUNTS_SQL.format(ph="%s"), args).fetchall()
-    else:
-        path = Path(target)
-        if not path.exists():
-            return {}
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout_s)
-        try:
-            if not conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'labels'"
-            ).fetchone():
-                return {}
-            rows = conn.execute(COUNTS_SQL.format(ph="?"), args).fetchall()
-        finally:
-            conn.close()
+    if not log_exists(target):
+        return {}
+    with read_only(target, timeout_s) as select:
+        rows = select(COUNTS_SQL, (fault_label,) * 3)
     return {str(v): LabelCounts(int(n), int(tp), int(fp), int(fn)) for v, n, tp, fp, fn in rows}
 
 
