@@ -10,10 +10,14 @@ The steps, each printed as one line (step, outcome, seconds, detail):
 2. data: the batch is copied into `data.production_dir` (data/raw/production/, under the
    prepare stage's dependency) and `dvc add`ed: a new version of the data. `prepare` appends
    every batch there to the training split only (val and test stay the source's).
-3. repro: `dvc repro` (prepare .. register); its output goes to .faultwatch/retrain/.
+3. repro: `dvc repro register` (prepare, augment, train, evaluate, register: what the gate
+   reads); the commands' output goes to .faultwatch/retrain/<time>.log.
 4. commit: the batch's pointer and dvc.lock are committed (the registry's versions are tied
    to commits: a new candidate needs its own).
-5. promote: the promotion gate (faultwatch.promote.promote_if_better). A rejection stops here.
+5. promote: the promotion gate (faultwatch.promote.promote_if_better). A rejection stops here
+   (eda and package are left for the next `dvc repro`: a rejected model is not packaged).
+   On approval, `dvc repro` runs the rest: eda on the new data, and package, which now
+   builds the bento of the new production model; dvc.lock is committed again.
 6. With a deployment running (`faultwatch deploy up`): stage (`deploy stage`, its smoke
    test), canary (`deploy canary --steps` with its analysis on live traffic) and switch.
    Without one, it stops after the promotion and says so.
@@ -102,6 +106,21 @@ def _run(loop: Loop, cmd: list[str], what: str) -> None:
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
         raise RetrainError(f"{what} failed ({proc.returncode}); log {loop.log}:\n{tail}")
+
+
+def _commit(loop: Loop, paths: list[Path], message: str) -> str:
+    """Commit these paths only (the user's other changes stay as they are); the short sha.
+    Nothing changed in them: HEAD as it is."""
+    names = [str(p) for p in paths if (loop.root / p).exists()]
+    _run(loop, ["git", "add", "--", *names], "git add")
+    staged = subprocess.run(
+        ["git", "diff", "--cached", "--quiet", "--", *names], cwd=loop.root
+    ).returncode
+    if staged:
+        _run(loop, ["git", "commit", "-q", "-m", message, "--", *names], "git commit")
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=loop.root, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def batch_from_log(target: str, start: float | None, end: float | None, dest: Path) -> int:
@@ -216,36 +235,27 @@ def retrain(
         return 1
     loop.report("data", "ok", t0, f"{rel} added (dvc add): a new version of the data")
 
-    # 3. repro ---------------------------------------------------------------------------
+    # 3. repro: the stages the gate reads (eda and package wait for its decision) -------
     t0 = time.monotonic()
     try:
-        _run(loop, [_tool("dvc"), "repro"], "dvc repro")
+        _run(loop, [_tool("dvc"), "repro", "register"], "dvc repro register")
     except RetrainError as e:
         loop.report("repro", "FAILED", t0, str(e))
         out(f"the batch stays in {rel}; fix the failing stage, then `dvc repro`, `promote`")
         return 1
-    loop.report("repro", "ok", t0, "dvc repro: prepare .. register")
-
+    loop.report(
+        "repro", "ok", t0, "dvc repro register: prepare, augment, train, evaluate, register"
+    )
     # 4. commit --------------------------------------------------------------------------
     t0 = time.monotonic()
     pointer = rel.with_name(rel.name + ".dvc")
-    ignore = rel.parent / ".gitignore"
-    paths = [str(p) for p in (pointer, ignore, Path("dvc.lock")) if (root / p).exists()]
+    paths = [pointer, rel.parent / ".gitignore", Path("dvc.lock")]
     try:
-        _run(loop, ["git", "add", "--", *paths], "git add")
-        _run(
-            loop,
-            ["git", "commit", "-q", "-m", f"retrain: data batch {rel}", "--", *paths],
-            "git commit",
-        )
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
+        head = _commit(loop, paths, f"retrain: data batch {rel}")
     except RetrainError as e:
         loop.report("commit", "FAILED", t0, str(e))
         return 1
-    loop.report("commit", "ok", t0, f"{head}: {', '.join(paths)}")
-
+    loop.report("commit", "ok", t0, f"{head}: {', '.join(map(str, paths))}")
     # 5. promote -------------------------------------------------------------------------
     from faultwatch.params import load_params, section
     from faultwatch.promote import promote_if_better
@@ -264,6 +274,17 @@ def retrain(
         out("stopped at the promotion gate: nothing staged, nothing switched")
         return EXIT_REFUSED
     loop.report("promote", "approved", t0, f"{version} is production: {reasons}")
+
+    # 5b. the rest of the pipeline, now that the decision is made: eda on the new data, and
+    # package, which builds the bento of the production model (now the new one) -----------
+    t0 = time.monotonic()
+    try:
+        _run(loop, [_tool("dvc"), "repro"], "dvc repro")
+        head = _commit(loop, [Path("dvc.lock")], f"retrain: {version} packaged")
+    except RetrainError as e:
+        loop.report("package", "FAILED", t0, str(e))
+        return 1
+    loop.report("package", "ok", t0, f"dvc repro: eda, package (the bento of {version}); {head}")
 
     # 6. deploy: stage, canary, switch -----------------------------------------------------
     from faultwatch.deploy import commands as d
