@@ -167,6 +167,43 @@ def copy_project(dest: Path, params: dict | None = None) -> Path:
     return dest
 
 
+def store_env(root: Path) -> dict[str, str]:
+    """The environment of a test project's commands: its own BentoML store, no telemetry."""
+    return {"BENTOML_HOME": str(root / ".bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+
+
+def copy_tree(template: Path, dest: Path) -> Path:
+    """A copy of a prepared test project (git history, DVC cache, outputs, store, links kept):
+    what several test modules need, built once per session by a template fixture below."""
+    shutil.copytree(template, dest, symlinks=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One `dvc repro` of the whole pipeline on tiny data (TINY_PIPELINE), its store in the
+    project: (the template's root, that run). Modules that change the project take a copy
+    (`copy_tree`); running the pipeline once per session instead of once per module saves
+    about 80 s each."""
+    root = copy_project(tmp_path_factory.mktemp("tiny-pipeline") / "proj", TINY_PIPELINE)
+    first = run(["dvc", "repro"], root, **store_env(root))
+    return root, first
+
+
+@pytest.fixture(scope="session")
+def deploy_template(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A gate project with the bentofile and deploy/ folder, three registered versions
+    (tests/gate_project.deploy_project): (the template's root, {registry version: model
+    version}). Copy it (`copy_tree`) before use: the deploy and container tests change it."""
+    from gate_project import deploy_project, make_project
+
+    root = make_project(tmp_path_factory.mktemp("deploy-template") / "proj", bento=True)
+    shutil.copytree(REPO / "deploy", root / "deploy")
+    run(["git", "add", "-A"], root)
+    git_commit(root, "project with bentofile")
+    return root, deploy_project(root)
+
+
 @pytest.fixture
 def signals() -> pd.DataFrame:
     return make_signals()
@@ -175,3 +212,27 @@ def signals() -> pd.DataFrame:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     return copy_project(tmp_path / "proj")
+
+
+# ---------------------------------------------------------------- a real PostgreSQL server
+@pytest.fixture(scope="session")
+def postgres_instance():
+    """One PostgreSQL server for the session (tests/pg.py); skipped only without binaries."""
+    from pg import find_pg_bin, running_postgres
+
+    if find_pg_bin() is None:
+        pytest.skip("PostgreSQL binaries not found (/usr/lib/postgresql/*/bin): make system")
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server(postgres_instance) -> str:
+    """postgresql://faultwatch:...@127.0.0.1:PORT/faultwatch, shared by the session."""
+    return postgres_instance.url()
+
+
+@pytest.fixture
+def postgres_url(postgres_instance) -> str:
+    """A new empty database on the session's server, for one test."""
+    return postgres_instance.create_database()

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, git_commit, run
-from gate_project import deploy_project, make_project, split_frame
+from conftest import REPO, copy_tree, run
 from gate_project import env as project_env
+from gate_project import split_frame
 
 from faultwatch.deploy.load import Load
 
@@ -88,18 +88,15 @@ def remove_test_containers() -> None:
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory):
+def images(tmp_path_factory, deploy_template):
     """(project root, {registry version: model store version}) with the images of v0.0.1 and
     v0.0.2 built; every container started here removed on leaving."""
     check = run(["faultwatch", "image", "check"], REPO, check=False)
     assert check.returncode == 0, (
         "containers cannot be built or run on this machine:\n" + check.stdout + check.stderr
     )
-    root = make_project(tmp_path_factory.mktemp("image") / "proj", bento=True)
-    shutil.copytree(REPO / "deploy", root / "deploy")
-    run(["git", "add", "-A"], root)
-    git_commit(root, "project with bentofile")
-    versions = deploy_project(root)
+    root = copy_tree(deploy_template[0], tmp_path_factory.mktemp("image") / "proj")
+    versions = dict(deploy_template[1])
     builds = {}
     try:
         for v in ("v0.0.1", "v0.0.2"):

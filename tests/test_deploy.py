@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run
-from gate_project import deploy_project, make_project, split_frame
+from conftest import copy_tree, run
 from gate_project import env as project_env
+from gate_project import make_project, split_frame
 
 from faultwatch.deploy import router as rt
 from faultwatch.deploy.load import Load
@@ -65,12 +65,12 @@ def post(url: str, body: bytes, headers: dict | None = None) -> tuple[int, dict,
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory):
+def deployed(tmp_path_factory, deploy_template):
     """The project with three registered versions, `deploy up v0.0.1` done; yields
     (root, router url, {registry version: model version}); `deploy down` and a kill of every
     recorded pid on leaving."""
-    root = make_project(tmp_path_factory.mktemp("deploy") / "proj")
-    versions = deploy_project(root)
+    root = copy_tree(deploy_template[0], tmp_path_factory.mktemp("deploy") / "proj")
+    versions = dict(deploy_template[1])
     shown = fw(root, "registry", "list").stdout
     assert "v0.0.3" in shown and "rejected" in shown, shown
     port = free_port()

@@ -68,6 +68,41 @@ def cmd_nb_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """notebooks/05_monitor.ipynb through the notebook runner, with the window (and log) given
+    on the command line over params.yaml:monitor; prints the decision."""
+    from faultwatch.notebook import run_notebook
+    from faultwatch.params import load_params, section
+
+    root = project_root()
+    overrides: dict[str, object] = {}
+    if args.last is not None:
+        overrides.update(last=args.last, since=None)
+    if args.since is not None:
+        overrides.update(since=args.since, last=None)
+    if args.until is not None:
+        overrides["until"] = args.until
+    if args.log is not None:
+        overrides["log"] = args.log
+    raw = load_params(root / "params.yaml")
+    # the options are checked as params are, so a bad one fails before any cell runs
+    section("monitor", {"monitor": {**(raw.get("monitor") or {}), **overrides}}, source="options")
+    run = run_notebook(
+        "notebooks/05_monitor.ipynb", root, overrides=overrides, html=not args.no_html
+    )
+    for p in (run.notebook, None if args.no_html else run.html, run.metrics):
+        if p is not None and p.exists():
+            print(f"wrote {p.relative_to(root) if p.is_relative_to(root) else p}")
+    scraps = run.scraps
+    print(f"retrain_needed: {str(scraps.get('retrain_needed')).lower()}")
+    for r in scraps.get("reasons") or []:
+        print(
+            f"  {r['model_version']}: {r['kind']} {r['feature']} "
+            f"score {r['score']:.4g} (threshold {r['threshold']:.4g})"
+        )
+    return 0
+
+
 def cmd_reports(args: argparse.Namespace) -> int:
     root = project_root()
     reports = root / "reports"
@@ -621,6 +656,25 @@ def parser() -> argparse.ArgumentParser:
     )
     rt_.add_argument("--dry-run", action="store_true", help="validate the batch, change nothing")
     rt_.set_defaults(func=cmd_retrain)
+
+    mon = sub.add_parser(
+        "monitor",
+        help="drift, output drift and performance of a window of the prediction log "
+        "(notebooks/05_monitor.ipynb); default window: params.yaml:monitor",
+    )
+    span = mon.add_mutually_exclusive_group()
+    span.add_argument(
+        "--last", metavar="DURATION", help="the window: this long before --until (24h, 7d)"
+    )
+    span.add_argument(
+        "--since", metavar="TIME", help="the window's start (ISO 8601 or unix seconds)"
+    )
+    mon.add_argument("--until", metavar="TIME", help="the window's end (default: now)")
+    mon.add_argument(
+        "--log", metavar="TARGET", help="the prediction log: a path or postgresql://..."
+    )
+    mon.add_argument("--no-html", action="store_true", help="skip the notebook's HTML copy")
+    mon.set_defaults(func=cmd_monitor)
 
     rep = sub.add_parser("reports", help="list the reports the pipeline wrote")
     rep.set_defaults(func=cmd_reports)

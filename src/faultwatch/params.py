@@ -36,6 +36,7 @@ SECTIONS: dict[str, type[Section] | str] = {
     "augment": "faultwatch.augment:AugmentParams",
     "train": "faultwatch.model.params:TrainParams",
     "deploy": "faultwatch.deploy.analysis:DeployParams",
+    "monitor": "faultwatch.monitor.params:MonitorParams",
 }
 
 

@@ -326,7 +326,10 @@ def read_parquet(path: Path, file: str | None = None) -> pd.DataFrame:
     """Parquet with a `label` column and one list column of values (`values` if present)."""
     file = file or str(path)
     try:
-        raw = pd.read_parquet(path)
+        # no Arrow thread pools: a pool thread still alive at interpreter exit can abort the
+        # process after its work is done (SIGABRT, "terminate called without an active
+        # exception", apache/arrow#34314), which turned a clean exit 1 into -6 once in CI
+        raw = pd.read_parquet(path, use_threads=False, pre_buffer=False)
     except Exception as e:  # pyarrow raises several types for a broken file
         raise DataError(file, "parquet_readable", f"not a readable Parquet file ({e})") from None
     if raw.empty:

@@ -19,6 +19,9 @@ Shadow: `shadow.lua` copies a live request to the staged colour from a task of i
 slow or hung shadow never holds the live answer (nginx's `mirror` holds the client's
 connection until the shadow answers). The copy carries the same X-Request-ID, which the router
 sets when the client sent none.
+Only /predict and /predict_batch are copied; every path (/feedback included) goes to the live
+colours, which share one prediction log, so a label for a prediction that blue answered is
+accepted by green.
 """
 
 from __future__ import annotations
@@ -150,7 +153,8 @@ frontend faultwatch
     unique-id-format %[uuid()]
     http-request set-header X-Request-ID %[unique-id] unless {{ req.hdr(X-Request-ID) -m found }}
     http-request set-var(txn.rid) req.hdr(X-Request-ID)
-    http-request set-var(txn.shadow_url) str({MAP_KEY}),map({self.map_path}) if METH_POST
+    # only predictions are shadowed: a copied /feedback would label a prediction twice
+    http-request set-var(txn.shadow_url) str({MAP_KEY}),map({self.map_path}) if METH_POST {{ path /predict /predict_batch }}
     http-request lua.faultwatch_shadow if {{ var(txn.shadow_url) -m beg http }}
     http-response set-header X-Request-ID %[var(txn.rid)]
     http-response set-header X-Faultwatch-Server %[srv_name]

@@ -10,6 +10,8 @@ paths has one shape, {"error": "<field>: <message> (<rule>)", "detail": [{"type"
 a whole), and is recorded in the prediction log's `rejected` table before it is sent, so
 monitoring can count malformed requests. A 5xx the service gives (model_failure, overloaded,
 shutting_down) is recorded there too, unchanged; prediction_log_unavailable cannot be.
+Every refusal, prediction_log_unavailable included, is also passed to `on_reject` (the service
+counts them in faultwatch_rejected_total{reason}). The guarded paths include /feedback.
 
 Request identity (faultwatch.serve.identity): the guard reads `X-Request-ID` and
 `X-Faultwatch-Role` first, answers 400 naming the header and its rule to a bad value, makes
@@ -136,6 +138,7 @@ class RequestGuard:
         max_body_bytes: int,
         max_drain_bytes: int = DRAIN_BYTES,
         log_factory: Callable[[], PredictionLog] | None = None,
+        on_reject: Callable[[str], None] | None = None,
     ):
         self.app = app
         self.paths = frozenset(paths)
@@ -143,6 +146,7 @@ class RequestGuard:
         self.max_drain_bytes = max(max_drain_bytes, max_body_bytes)
         self._log_factory = log_factory
         self._log: PredictionLog | None = None
+        self._on_reject = on_reject  # called with each refusal's reason (a metric counts them)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
@@ -243,6 +247,8 @@ class RequestGuard:
                 rule, msg = reason_of(bytes(error))
                 if rule != UNRECORDABLE:
                     await self._record(path, status, rule, msg, size)
+                else:
+                    self._count(rule)
                 await send(start)
                 await send({"type": "http.response.body", "body": bytes(error)})
                 return
@@ -326,6 +332,7 @@ class RequestGuard:
 
     async def _record(self, path: str, status: int, reason: str, msg: str, size: int | None):
         """A `rejected` row, with the identity of the request being answered."""
+        self._count(reason)
         if self._log_factory is None:
             return
         ident = CURRENT.get() or RequestIdentity(new_id())
@@ -337,6 +344,14 @@ class RequestGuard:
             )
         except Exception:  # a log failure must not turn a 4xx into a 5xx
             logger.exception("could not record a rejected request in the prediction log")
+
+    def _count(self, reason: str) -> None:
+        if self._on_reject is None:
+            return
+        try:
+            self._on_reject(reason)
+        except Exception:  # a metric must not fail the answer
+            logger.exception("could not count a rejected request")
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, RootModel
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, RootModel, model_validator
 
 from faultwatch.serve.identity import RequestIdentity, current
 
@@ -95,3 +95,55 @@ class BatchPrediction(BaseModel):
     """
 
     predictions: list[Prediction]
+
+
+# ---------------------------------------------------------------- delayed labels (/feedback)
+# a prediction_id is the uuid4 hex the service gave (faultwatch.serve.identity.new_id)
+PredictionId = Annotated[str, Field(strict=True, pattern=r"^[0-9a-f]{32}$")]
+ClassName = Annotated[str, Field(strict=True, min_length=1, max_length=200)]
+Source = Annotated[str, Field(strict=True, min_length=1, max_length=200)]
+
+
+class FeedbackItem(BaseModel):
+    """The true class of one answered prediction."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prediction_id: PredictionId
+    label: ClassName
+
+
+def feedback_model(limits: ServingLimits) -> type[BaseModel]:
+    """The /feedback body: `{"prediction_id", "label"}` or `{"labels": [...]}` (1 to
+    max_batch items), with an optional `source` (who labelled: a technician, a lab)."""
+
+    class Feedback(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        prediction_id: PredictionId | None = None
+        label: ClassName | None = None
+        labels: (
+            Annotated[list[FeedbackItem], Field(min_length=1, max_length=limits.max_batch)] | None
+        ) = None
+        source: Source | None = None
+
+        @model_validator(mode="after")
+        def one_form(self) -> Feedback:
+            """One of the two forms, whole: a single label, or a list of them."""
+            single = self.prediction_id is not None or self.label is not None
+            if single and self.labels is not None:
+                raise ValueError("give prediction_id and label, or labels, not both")
+            if self.labels is None and (self.prediction_id is None or self.label is None):
+                missing = "label" if self.prediction_id is not None else "prediction_id"
+                if not single:
+                    missing = "labels (or prediction_id and label)"
+                raise ValueError(f"{missing} is required")
+            return self
+
+    return Feedback
+
+
+class FeedbackAccepted(BaseModel):
+    """The answer to /feedback: how many labels were recorded (all of the request's)."""
+
+    accepted: int

@@ -22,6 +22,16 @@ by signal; only the request whose signal fails gets the error (500, naming the s
 prediction is committed to the log before its answer is sent; a log that cannot be written
 answers 503 and no prediction.
 
+Monitoring (issue 12). Beside each answer's input summary the log gets, from the same model
+call: the monitor's features (faultwatch.monitor.features.monitor_features, once per model
+call for the batch), the model's penultimate-layer embedding (faultwatch.serve.embedding: the
+same forward pass as the probability), and, for a share FAULTWATCH_LOG_SIGNALS of the signals,
+the raw signal. `POST /feedback` records the true class of answered predictions (delayed
+labels) in the log's `labels` table; 404 for an unknown prediction_id, 409 for one labelled
+already, 422 for a label that is not one of the model's classes. /metrics adds the counters
+and gauges of faultwatch.serve.metrics. bench/logging_cost.py measures what the extra logging
+costs per request.
+
 Batching. By default both endpoints put their signals in one continuous micro-batcher
 (faultwatch.serve.batching): a signal that arrives while the model is idle is computed at
 once, signals that arrive while it is busy share the next model call. BentoML's own adaptive
@@ -37,32 +47,43 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import logging
 import os
+import random
 import time
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
+import anyio.to_thread
 import bentoml
 import numpy as np
 from pydantic import Field
 from starlette.responses import Response
 
 from faultwatch.errors import FaultwatchError
+from faultwatch.monitor.features import monitor_features
 from faultwatch.serve.batching import BatchCancelled, MicroBatcher, Overloaded, run_isolated
+from faultwatch.serve.embedding import check_embeddable, proba_and_embedding
 from faultwatch.serve.guard import RequestGuard, error_body
 from faultwatch.serve.identity import RequestIdentity, current, new_id
+from faultwatch.serve.metrics import RealisedF1, RefreshOnScrape, service_metrics
 from faultwatch.serve.predlog import (
+    FeedbackError,
     InputSummary,
     LoggedPrediction,
     PredictionLog,
     PredictionLogError,
-    default_path,
+    default_target,
 )
+from faultwatch.serve.predlog import open_log as open_log_at
 from faultwatch.serve.schema import (
     BatchPrediction,
+    FeedbackAccepted,
+    FeedbackItem,
     Prediction,
     ServingLimits,
+    feedback_model,
     signal_model,
     signal_type,
 )
@@ -116,8 +137,16 @@ LIMITS = ServingLimits.resolve(dict(ENTRY.info.metadata))
 SignalValues = signal_type(LIMITS)
 Signal = signal_model(LIMITS)
 SignalBatch = Annotated[list[Signal], Field(min_length=1, max_length=LIMITS.max_batch)]
+Feedback = feedback_model(LIMITS)
 
-ROUTES = ("/predict", "/predict_batch")
+PREDICTION_ROUTES = ("/predict", "/predict_batch")
+ROUTES = (*PREDICTION_ROUTES, "/feedback")
+LOG_TARGET = SETTINGS.prediction_log or default_target()
+# the class names of the served model, [healthy, fault]: the realised F1 is the fault class's
+CLASS_NAMES = [
+    str(c) for c in json.loads((Path(ENTRY.path) / "model.json").read_text())["class_names"]
+]
+REALISED = RealisedF1(LOG_TARGET, CLASS_NAMES[1], SETTINGS.realised_f1_refresh_s)
 _requests = itertools.count()
 
 
@@ -132,6 +161,14 @@ class Item(NamedTuple):
     identity: RequestIdentity  # the request's X-Request-ID and role
 
 
+class Scored(NamedTuple):
+    """What one model call gives for a signal: what is answered, and what is only logged."""
+
+    probability: float
+    embedding: np.ndarray | None  # None with monitoring off (bench/logging_cost.py)
+    features: list[float] | None
+
+
 class ModelFailure(FaultwatchError):
     """The model could not give a probability for this request's signal."""
 
@@ -141,9 +178,9 @@ class ModelFailure(FaultwatchError):
 
 
 def open_log() -> PredictionLog:
-    """The prediction log of this process (its path, durability and colour from SETTINGS)."""
-    return PredictionLog(
-        SETTINGS.prediction_log or default_path(),
+    """The prediction log of this process (its target, durability and colour from SETTINGS)."""
+    return open_log_at(
+        LOG_TARGET,
         synchronous=SETTINGS.prediction_log_sync,
         timeout_s=SETTINGS.prediction_log_timeout_s,
         colour=SETTINGS.colour,
@@ -174,7 +211,7 @@ def _refusal(e: Exception) -> Response:
     workers=1,
     traffic={"timeout": 30},
     logging={"access": {"enabled": SETTINGS.access_log}},
-    tracing={} if SETTINGS.trace_predictions else {"excluded_urls": list(ROUTES)},
+    tracing={} if SETTINGS.trace_predictions else {"excluded_urls": list(PREDICTION_ROUTES)},
 )
 class FaultDetector:
     model_ref = MODEL_REF
@@ -187,25 +224,41 @@ class FaultDetector:
         torch.set_num_threads(SETTINGS.torch_threads)
         entry = self.model_ref  # the resolved store entry
         self.model = load_entry(entry)  # the weights' sha256 against model.json and the store
+        check_embeddable(self.model)
         self.threshold = read_threshold(entry.path)
         self.version = str(entry.tag.version)
         self.healthy_label, self.fault_label = (str(c) for c in self.model.meta["class_names"])
         self.log = open_log()
+        # what is logged beyond the summary; bench/logging_cost.py turns both off to measure them
+        self.monitoring = True  # features and embedding
+        self.log_signals = SETTINGS.log_signals  # the share of raw signals logged
+        self._sampler = random.Random()
+        self.metrics = service_metrics()
         # the first model call pays for lazy initialisation: not a client's request
-        self.model.predict_proba([np.zeros(LIMITS.min_length)])
+        self._score([np.zeros(LIMITS.min_length)])
 
-    def _probabilities(self, signals: list[np.ndarray]) -> list[float]:
-        """One model call; raises if any probability is not finite."""
-        proba = np.asarray(self.model.predict_proba(signals), dtype="float64")
+    def _score(self, signals: list[np.ndarray]) -> list[Scored]:
+        """One model call (probability and embedding) and the monitor's features of the
+        batch; raises if any probability is not finite."""
+        if not self.monitoring:
+            proba = np.asarray(self.model.predict_proba(signals), dtype="float64")
+            emb, feats = [None] * len(signals), [None] * len(signals)
+        else:
+            proba, emb = proba_and_embedding(self.model, signals)
+            feats = monitor_features(signals).tolist()
         if not np.all(np.isfinite(proba)):
             raise ValueError("the model returned a non-finite probability")
-        return proba.tolist()
+        return [Scored(*x) for x in zip(proba.tolist(), emb, feats, strict=True)]
+
+    def _sampled(self) -> bool:
+        """Whether to log this signal raw (a share FAULTWATCH_LOG_SIGNALS of them)."""
+        return self.log_signals > 0 and self._sampler.random() < self.log_signals
 
     def _answer(self, items: list[Item]) -> list[Prediction | ModelFailure]:
         """One model call for `items` (signal by signal if it fails); the answered rows are
         committed to the log before returning. A request with a failing signal gets that
         failure for all its signals, and none of them is logged."""
-        outcomes = run_isolated(self._probabilities, [it.values for it in items])
+        outcomes = run_isolated(self._score, [it.values for it in items])
         failed: dict[int, ModelFailure] = {}
         for it, outcome in zip(items, outcomes, strict=True):
             if isinstance(outcome, Exception) and it.request not in failed:
@@ -219,10 +272,11 @@ class FaultDetector:
                 )
         answers: list[Prediction | ModelFailure] = []
         entries, now = [], time.perf_counter()
-        for it, p in zip(items, outcomes, strict=True):
+        for it, scored in zip(items, outcomes, strict=True):
             if it.request in failed:
                 answers.append(failed[it.request])
                 continue
+            p = scored.probability
             fault = p >= self.threshold
             label = self.fault_label if fault else self.healthy_label
             prediction_id = new_id()
@@ -250,9 +304,14 @@ class FaultDetector:
                     prediction_id=prediction_id,
                     request_id=it.identity.request_id,
                     role=it.identity.role,
+                    features=scored.features,
+                    embedding=scored.embedding,
+                    signal=it.values if self._sampled() else None,
                 )
             )
         self.log.append(entries)  # raises PredictionLogError: then no answer of the batch leaves
+        for e in entries:
+            self.metrics.answered(e.model_version, e.label, e.is_fault)
         return answers
 
     @functools.cached_property
@@ -275,6 +334,50 @@ class FaultDetector:
             if isinstance(a, Exception):
                 raise a
         return answers  # type: ignore[return-value]
+
+    @bentoml.api(input_spec=Feedback)
+    async def feedback(
+        self,
+        prediction_id: str | None = None,
+        label: str | None = None,
+        labels: list[FeedbackItem] | None = None,
+        source: str | None = None,
+    ) -> FeedbackAccepted:
+        """Delayed ground truth: the true class of answered predictions, into the log's
+        `labels` table, all of a request or none. Body: {"prediction_id", "label"} or
+        {"labels": [{"prediction_id", "label"}, ...]}, optionally "source" (who labelled)."""
+        single = labels is None
+        items = (
+            [(str(prediction_id), str(label))]
+            if single
+            else [(i.prediction_id, i.label) for i in labels]
+        )
+
+        def where(i: int, key: str) -> list[str | int]:
+            return [key] if single else ["labels", i, key]
+
+        if current().role == "shadow":  # a copy of a live request: the live colour records it
+            msg = "feedback is recorded from live requests only, not from a shadow copy"
+            return error_response(409, "shadow_feedback", ["header", "X-Faultwatch-Role"], msg)
+        classes = (self.healthy_label, self.fault_label)
+        for i, (_, lab) in enumerate(items):
+            if lab not in classes:
+                msg = (
+                    f"{lab!r} is not a class of model {self.version}: expected one of "
+                    + ", ".join(map(repr, classes))
+                )
+                return error_response(422, "not_a_class", where(i, "label"), msg)
+        try:
+            accepted = await anyio.to_thread.run_sync(self.log.add_labels, items, source)
+        except FeedbackError as e:
+            loc = [e.loc[-1]] if single and e.loc else list(e.loc)
+            return error_response(e.status, e.reason, loc, e.msg)
+        except PredictionLogError as e:
+            logger.error("prediction log: %s", e)
+            msg = f"the labels could not be recorded: {e}"
+            return error_response(503, "prediction_log_unavailable", [], msg)
+        await anyio.to_thread.run_sync(REALISED.refresh_quietly, True)
+        return FeedbackAccepted(accepted=accepted)
 
     if SETTINGS.batching == "queue":
 
@@ -329,10 +432,16 @@ class FaultDetector:
             )
 
 
+def _count_rejection(reason: str) -> None:
+    service_metrics().rejected.labels(reason=reason).inc()
+
+
 FaultDetector.add_asgi_middleware(
     RequestGuard,
     paths=ROUTES,
     max_body_bytes=LIMITS.max_body_bytes,
     max_drain_bytes=SETTINGS.max_drain_bytes,
     log_factory=open_log,
+    on_reject=_count_rejection,
 )
+FaultDetector.add_asgi_middleware(RefreshOnScrape, refresh=REALISED.refresh_quietly)

@@ -33,8 +33,9 @@ class ServeSettings:
     model_tag: str | None = None
     # the serving instance's name (blue, green), written in every prediction log row; "" alone
     colour: str = ""
-    # the SQLite prediction log; None: faultwatch.serve.predlog.default_path()
-    prediction_log: Path | None = None
+    # the prediction log: a SQLite file or a postgresql:// URL (kept a str);
+    # None: faultwatch.serve.predlog.default_target()
+    prediction_log: Path | str | None = None
     prediction_log_sync: str = "NORMAL"  # NORMAL or FULL (see faultwatch.serve.predlog)
     # seconds a prediction waits for a locked log before it is answered 503
     prediction_log_timeout_s: float = 10.0
@@ -58,6 +59,13 @@ class ServeSettings:
     # an oversized body is read and discarded up to this many bytes, so that a client which
     # sends its whole body before reading gets the 413; beyond it the connection is closed
     max_drain_bytes: int = 64 * 1024 * 1024
+    # the share of answered signals whose raw values are logged (table `signals`), 0 to 1: what
+    # production data can be labelled and retrained on. A 1000-sample signal costs ~3 KB
+    # compressed, so 1 logs everything at ~3 KB per prediction.
+    log_signals: float = 0.0
+    # seconds between two reads of the labels for faultwatch_realised_f1 at /metrics (a
+    # /feedback the process answers refreshes it at once)
+    realised_f1_refresh_s: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServeSettings:
@@ -91,6 +99,16 @@ class ServeSettings:
         for name in ("batch_size", "max_queue", "torch_threads", "max_drain_bytes"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"FAULTWATCH_{name.upper()} must be 1 or more")
+        if not 0.0 <= self.log_signals <= 1.0:
+            raise SettingsError(
+                f"FAULTWATCH_LOG_SIGNALS={self.log_signals!r}: expected a fraction from 0 to 1 "
+                "(the share of signals logged raw; 0 logs none, 1 all)"
+            )
+        if not self.realised_f1_refresh_s > 0:
+            raise SettingsError(
+                f"FAULTWATCH_REALISED_F1_REFRESH={self.realised_f1_refresh_s!r}: expected "
+                "seconds, more than 0"
+            )
         if self.batch_size > self.max_queue:
             raise SettingsError(
                 f"FAULTWATCH_BATCH_SIZE ({self.batch_size}) must not exceed "
@@ -116,9 +134,12 @@ def _parse(name: str, raw: str, default: Any) -> Any:
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, float):
-            return float(raw)
+            value = float(raw)
+            if value != value:  # NaN passes every range check
+                raise ValueError("expected a number, got NaN")
+            return value
     except ValueError as e:
         raise SettingsError(f"{name}={raw!r}: {e}") from None
     if name == "FAULTWATCH_PREDICTION_LOG":
-        return Path(raw)
+        return raw if raw.startswith(("postgresql://", "postgres://")) else Path(raw)
     return raw

@@ -1,0 +1,131 @@
+"""Where the monitor's inputs come from: the prediction log's window (through the read
+functions of faultwatch.serve.predlog, SQLite or PostgreSQL alike), the training reference and
+its embeddings, and production signals shaped for the EDA views of 01_eda.ipynb."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from faultwatch.monitor.params import MonitorParams
+from faultwatch.monitor.reference import model_embeddings, model_for_version, reference_frame
+from faultwatch.monitor.report import ReadEmbeddings, Reference
+from faultwatch.paths import resolve
+
+
+@dataclass
+class Window:
+    """One window of the log: predictions, refused requests, and how to read embeddings."""
+
+    start: float | None
+    end: float
+    target: str
+    predictions: pd.DataFrame
+    rejected: pd.DataFrame
+
+    def read_embeddings(self) -> ReadEmbeddings:
+        """A reader of this log's embeddings by prediction id (the monitor reads only its
+        subsample, never the whole window's)."""
+        from faultwatch.serve import predlog
+
+        return lambda ids: predlog.read_embeddings(self.target, ids)
+
+    def signals(self) -> pd.DataFrame:
+        """The sampled raw signals of the window (FAULTWATCH_LOG_SIGNALS)."""
+        from faultwatch.serve import predlog
+
+        return predlog.read_signals(self.target, self.start, self.end)
+
+
+def log_target(params: MonitorParams) -> str:
+    """`monitor.log`, else the log the service writes (FAULTWATCH_PREDICTION_LOG or the
+    project's reports/serving/predictions.sqlite)."""
+    from faultwatch.serve import predlog
+
+    if params.log:
+        return params.log if "://" in params.log else str(resolve(params.log))
+    return str(predlog.default_path())
+
+
+def read_window(params: MonitorParams, now: float | None = None) -> Window:
+    """The window's predictions (of `monitor.roles`) and refused requests."""
+    from faultwatch.serve import predlog
+
+    start, end = params.window(time.time() if now is None else now)
+    target = log_target(params)
+    if "://" not in target and not Path(target).is_file():
+        raise FileNotFoundError(
+            f"monitor.log: {target}: no prediction log there (set monitor.log or "
+            "FAULTWATCH_PREDICTION_LOG)"
+        )
+    predictions = predlog.read_predictions(target, start, end, roles=tuple(params.roles))
+    rejected = predlog.read_rejected(target, start, end)
+    if "role" in rejected.columns:
+        rejected = rejected[rejected["role"].isin(params.roles)]
+    return Window(start, end, target, predictions, rejected)
+
+
+def test_fault_rate(prepare_metrics: Path) -> float | None:
+    """The test split's fault ratio from reports/metrics/prepare.json, None without it."""
+    try:
+        return float(json.loads(prepare_metrics.read_text())["test"]["fault_ratio"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+
+
+def load_reference(params: MonitorParams, root: Path | None = None) -> Reference:
+    """The training split through the logged features, and per-version embeddings of it
+    (computed on first use, with the model that logged that version)."""
+    path = resolve(params.reference_path, root)
+    if not path.is_file():
+        raise FileNotFoundError(f"monitor.reference_path: {path}: not found (run `dvc repro`)")
+    train = pd.read_parquet(path)
+    model_dir = resolve(params.model_dir, root)
+    register_file = resolve(params.register_file, root)
+
+    def embeddings(version: str) -> tuple[np.ndarray | None, str]:
+        model, source = model_for_version(version, model_dir, register_file)
+        if model is None:
+            return None, source
+        return model_embeddings(model, train["values"]), source
+
+    return Reference(
+        frame=reference_frame(train),
+        test_fault_rate=test_fault_rate(resolve(params.prepare_metrics, root)),
+        embeddings=embeddings,
+    )
+
+
+def production_eda_frame(signals: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+    """Sampled production signals in the schema eda.py reads (label, y, length, values, split):
+    the true label where one arrived (`split` "labelled"), else the model's answer (`split`
+    "predicted"), so production data is looked at the way the training data was."""
+    cols = ["id", "label", "y", "length", "values", "split", "model_version"]
+    if signals is None or signals.empty:
+        return pd.DataFrame(columns=cols)
+    answers = predictions.set_index("prediction_id")[["label", "is_fault"]]
+    df = signals.join(answers, on="prediction_id", how="left")
+    fault_label = (
+        str(answers.loc[answers["is_fault"] == 1, "label"].mode().iloc[0])
+        if (answers["is_fault"] == 1).any()
+        else None
+    )
+    labelled = df["true_label"].notna()
+    true_fault = df["true_label"].astype("string") == fault_label
+    out = pd.DataFrame(
+        {
+            "id": df["prediction_id"],
+            "label": df["true_label"].where(labelled, df["label"]).astype(str),
+            "y": np.where(labelled, true_fault.fillna(False), df["is_fault"].fillna(0)).astype(int),
+            "length": [len(v) for v in df["values"]],
+            "values": [np.asarray(v, dtype="float64") for v in df["values"]],
+            "split": np.where(labelled, "labelled", "predicted"),
+            "model_version": df["model_version"],
+        }
+    )
+    return out.reset_index(drop=True)

@@ -1,0 +1,198 @@
+"""The service's own Prometheus metrics, beside BentoML's at `/metrics`.
+
+    faultwatch_predictions_total{model_version,label}  counter: answered (and logged) signals
+    faultwatch_faults_total{model_version}             counter: those with is_fault; the fault
+                                                       rate is faults / predictions in PromQL
+    faultwatch_rejected_total{reason}                  counter: refused requests by rule (the
+                                                       `rejected` table's reason)
+    faultwatch_realised_f1{model_version}              gauge: F1 of the fault class over every
+                                                       labelled prediction in the log
+    faultwatch_labels_total{model_version}             gauge: labelled predictions in the log
+
+The counters count what this process answered; the two gauges are read from the prediction
+log, which blue and green share, so both colours export the same values for them (aggregate
+with `max`, not `sum`). They are computed from the `labels` table joined to `predictions`
+(one indexed lookup per label), refreshed when this process accepts feedback and when
+`/metrics` is scraped, at most every FAULTWATCH_REALISED_F1_REFRESH seconds.
+
+BentoML runs prometheus_client in multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set for the
+workers it starts) and its `/metrics` reads only what the workers' metric objects wrote there;
+prometheus_client must therefore be imported, and the metrics created, in the worker, after
+that variable is set: `service_metrics()` does it on first use, never at import.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+
+logger = logging.getLogger(__name__)
+
+# the series the service exports (and the dashboard may name), by metric name in PromQL
+EXPORTED = (
+    "faultwatch_predictions_total",
+    "faultwatch_faults_total",
+    "faultwatch_rejected_total",
+    "faultwatch_realised_f1",
+    "faultwatch_labels_total",
+)
+
+
+@dataclass(frozen=True)
+class ServiceMetrics:
+    """The prometheus_client objects behind EXPORTED (created by `service_metrics`)."""
+
+    predictions: Any
+    faults: Any
+    rejected: Any
+    realised_f1: Any
+    labels: Any
+
+    def answered(self, model_version: str, label: str, is_fault: bool) -> None:
+        """Count one answered (and logged) signal."""
+        self.predictions.labels(model_version=model_version, label=label).inc()
+        if is_fault:
+            self.faults.labels(model_version=model_version).inc()
+
+
+@functools.cache
+def service_metrics() -> ServiceMetrics:
+    """The metric objects of this process, created on first use (see the module docstring)."""
+    import prometheus_client as pc
+
+    return ServiceMetrics(
+        predictions=pc.Counter(
+            "faultwatch_predictions", "answered signals", ["model_version", "label"]
+        ),
+        faults=pc.Counter(
+            "faultwatch_faults", "answered signals predicted faulty", ["model_version"]
+        ),
+        rejected=pc.Counter("faultwatch_rejected", "refused requests by rule", ["reason"]),
+        realised_f1=pc.Gauge(
+            "faultwatch_realised_f1",
+            "F1 of the fault class on the labelled predictions in the log",
+            ["model_version"],
+            multiprocess_mode="mostrecent",
+        ),
+        labels=pc.Gauge(
+            "faultwatch_labels_total",
+            "labelled predictions in the log (shared by the colours: aggregate with max)",
+            ["model_version"],
+            multiprocess_mode="mostrecent",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class LabelCounts:
+    """The confusion counts of the fault class over a model version's labelled predictions."""
+
+    n: int
+    tp: int
+    fp: int
+    fn: int
+
+    @property
+    def f1(self) -> float | None:
+        """None while it is undefined (no fault predicted and none labelled)."""
+        denominator = 2 * self.tp + self.fp + self.fn
+        return 2 * self.tp / denominator if denominator else None
+
+
+COUNTS_SQL = """
+SELECT p.model_version, count(*),
+       sum(CASE WHEN p.is_fault = 1 AND l.label = {ph} THEN 1 ELSE 0 END),
+       sum(CASE WHEN p.is_fault = 1 AND l.label <> {ph} THEN 1 ELSE 0 END),
+       sum(CASE WHEN p.is_fault = 0 AND l.label = {ph} THEN 1 ELSE 0 END)
+FROM labels l JOIN predictions p ON p.prediction_id = l.prediction_id
+WHERE p.role = 'live'
+GROUP BY p.model_version
+"""
+
+
+def label_counts(
+    target: Path | str, fault_label: str, timeout_s: float = 5.0
+) -> dict[str, LabelCounts]:
+    """LabelCounts per model version of the log at `target` (a SQLite path or a postgresql://
+    URL, as FAULTWATCH_PREDICTION_LOG); {} while the log has no labels table."""
+    args = (fault_label,) * 3
+    if str(target).startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        with psycopg.connect(str(target), connect_timeout=max(1, int(timeout_s))) as conn:
+            exists = conn.execute("SELECT to_regclass('labels')").fetchone()
+            if exists is None or exists[0] is None:
+                return {}
+            rows = conn.execute(COUNTS_SQL.format(ph="%s"), args).fetchall()
+    else:
+        path = Path(target)
+        if not path.exists():
+            return {}
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout_s)
+        try:
+            if not conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'labels'"
+            ).fetchone():
+                return {}
+            rows = conn.execute(COUNTS_SQL.format(ph="?"), args).fetchall()
+        finally:
+            conn.close()
+    return {str(v): LabelCounts(int(n), int(tp), int(fp), int(fn)) for v, n, tp, fp, fn in rows}
+
+
+class RealisedF1:
+    """Keeps faultwatch_realised_f1 and faultwatch_labels_total in step with the log's labels,
+    reading it at most every `min_interval_s` unless forced (after accepted feedback)."""
+
+    def __init__(self, target: Path | str, fault_label: str, min_interval_s: float):
+        self.target, self.fault_label = target, fault_label
+        self.min_interval_s = min_interval_s
+        self._lock = threading.Lock()
+        self._last = float("-inf")
+        self.counts: dict[str, LabelCounts] = {}
+
+    def refresh(self, force: bool = False) -> dict[str, LabelCounts]:
+        """Read the counts and set the gauges (if due, or forced); returns the latest counts."""
+        with self._lock:
+            now = time.monotonic()
+            if not force and now - self._last < self.min_interval_s:
+                return self.counts
+            self._last = now
+            self.counts = label_counts(self.target, self.fault_label)
+            metrics = service_metrics()
+            for version, c in self.counts.items():
+                metrics.labels.labels(model_version=version).set(c.n)
+                if c.f1 is not None:
+                    metrics.realised_f1.labels(model_version=version).set(c.f1)
+            return self.counts
+
+    def refresh_quietly(self, force: bool = False) -> None:
+        """`refresh`, logging instead of raising: a metric must not fail a request."""
+        try:
+            self.refresh(force)
+        except Exception:
+            logger.exception("could not refresh the realised F1 from %s", self.target)
+
+
+Scope = MutableMapping[str, Any]
+
+
+class RefreshOnScrape:
+    """ASGI middleware: a GET /metrics first brings the log-derived gauges up to date."""
+
+    def __init__(self, app: Callable, refresh: Callable[[], None], path: str = "/metrics"):
+        self.app, self.refresh, self.path = app, refresh, path
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["path"] == self.path:
+            await anyio.to_thread.run_sync(self.refresh)
+        await self.app(scope, receive, send)

@@ -1,0 +1,117 @@
+"""The prediction log: one row per answered prediction (its input summary, cheap features and
+embedding), one per rejected request, the sampled raw signals and the delayed labels.
+
+Where: a SQLite file (the embedded default, `PredictionLog(path)`) or a PostgreSQL database
+(`FAULTWATCH_PREDICTION_LOG=postgresql://...`, for several replicas behind one router; see
+postgres.py). `open_log(target)` and `PredictionLog(target)` pick the backend from the target;
+both have the same tables, columns (schema.py) and methods.
+
+Durability: every row is committed before the service answers. SQLite runs in WAL mode. With
+`synchronous=NORMAL` (the default) a commit has reached the WAL file through `write()` when
+it returns, so a crash or kill of the serving process, or of its container, loses no
+acknowledged row; only a kernel crash or power cut before the OS writes its page cache back
+can lose the last commits (never corrupt the file). `synchronous=FULL` also survives that, at
+one fsync per commit: 4 ms on this machine's disk against 0.03 ms, more than the model costs.
+The batched endpoint writes one transaction per batch (predictions and sampled signals
+together), so FULL costs one fsync per batch. Choose with `FAULTWATCH_PREDICTION_LOG_SYNC`
+(NORMAL or FULL; SQLite only: a PostgreSQL commit is on the server's disk when it returns).
+
+A row that cannot be committed (the file locked by another writer for longer than
+`FAULTWATCH_PREDICTION_LOG_TIMEOUT` seconds, default 10; a full or read-only disk; the
+PostgreSQL server unreachable) raises `PredictionLogError`, and the service answers 503
+instead of the prediction: no answer leaves that the log does not hold.
+
+Several processes may write one log at once (blue and green; replicas): a SQLite write takes
+the write lock with `BEGIN IMMEDIATE` and waits up to the timeout for it. Each row carries the
+serving instance's colour (`FAULTWATCH_COLOUR`), the request's id (`X-Request-ID`), its role
+(live, shadow or smoke) and, for a prediction, its `prediction_id`. A log written before
+columns existed is migrated when it is opened (ALTER TABLE ADD COLUMN; the new columns NULL).
+
+Labels (`add_labels`) are validated all first, then written in one transaction:
+`FeedbackError` 404 unknown_prediction or 409 duplicate_label, nothing written. The read side
+(read.py) gives DataFrames for the monitor and retraining.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from faultwatch.serve.predlog.entries import (
+    FeedbackError,
+    InputSummary,
+    LoggedPrediction,
+    PredictionLogError,
+    decode_embedding,
+    decode_signal,
+    encode_embedding,
+    encode_signal,
+    mask_url,
+)
+from faultwatch.serve.predlog.read import (
+    read_embeddings,
+    read_predictions,
+    read_rejected,
+    read_signals,
+)
+from faultwatch.serve.predlog.schema import (
+    ADDED_COLUMNS,
+    FEATURE_COLUMNS,
+    INDEXES,
+    ROLES,
+    SCHEMA,
+)
+from faultwatch.serve.predlog.sqlite import (
+    DEFAULT_TIMEOUT_S,
+    ENV_PATH,
+    ENV_SYNC,
+    ENV_TIMEOUT,
+    SYNC_MODES,
+    PredictionLog,
+    default_path,
+    default_target,
+    is_postgres_url,
+)
+
+
+def open_log(
+    target: Path | str | None = None,
+    synchronous: str | None = None,
+    timeout_s: float | None = None,
+    colour: str = "",
+) -> PredictionLog:
+    """The log `target` names: a path (SQLite) or a postgresql:// URL (PostgreSQL); None:
+    $FAULTWATCH_PREDICTION_LOG, else reports/serving/predictions.sqlite. Tables are created
+    or migrated; PredictionLogError if the log cannot be reached."""
+    return PredictionLog(target, synchronous=synchronous, timeout_s=timeout_s, colour=colour)
+
+
+__all__ = [
+    "ADDED_COLUMNS",
+    "DEFAULT_TIMEOUT_S",
+    "ENV_PATH",
+    "ENV_SYNC",
+    "ENV_TIMEOUT",
+    "FEATURE_COLUMNS",
+    "INDEXES",
+    "ROLES",
+    "SCHEMA",
+    "SYNC_MODES",
+    "FeedbackError",
+    "InputSummary",
+    "LoggedPrediction",
+    "PredictionLog",
+    "PredictionLogError",
+    "decode_embedding",
+    "decode_signal",
+    "default_path",
+    "default_target",
+    "encode_embedding",
+    "encode_signal",
+    "is_postgres_url",
+    "mask_url",
+    "open_log",
+    "read_embeddings",
+    "read_predictions",
+    "read_rejected",
+    "read_signals",
+]

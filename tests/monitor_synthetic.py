@@ -1,0 +1,127 @@
+"""Synthetic production for the monitor's tests and bench: signals like the tiny training
+splits (noisy sines; faults carry a burst), logged the way the contract's `read_predictions`
+returns them, with the features computed by the service's own function.
+
+A window can drift: `offset` (added to every value), `gain` (amplitude), `noise` (extra noise
+std), or carry another fault rate. Probabilities are calibrated by construction: a row's fault
+probability p is drawn first and its true class is Bernoulli(p), so CBPE's premise holds.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pandas as pd
+
+from faultwatch.monitor.features import FEATURES, monitor_features
+from faultwatch.serve.predlog import InputSummary
+
+FAULT, HEALTHY = "F", "healthy"
+THRESHOLD = 0.5
+
+
+def make_signals(
+    n: int,
+    fault_rate: float,
+    rng: np.random.Generator,
+    offset: float = 0.0,
+    gain: float = 1.0,
+    noise: float = 0.0,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """`n` signals (60-120 samples) and their classes (1 = fault, a burst of 8 samples)."""
+    y = (rng.random(n) < fault_rate).astype(int)
+    signals = []
+    for fault in y:
+        length = int(rng.integers(60, 120))
+        t = np.arange(length)
+        v = np.sin(2 * np.pi * t / rng.uniform(8, 14)) + rng.normal(0, 0.1, length)
+        if fault:
+            start = int(rng.integers(10, length - 20))
+            v[start : start + 8] += 4.0
+        v = gain * v + offset
+        if noise:
+            v = v + rng.normal(0, noise, length)
+        signals.append(v)
+    return signals, y
+
+
+def reference_split(n: int = 700, fault_rate: float = 0.04, seed: int = 1) -> pd.DataFrame:
+    """A training split in prepare's schema (id, label, y, length, values)."""
+    signals, y = make_signals(n, fault_rate, np.random.default_rng(seed))
+    return pd.DataFrame(
+        {
+            "id": [f"train:{i}" for i in range(n)],
+            "label": [FAULT if f else "0" for f in y],
+            "y": y,
+            "length": [len(v) for v in signals],
+            "values": signals,
+        }
+    )
+
+
+def calibrated_probabilities(y_hint: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Probabilities that separate well: mostly near 0 for healthy, near 1 for faults."""
+    return np.where(y_hint == 1, rng.beta(6, 1.5, len(y_hint)), rng.beta(1, 40, len(y_hint)))
+
+
+def logged_window(
+    signals: list[np.ndarray],
+    y: np.ndarray,
+    rng: np.random.Generator,
+    start: float = 1_700_000_000.0,
+    seconds: float = 3600.0,
+    version: str = "v1",
+    label_share: float = 0.0,
+) -> pd.DataFrame:
+    """The frame `read_predictions` returns for these signals: one row per prediction, with a
+    calibrated probability (the true class is drawn from it) and a `label_share` of rows
+    labelled."""
+    n = len(signals)
+    p = calibrated_probabilities(y, rng)
+    truth = (rng.random(n) < p).astype(int)  # calibrated: P(fault | p) = p
+    pred = p >= THRESHOLD
+    summaries = [InputSummary.of(v) for v in signals]
+    frame = pd.DataFrame(
+        {
+            "time": np.sort(start + rng.random(n) * seconds),
+            "model_version": version,
+            "endpoint": "predict_batch",
+            "colour": "blue",
+            "role": "live",
+            "prediction_id": [
+                uuid.UUID(int=int(rng.integers(1 << 62)) << 64).hex for _ in range(n)
+            ],
+            "n": [s.n for s in summaries],
+            "mean": [s.mean for s in summaries],
+            "std": [s.std for s in summaries],
+            "min": [s.min for s in summaries],
+            "max": [s.max for s in summaries],
+            "n_nonfinite": 0,
+            "probability": p,
+            "label": np.where(pred, FAULT, HEALTHY),
+            "is_fault": pred.astype(int),
+            "threshold": THRESHOLD,
+            "latency_ms": rng.gamma(4.0, 2.0, n),
+        }
+    )
+    frame[list(FEATURES)] = monitor_features(signals)
+    labelled = rng.random(n) < label_share
+    frame["true_label"] = pd.Series(np.where(truth == 1, FAULT, HEALTHY), dtype="object").where(
+        labelled, None
+    )
+    frame["label_time"] = np.where(labelled, frame["time"] + 60.0, np.nan)
+    return frame
+
+
+def window(
+    n: int,
+    seed: int,
+    fault_rate: float = 0.04,
+    label_share: float = 0.0,
+    **drift: float,
+) -> pd.DataFrame:
+    """A logged window of `n` predictions; `drift`: offset, gain or noise of make_signals."""
+    rng = np.random.default_rng(seed)
+    signals, y = make_signals(n, fault_rate, rng, **drift)
+    return logged_window(signals, y, rng, label_share=label_share)

@@ -1,0 +1,356 @@
+"""The monitor: drift on the logged features names the drifted feature, 20 undrifted windows
+raise no alarm, more faults alone is output drift (not input drift), CBPE lands near the
+realised scores on calibrated data, bad params name their key, and notebooks/05_monitor.ipynb
+runs through the real runner on a small logged window."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO
+from monitor_synthetic import (
+    FAULT,
+    logged_window,
+    make_signals,
+    reference_split,
+    window,
+)
+
+from faultwatch.errors import ParamsError
+from faultwatch.monitor.params import MonitorParams, parse_duration, parse_time
+from faultwatch.monitor.performance import (
+    calibrator,
+    estimate_performance,
+    realised_performance,
+)
+from faultwatch.monitor.reference import reference_frame
+from faultwatch.monitor.report import Reference, monitor_report, verdict
+from faultwatch.params import section
+
+
+@pytest.fixture(scope="module")
+def reference() -> Reference:
+    """700 training signals with 4 % faults, as the PLAID split's size and fault ratio."""
+    return Reference(reference_frame(reference_split(700, 0.04)))
+
+
+def check(frame: pd.DataFrame, reference: Reference, html_dir: Path | None = None, **params):
+    return monitor_report(
+        frame, None, reference, MonitorParams(**params), (None, frame["time"].max()), None, html_dir
+    )
+
+
+def kinds(result) -> list[tuple[str, str]]:
+    return [(r["kind"], r["feature"]) for r in result["reasons"]]
+
+
+def test_drifted_features_set_retrain_needed_and_name_the_feature(reference, tmp_path):
+    offset = check(window(1000, seed=7, offset=0.2), reference, html_dir=tmp_path)
+    assert offset["retrain_needed"]
+    assert ("input_drift", "mean") in kinds(offset)
+    reason = next(r for r in offset["reasons"] if r["feature"] == "mean")
+    assert reason["model_version"] == "v1" and reason["score"] >= reason["threshold"] == 0.2
+    assert offset["versions"]["v1"]["input_drift"]["columns"]["mean"]["verdict"] == "drift"
+    # Evidently's reports, all rows and the predicted-healthy subset
+    assert {p.name for p in tmp_path.iterdir()} == {"drift_v1.html", "drift_v1_healthy.html"}
+    assert (tmp_path / "drift_v1.html").stat().st_size > 10_000
+
+    gain = check(window(1000, seed=8, gain=1.15), reference)
+    assert {"std", "rms"} <= {f for k, f in kinds(gain) if k == "input_drift"}
+    assert "mean" not in {f for _, f in kinds(gain)}
+    # the drift score does not depend on the threshold, the decision does
+    loose = check(window(1000, seed=8, gain=1.15), reference, drift_threshold=100.0)
+    assert not loose["retrain_needed"]
+
+
+def test_twenty_undrifted_windows_raise_no_alarm(reference):
+    """Each window is drawn from the reference's own distribution (1000 rows, 4 % faults):
+    0 false alarms over 20 windows x 10 features x 2 subsets, with the configured test."""
+    alarms = []
+    for seed in range(20):
+        result = check(window(1000, seed=100 + seed), reference)
+        alarms += result["reasons"]
+        assert result["versions"]["v1"]["input_drift"]["drifted"] == []
+    assert alarms == []
+
+
+def test_a_rise_in_the_fault_rate_alone_is_output_drift_not_input_drift(reference):
+    result = check(window(1000, seed=9, fault_rate=0.2), reference)
+    assert result["retrain_needed"]
+    assert kinds(result) == [("output_drift", "fault_rate")]
+    out = result["versions"]["v1"]["output_drift"]
+    assert out["drifted"] and out["fault_rate"] > 0.15 and out["z"] > 4
+    # the all-rows test did move: the class mix explains it, the healthy subset did not move
+    drift = result["versions"]["v1"]["input_drift"]
+    assert drift["class_mix"] and drift["drifted"] == []
+    assert all(drift["columns"][c]["verdict"] == "class_mix" for c in drift["class_mix"])
+
+
+def test_the_decision_rule():
+    assert verdict(True, True) == "drift"
+    assert verdict(True, False) == "class_mix"
+    assert verdict(True, None) == "unconfirmed"  # too few predicted healthy rows to confirm
+    assert verdict(False, True) == "healthy_only"
+    assert verdict(None, None) == "untested"
+
+
+def test_too_few_rows_are_not_tested(reference):
+    result = check(window(100, seed=3, offset=1.0), reference, min_rows=200)
+    assert result["versions"]["v1"]["input_drift"]["columns"]["mean"]["verdict"] == "untested"
+    assert not any(k == "input_drift" for k, _ in kinds(result))
+
+
+def calibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities with 5 % faults on average, and classes drawn from them."""
+    rng = np.random.default_rng(seed)
+    fault = rng.random(n) < 0.05
+    p = np.where(fault, rng.beta(5, 2, n), rng.beta(1, 25, n))
+    return p, (rng.random(n) < p).astype(int)
+
+
+def test_cbpe_is_within_a_tolerance_of_the_realised_scores_on_calibrated_data():
+    for seed in range(3):
+        p, y = calibrated(20_000, seed)
+        pred = p >= 0.5
+        est, real = estimate_performance(p, pred), realised_performance(y, pred)
+        for k in ("precision", "recall", "f1"):
+            assert abs(est[k] - real[k]) < 0.03, (seed, k, est[k], real[k])
+
+
+def test_cbpe_calibrates_overconfident_scores_on_the_labelled_rows():
+    """Scores pushed towards 1 (as a model trained on oversampled faults gives): the raw
+    estimate is off, the one calibrated on labelled rows lands near the realised scores."""
+    p, y = calibrated(40_000, seed=5)
+    score = np.sqrt(p)  # monotone, not calibrated
+    pred = score >= 0.7
+    labelled, waiting = slice(0, 20_000), slice(20_000, None)
+    real = realised_performance(y[waiting], pred[waiting])
+    raw = estimate_performance(score[waiting], pred[waiting])
+    cal = estimate_performance(
+        score[waiting], pred[waiting], calibrator(score[labelled], y[labelled])
+    )
+    assert abs(raw["f1"] - real["f1"]) > 0.05
+    assert abs(cal["f1"] - real["f1"]) < 0.03
+
+
+def test_realised_performance_uses_the_labels_and_reports_their_coverage(reference):
+    frame = window(1000, seed=11, label_share=0.6)
+    labelled = frame["true_label"].notna()
+    result = check(frame, reference, label_delay="10m", min_labels=50)
+    perf = result["versions"]["v1"]["performance"]
+    real = perf["realised"]
+    assert real["n"] == labelled.sum()
+    matured = frame["time"] <= frame["time"].max() - 600
+    assert real["n_matured"] == matured.sum()
+    assert real["coverage"] == pytest.approx((labelled & matured).sum() / matured.sum(), abs=1e-6)
+    assert 0.5 < real["f1"] < 1  # the synthetic model: good, not perfect
+    assert perf["estimated"]["n"] == (~labelled).sum() and perf["estimated"]["calibrated"]
+    assert abs(perf["estimated"]["f1"] - real["f1"]) < 0.15
+
+
+def test_durations_and_times():
+    assert parse_duration("24h") == 86400 and parse_duration("90") == 90
+    assert parse_duration("1.5d") == 1.5 * 86400
+    assert parse_time("2026-11-23T00:00:00") == parse_time("2026-11-23T01:00:00+01:00")
+    assert parse_time(1_700_000_000) == 1_700_000_000.0
+    p = MonitorParams(last="1h", until=7200)
+    assert p.window(now=99_999) == (3600.0, 7200.0)
+    assert MonitorParams(since=100, last=None).window(now=200) == (100.0, 200.0)
+    with pytest.raises(ParamsError, match="monitor.since"):
+        MonitorParams(since=300, until=200).window(now=400)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"drift_threshold": -0.1}, "monitor.drift_threshold: Input should be greater than 0"),
+        ({"stattest": "ks"}, "monitor.stattest: Value error, unknown stattest 'ks'"),
+        ({"last": "yesterday"}, "monitor.last: Value error, 'yesterday' is not a duration"),
+        ({"embedding_auc": 0.4}, "monitor.embedding_auc: Input should be greater than 0.5"),
+        ({"thresold": 0.2}, "monitor.thresold: Extra inputs are not permitted"),
+    ],
+)
+def test_a_bad_param_is_an_error_naming_the_key(bad, message):
+    with pytest.raises(ParamsError, match=message.replace("(", r"\(")):
+        section("monitor", {"monitor": bad})
+
+
+def test_the_cli_refuses_a_bad_window_before_running_anything(capsys, monkeypatch):
+    from faultwatch.cli import main
+
+    monkeypatch.chdir(REPO)
+    assert main(["monitor", "--last", "yesterday"]) == 1
+    assert "monitor.last: Value error, 'yesterday' is not a duration" in capsys.readouterr().err
+
+
+def test_embedding_drift_detects_a_shift_and_not_noise():
+    from faultwatch.monitor.drift import embedding_drift
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(700, 64))
+    same = embedding_drift(rng.normal(size=(5000, 64)), ref, sample=500)
+    shifted = rng.normal(size=(5000, 64))
+    shifted[:, :8] += 0.5
+    moved = embedding_drift(shifted, ref, sample=500)
+    assert same["n"] == moved["n"] == 500
+    assert same["auc"] < 0.6 < 0.7 < moved["auc"]
+
+
+# --- the notebook, through the real runner (papermill) ---------------------------------------
+
+
+def tiny_model(model_dir: Path):
+    """An untrained FaultCNN saved as the pipeline saves one: its embeddings are as good as a
+    trained one's for telling two distributions apart."""
+    import torch
+
+    from faultwatch.model.io import load_model, save_model
+    from faultwatch.model.network import FaultCNN
+
+    torch.manual_seed(0)
+    save_model(
+        model_dir,
+        FaultCNN(channels=[4, 8], kernel_size=5),
+        {"input_length": 64, "positive_label": FAULT},
+    )
+    return load_model(model_dir)
+
+
+def write_log(path: Path, frame: pd.DataFrame, signals, embeddings) -> str:
+    """The window as the service logs it, through faultwatch.serve.predlog: a prediction with
+    its features and embedding per row, every fifth raw signal sampled, the labels that
+    arrived, one refused request."""
+    from faultwatch.monitor.features import FEATURES
+    from faultwatch.serve import predlog
+
+    log = predlog.open_log(str(path))
+    log.append(
+        predlog.LoggedPrediction(
+            endpoint="predict_batch",
+            model_version=row.model_version,
+            summary=predlog.InputSummary.of(signals[i]),
+            probability=row.probability,
+            label=row.label,
+            is_fault=bool(row.is_fault),
+            threshold=row.threshold,
+            latency_ms=row.latency_ms,
+            batch_size=1,
+            prediction_id=row.prediction_id,
+            features=[getattr(row, f) for f in FEATURES],
+            embedding=embeddings[i],
+            signal=signals[i] if i % 5 == 0 else None,
+        )
+        for i, row in enumerate(frame.itertuples())
+    )
+    labelled = frame[frame["true_label"].notna()]
+    log.add_labels(
+        list(zip(labelled["prediction_id"], labelled["true_label"], strict=True)), "test"
+    )
+    log.reject("predict", 422, "finite_number", "signal.3: not a finite number", 100)
+    log.close()
+    return str(path)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_notebook_runs_through_the_runner_and_writes_monitor_json(tmp_path):
+    from faultwatch.monitor.reference import model_embeddings
+    from faultwatch.notebook import run_notebook
+    from faultwatch.paths import write_text_atomic
+
+    root = tmp_path / "proj"
+    (root / "notebooks").mkdir(parents=True)
+    shutil.copy(REPO / "notebooks/05_monitor.ipynb", root / "notebooks")
+    train = reference_split(300, 0.05, seed=1)
+    (root / "data/prepared").mkdir(parents=True)
+    train.assign(values=train["values"].map(list)).to_parquet(root / "data/prepared/train.parquet")
+    model = tiny_model(root / "models/fault_cnn")
+    write_text_atomic(
+        root / "reports/register.json",
+        json.dumps({"model_tag": "fault_cnn:v1", "weights_sha256": model.meta["weights_sha256"]}),
+    )
+    # a drifted window: noisier signals, 60 % of them labelled
+    rng = np.random.default_rng(4)
+    signals, y = make_signals(400, 0.05, rng, noise=0.6)
+    frame = logged_window(signals, y, rng, label_share=0.6)
+    target = write_log(root / "log.sqlite", frame, signals, model_embeddings(model, signals))
+    # the log stamps rows with the time of writing: the last hour holds them all
+    params = {
+        "monitor": {
+            "log": target,
+            "last": "1h",
+            "min_rows": 50,
+            "embedding_sample": 200,
+            "label_delay": "5m",
+        }
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+    run = run_notebook("notebooks/05_monitor.ipynb", root)
+
+    metrics = json.loads((root / "reports/metrics/monitor.json").read_text())
+    assert metrics["retrain_needed"] is True
+    features = {r["feature"] for r in metrics["reasons"] if r["kind"] == "input_drift"}
+    assert {"band_0", "band_1"} <= features
+    assert {"kind", "feature", "score", "threshold", "model_version"} == set(metrics["reasons"][0])
+    assert metrics["window"]["n_predictions"] == 400
+    v1 = metrics["versions"]["v1"]
+    assert v1["n"] == 400 and v1["latency_ms"]["p99"] >= v1["latency_ms"]["p50"] > 0
+    assert v1["embedding_drift"]["reference"] == str(root / "models/fault_cnn")
+    assert v1["embedding_drift"]["verdict"] == "drift"  # noise moves the embedding too
+    assert v1["performance"]["realised"]["n"] == frame["true_label"].notna().sum()
+    assert metrics["malformed"] == {
+        "n": 1,
+        "by_reason": {"finite_number": 1},
+        "by_status": {"422": 1},
+    }
+    assert metrics["production_signals"]["n"] == 80
+    assert (root / "reports/monitor/drift_v1.html").is_file()
+    assert (root / "reports/monitor/drift_v1_healthy.html").is_file()
+    assert run.html.is_file() and run.notebook.is_file()
+    assert not list((root / ".faultwatch/staging").iterdir())  # staged outputs moved into place
+
+
+def test_the_scores_are_those_of_evidentlys_drift_report(reference):
+    """column_drift calls the stattest Evidently's DataDriftPreset calls; the report (built
+    only for its HTML page) shows the same numbers."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    from faultwatch.monitor.drift import column_drift
+    from faultwatch.monitor.reference import DRIFT_COLUMNS
+
+    cols = list(DRIFT_COLUMNS)
+    current = window(1000, seed=3, noise=0.05)
+    ours = column_drift(current, reference.frame, cols, "psi", 0.2)["score"]
+    definition = DataDefinition(numerical_columns=cols)
+    snapshot = Report([DataDriftPreset(columns=cols, method="psi", threshold=0.2)]).run(
+        Dataset.from_pandas(current[cols], data_definition=definition),
+        Dataset.from_pandas(reference.frame[cols], data_definition=definition),
+    )
+    theirs = {
+        m["config"]["column"]: m["value"]
+        for m in snapshot.dict()["metrics"]
+        if m["config"]["type"].endswith("ValueDrift")
+    }
+    assert ours.to_dict() == pytest.approx(theirs, abs=1e-12)
+
+
+def test_dvc_repro_leaves_the_monitor_to_be_run_on_demand(tmp_path):
+    """A plain `dvc repro` (the root dvc.yaml) never runs the monitor; naming its stage does."""
+    from conftest import copy_project, run
+
+    project = copy_project(tmp_path / "proj")
+    # what a plain `dvc repro` reproduces: the stages of the root dvc.yaml
+    default = run(["dvc", "stage", "list"], project).stdout
+    assert default.startswith("prepare") and "monitor" not in default
+    assert "ondemand/dvc.yaml:monitor" in run(["dvc", "stage", "list", "--all"], project).stdout
+    named = run(["dvc", "repro", "--dry", "-s", "ondemand/dvc.yaml:monitor"], project).stdout
+    assert "Running stage 'ondemand/dvc.yaml:monitor'" in named
+    assert "> bin/faultwatch monitor" in named and "'prepare'" not in named
