@@ -192,7 +192,12 @@ def test_good_labels_are_retrained_promoted_staged_canaried_and_switched(loop, t
     added = sorted((root / "data/raw/production").glob("*week3.tsv"))
     assert len(added) == 1 and added[0].with_name(added[0].name + ".dvc").is_file()
     prepared = json.loads((root / "reports/metrics/prepare.json").read_text())
-    assert prepared["production"] == {"files": 1, "n_signals": 40, "n_fault": 10}
+    assert prepared["production"] == {
+        "files": 1,
+        "n_signals": 40,
+        "n_fault": 10,
+        "batches": [{"file": added[0].name, "n_signals": 40, "n_fault": 10}],
+    }
     train = pd.read_parquet(root / "data/prepared/train.parquet", columns=["id"])
     assert train["id"].str.contains("week3/").sum() == 40
     assert md5(root / "data/prepared/test.parquet") == test_split
@@ -223,7 +228,7 @@ def test_labelled_production_signals_from_the_log_pass_validation(loop):
     summary = json.loads(r.stdout[r.stdout.index("{") :])
     assert summary["labels_posted"] == 20, summary
     r = fw(root, "retrain", "--from-log", "--since", str(since), "--dry-run")
-    assert "validate  ok" in r.stdout and "20 of them from production" in r.stdout, r.stdout
+    assert "validate  ok" in r.stdout and ": 20 signals (" in r.stdout, r.stdout
     assert "dry run: nothing was changed" in r.stdout
 
 

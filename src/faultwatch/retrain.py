@@ -207,13 +207,14 @@ def retrain(
         out("nothing was changed")
         return 1
     s = checked["summary"]
-    n_new = s["production"]["n_signals"]
+    new = s["production"]["batches"][-1]  # the batch is the last one added
     loop.report(
         "validate",
         "ok",
         t0,
-        f"{source.name}: signals pass the prepare rules; train would hold {s['train']['n_signals']}"
-        f" signals ({s['train']['n_fault']} fault), {n_new} of them from production",
+        f"{source.name}: {new['n_signals']} signals ({new['n_fault']} fault) pass the prepare "
+        f"rules; train would hold {s['train']['n_signals']} signals ({s['train']['n_fault']} "
+        f"fault), {s['production']['n_signals']} of them from production",
     )
     if dry_run:
         out("dry run: nothing was changed")

@@ -161,13 +161,16 @@ def load_splits(
     summary: dict = {**split_summary(parts, y)}
     classes = set(df["label"])
     batches = [*production_files(data, root), *(extra or [])]
-    added = {"files": len(batches), "n_signals": 0, "n_fault": 0}
+    added: dict = {"files": len(batches), "n_signals": 0, "n_fault": 0, "batches": []}
     for path in batches:
         batch, batch_gaps = read_production(path, data, root, classes)
         yb = fault_target(batch, data.positive_label)
         tables["train"] = pa.concat_tables([tables["train"], to_table(batch, yb)])
         added["n_signals"] += len(batch)
         added["n_fault"] += int(yb.sum())
+        added["batches"].append(
+            {"file": path.name, "n_signals": len(batch), "n_fault": int(yb.sum())}
+        )
         gaps = {k: gaps[k] + batch_gaps[k] for k in gaps}
     if batches:
         train = summary["train"]
