@@ -154,6 +154,8 @@ def resample_share(y: np.ndarray, share: float, rng: np.random.Generator) -> np.
 
 @dataclass(frozen=True)
 class Plan:
+    """Where, how fast and how much to send (the CLI's flags, checked there)."""
+
     url: str
     rate: float  # requests per second
     count: int | None = None  # requests; None: one pass over the signals
@@ -167,6 +169,9 @@ class Plan:
 
 @dataclass
 class Summary:
+    """What came back: requests sent and answered, failures by status, faults predicted,
+    labels posted or refused; `lines()` is what the CLI prints."""
+
     sent: int = 0
     answered: int = 0
     signals_answered: int = 0
