@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -30,6 +31,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     for name in ("train", "val", "test"):
         s = summary[name]
         print(f"{name}: {s['n_signals']} signals, {s['n_fault']} fault ({s['fault_ratio']:.1%})")
+    added = summary["production"]
+    if added["files"]:
+        print(
+            f"train holds {added['n_signals']} production signals ({added['n_fault']} fault) "
+            f"from {added['files']} file(s) in data.production_dir"
+        )
     gaps = summary["missing"]
     if any(gaps.values()):
         print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in gaps.items()))
@@ -272,6 +279,116 @@ def _steps(text: str) -> list[int] | str:
     return steps
 
 
+def _number(rule: str, ok, kind=float):
+    """An argparse type: a finite number of `kind` for which `ok(value)` holds; the message
+    gives the rule (argparse names the flag)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {rule}") from None
+        if kind is float and not math.isfinite(value) or not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: must be {rule}")
+        return value
+
+    return parse
+
+
+def cmd_simulate_traffic(args: argparse.Namespace) -> int:
+    import json
+    from urllib.parse import urlsplit
+
+    from faultwatch import traffic
+
+    url = urlsplit(args.url)
+    if url.scheme != "http" or not url.hostname:
+        raise FaultwatchError(
+            f"url {args.url!r}: expected http://HOST:PORT (the service or router)"
+        )
+    root = project_root()
+    path = Path(args.signals) if args.signals else root / "data/prepared/test.parquet"
+    signals = traffic.read_signals_file(path, args.fault_label)
+    drift = traffic.Drift(args.scale, args.offset, args.noise, args.time_shift, args.fault_share)
+    plan = traffic.Plan(
+        url=args.url.rstrip("/"),
+        rate=args.rate,
+        count=args.count,
+        duration_s=args.duration,
+        concurrency=args.concurrency,
+        batch_size=args.batch_size,
+        label_delay_s=args.label_delay,
+        seed=args.seed,
+    )
+    bound = (
+        " and ".join(
+            b
+            for b in (
+                f"{plan.count} requests" if plan.count is not None else "",
+                f"{plan.duration_s:g} s" if plan.duration_s is not None else "",
+            )
+            if b
+        )
+        or "one pass over the signals"
+    )
+    print(
+        f"simulate-traffic: {len(signals.values)} signals from {path} to {plan.url} at "
+        f"{plan.rate:g} req/s ({plan.batch_size} signal(s) each), concurrency "
+        f"{plan.concurrency}, at most {bound}; drift: {drift.describe()}"
+        + (
+            f"; labels to /feedback after {plan.label_delay_s:g} s"
+            if args.label_delay is not None
+            else ""
+        ),
+        flush=True,
+    )
+    summary = traffic.replay(plan, signals, drift)
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2))
+    else:
+        for line in summary.lines():
+            print(line)
+    if summary.answered == 0:
+        print(f"error: no request was answered by {plan.url}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _when(text: str) -> float:
+    from faultwatch.retrain import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from faultwatch.retrain import default_log_target, retrain
+
+    root = project_root()
+    if (args.file is None) == (args.from_log is None):
+        raise FaultwatchError("retrain: give a FILE of labelled signals or --from-log, one of them")
+    if args.file is not None and (args.since is not None or args.until is not None):
+        raise FaultwatchError("retrain: --since and --until select a window of --from-log")
+    steps = args.steps
+    if steps == "":
+        steps = None  # params deploy.canary_steps
+    target = None
+    if args.from_log is not None:
+        target = args.from_log or default_log_target(root)
+    return retrain(
+        root,
+        Path(args.file).resolve() if args.file else None,
+        from_log=target,
+        start=args.since,
+        end=args.until,
+        steps=steps,
+        interval=args.interval,
+        dry_run=args.dry_run,
+    )
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     from faultwatch.deploy import commands as d
 
@@ -423,6 +540,122 @@ def parser() -> argparse.ArgumentParser:
     dep.add_parser("down", help="stop the router and both colours")
     for sp in dep.choices.values():
         sp.set_defaults(func=cmd_deploy)
+
+    tr = sub.add_parser(
+        "simulate-traffic",
+        help="replay signals to a service or router, optionally drifted, and label them later",
+    )
+    tr.add_argument("url", help="the service or the router, e.g. http://127.0.0.1:8080")
+    tr.add_argument(
+        "--signals",
+        metavar="PARQUET",
+        help="signals to replay: `values`, and `y` or `label` for the true classes "
+        "(default: data/prepared/test.parquet)",
+    )
+    tr.add_argument(
+        "--fault-label", help="with a `label` column and no `y`: the fault class's label"
+    )
+    positive, at_least_0 = "a number > 0", "a number >= 0"
+    tr.add_argument(
+        "--rate",
+        type=_number(positive, lambda v: v > 0),
+        default=10.0,
+        help="requests per second (default 10)",
+    )
+    tr.add_argument(
+        "--count",
+        type=_number("a whole number >= 1", lambda v: v >= 1, int),
+        help="stop after this many requests (default: one pass over the signals, unless "
+        "--duration is given)",
+    )
+    tr.add_argument(
+        "--duration", type=_number(positive, lambda v: v > 0), help="stop after this many seconds"
+    )
+    tr.add_argument(
+        "--concurrency",
+        type=_number("a whole number from 1 to 256", lambda v: 1 <= v <= 256, int),
+        default=4,
+        help="requests in flight at most (default 4)",
+    )
+    tr.add_argument(
+        "--batch-size",
+        type=_number("a whole number from 1 to 64", lambda v: 1 <= v <= 64, int),
+        default=1,
+        help="signals per /predict_batch request (default 1)",
+    )
+    tr.add_argument(
+        "--scale",
+        type=_number(positive, lambda v: v > 0),
+        default=1.0,
+        help="drift: multiply every sample by this (default 1)",
+    )
+    tr.add_argument(
+        "--offset",
+        type=_number("a finite number", lambda v: True),
+        default=0.0,
+        help="drift: add this many standard deviations of each signal (default 0)",
+    )
+    tr.add_argument(
+        "--noise",
+        type=_number(at_least_0, lambda v: v >= 0),
+        default=0.0,
+        help="drift: gaussian noise, std = this x each signal's std (default 0)",
+    )
+    tr.add_argument(
+        "--time-shift",
+        type=_number("a fraction between -1 and 1", lambda v: -1 < v < 1),
+        default=0.0,
+        help="drift: roll each signal by this fraction of its length (default 0)",
+    )
+    tr.add_argument(
+        "--fault-share",
+        type=_number("a share from 0 to 1", lambda v: 0 <= v <= 1),
+        help="another class mix: resample (seeded) so that faults are this share",
+    )
+    tr.add_argument(
+        "--label-delay",
+        type=_number(at_least_0, lambda v: v >= 0),
+        metavar="SECONDS",
+        help="post each signal's true label to /feedback this long after its answer",
+    )
+    tr.add_argument("--seed", type=int, default=0, help="noise and resampling seed (default 0)")
+    tr.add_argument("--json", action="store_true", help="print the summary as JSON")
+    tr.set_defaults(func=cmd_simulate_traffic)
+
+    rt_ = sub.add_parser(
+        "retrain",
+        help="labelled signals -> validate -> data version -> dvc repro -> promotion gate -> "
+        "stage -> canary -> switch",
+    )
+    rt_.add_argument(
+        "file",
+        nargs="?",
+        help="labelled signals in any format `prepare` reads (.tsv .csv .ts .parquet)",
+    )
+    rt_.add_argument(
+        "--from-log",
+        nargs="?",
+        const="",
+        metavar="TARGET",
+        help="the labelled production signals of the prediction log instead (default target: "
+        "FAULTWATCH_PREDICTION_LOG, else reports/serving/predictions.sqlite)",
+    )
+    rt_.add_argument("--since", type=_when, help="--from-log window start (unix s or ISO 8601)")
+    rt_.add_argument("--until", type=_when, help="--from-log window end (unix s or ISO 8601)")
+    rt_.add_argument(
+        "--steps",
+        nargs="?",
+        const="",
+        type=_steps,
+        help="canary percentages (default: params deploy.canary_steps)",
+    )
+    rt_.add_argument(
+        "--interval",
+        type=_number("a number > 0", lambda v: v > 0),
+        help="seconds per canary step (default: params deploy.canary_interval_s)",
+    )
+    rt_.add_argument("--dry-run", action="store_true", help="validate the batch, change nothing")
+    rt_.set_defaults(func=cmd_retrain)
 
     mon = sub.add_parser(
         "monitor",

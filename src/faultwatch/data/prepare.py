@@ -1,4 +1,12 @@
-"""The `prepare` stage: ingest the source, validate it, split it, write Parquet atomically."""
+"""The `prepare` stage: ingest the source, validate it, split it, write Parquet atomically.
+
+Production signals labelled later (`faultwatch retrain`) join the data as files in
+`data.production_dir` (default data/raw/production/, inside the stage's `data/raw` dependency,
+so DVC sees each new batch as a new version of the data). They are validated with the same
+rules as the source, signal by signal, and are appended to the **training split only**: the
+validation and test splits stay those of `data.source`, so the promotion gate compares a
+retrained model with production on the same test signals as before.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +26,14 @@ from faultwatch.data.params import DataParams, SplitParams
 from faultwatch.data.readers import read_source
 from faultwatch.data.split import split_stratified
 from faultwatch.data.validate import positive_class, validate_signals
-from faultwatch.paths import write_text_atomic
+from faultwatch.errors import DataError
+from faultwatch.paths import resolve, write_text_atomic
 
 SPLITS = ("train", "val", "test")
+# the healthy class name a served model gives (model.json class_names[0]): labels that come
+# back through POST /feedback use it
+HEALTHY_LABEL = "healthy"
+PRODUCTION_FORMATS = (".tsv", ".csv", ".ts", ".parquet")
 SCHEMA = pa.schema(
     [
         ("id", pa.string()),
@@ -87,11 +100,52 @@ def split_summary(parts: dict[str, pd.DataFrame], y: pd.Series) -> dict[str, dic
     return out
 
 
-def prepare(data: DataParams, split: SplitParams, root: Path) -> dict[str, dict[str, float]]:
-    """Read, validate, split and write; raises DataError before touching any output.
+def production_files(data: DataParams, root: Path) -> list[Path]:
+    """The batches in `data.production_dir`, in name order (their names start with the time
+    they were added); DVC's pointer files and anything else there are not data."""
+    if not data.production_dir:
+        return []
+    folder = resolve(data.production_dir, root)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PRODUCTION_FORMATS
+    )
 
-    Returns (and writes to reports/metrics/prepare.json) each split's counts and, under
-    `missing`, what `data.missing` did (signals interpolated or dropped, samples filled)."""
+
+def read_production(
+    path: Path, data: DataParams, root: Path, classes: set[str]
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """One batch of labelled production signals, through the source's reader, `data.missing`,
+    the per-signal rules and the crop; its labels must be classes of the source or
+    HEALTHY_LABEL (a typo must not become a healthy example). Ids get the file's stem as a
+    prefix, so that batches and the source never share one."""
+    df = read_source(str(path), root)
+    file = df.attrs.get("source", str(path))
+    df, gaps = handle_missing(df, data.missing)
+    df = validate_signals(df, data, file=file, whole_set=False)
+    known = classes | {HEALTHY_LABEL}
+    unknown = ~df["label"].isin(known)
+    if unknown.any():
+        found = sorted(set(df.loc[unknown, "label"]))[:5]
+        raise DataError(
+            file,
+            "label_known",
+            f"labels {found} are no class of {data.source} and not {HEALTHY_LABEL!r}; "
+            f"expected one of {sorted(known)[:20]}",
+            [int(i) for i in df.index[unknown]],
+        )
+    df = crop_signals(df, data.crop_length)
+    return df.assign(id=path.stem + "/" + df["id"].astype(str)), gaps
+
+
+def load_splits(
+    data: DataParams, split: SplitParams, root: Path, extra: list[Path] | None = None
+) -> tuple[dict[str, pa.Table], dict]:
+    """Everything `prepare` does short of writing: read, validate and split the source, then
+    append every production batch (and `extra` files, as if they were in the production
+    folder) to the training split. Raises DataError, naming file, rows and rule, on the first
+    bad file. Returns the split tables and the summary prepare.json holds."""
     df = read_source(data.source, root)
     file = df.attrs.get("source", data.source)
     df, gaps = handle_missing(df, data.missing)
@@ -103,8 +157,37 @@ def prepare(data: DataParams, split: SplitParams, root: Path) -> dict[str, dict[
         df = df.sort_index()
         y = y.loc[df.index]
     parts = split_stratified(df, y, split.val_fraction, split.test_fraction, split.seed)
-    write_parquet_atomic({k: to_table(v, y) for k, v in parts.items()}, root / split.out_dir)
-    summary = {**split_summary(parts, y), "missing": gaps}
+    tables = {k: to_table(v, y) for k, v in parts.items()}
+    summary: dict = {**split_summary(parts, y)}
+    classes = set(df["label"])
+    batches = [*production_files(data, root), *(extra or [])]
+    added: dict = {"files": len(batches), "n_signals": 0, "n_fault": 0, "batches": []}
+    for path in batches:
+        batch, batch_gaps = read_production(path, data, root, classes)
+        yb = fault_target(batch, data.positive_label)
+        tables["train"] = pa.concat_tables([tables["train"], to_table(batch, yb)])
+        added["n_signals"] += len(batch)
+        added["n_fault"] += int(yb.sum())
+        added["batches"].append(
+            {"file": path.name, "n_signals": len(batch), "n_fault": int(yb.sum())}
+        )
+        gaps = {k: gaps[k] + batch_gaps[k] for k in gaps}
+    if batches:
+        train = summary["train"]
+        train["n_signals"] += added["n_signals"]
+        train["n_fault"] += added["n_fault"]
+        train["fault_ratio"] = round(train["n_fault"] / train["n_signals"], 6)
+    return tables, {**summary, "production": added, "missing": gaps}
+
+
+def prepare(data: DataParams, split: SplitParams, root: Path) -> dict[str, dict[str, float]]:
+    """Read, validate, split and write; raises DataError before touching any output.
+
+    Returns (and writes to reports/metrics/prepare.json) each split's counts, under
+    `production` the batches appended to the training split, and under `missing` what
+    `data.missing` did (signals interpolated or dropped, samples filled)."""
+    tables, summary = load_splits(data, split, root)
+    write_parquet_atomic(tables, root / split.out_dir)
     metrics = root / "reports" / "metrics" / "prepare.json"
     write_text_atomic(metrics, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary

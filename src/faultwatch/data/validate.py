@@ -23,8 +23,11 @@ def positive_class(labels: pd.Series, positive_label: str | int | float) -> str 
     return wanted if (canon == wanted).any() else None
 
 
-def signal_schema(p: DataParams, positive: str | None = None) -> pa.DataFrameSchema:
-    """Rules, by name: the name is what an error message reports."""
+def signal_schema(
+    p: DataParams, positive: str | None = None, whole_set: bool = True
+) -> pa.DataFrameSchema:
+    """Rules, by name: the name is what an error message reports. Without `whole_set` (a batch
+    of production signals added to a data set), only the rules on each signal and its id."""
     pos = label_text(p.positive_label, False) if positive is None else positive
     lengths = [
         pa.Check(
@@ -42,7 +45,9 @@ def signal_schema(p: DataParams, positive: str | None = None) -> pa.DataFrameSch
             "label": pa.Column(str, nullable=False),
             "values": pa.Column(object, checks=[pa.Check(_finite, name="values_finite"), *lengths]),
         },
-        checks=[
+        checks=[]
+        if not whole_set
+        else [
             pa.Check(
                 lambda df: df["label"].nunique() >= 2,
                 name="at_least_two_classes",
@@ -115,16 +120,20 @@ def _describe(
     return check, str(cases["failure_case"].head(5).tolist())
 
 
-def validate_signals(df: pd.DataFrame, p: DataParams, file: str | None = None) -> pd.DataFrame:
+def validate_signals(
+    df: pd.DataFrame, p: DataParams, file: str | None = None, whole_set: bool = True
+) -> pd.DataFrame:
     """`df` with its labels in canonical form (faultwatch.data.labels) if it follows every rule;
-    else raise DataError naming file, rows and rules."""
+    else raise DataError naming file, rows and rules. `whole_set=False` checks a batch that is
+    added to a data set (production signals): every signal's rules, not the set's (two classes,
+    enough faults), since a week of production may hold no fault at all."""
     file = file or df.attrs.get("source", "<data>")
     if df.empty:
         raise DataError(file, "not_empty", "no signals")
     labels, numeric = canonical_labels(df["label"])
     df = df.assign(label=labels)
     pos = label_text(p.positive_label, numeric)
-    if not (labels == pos).any():
+    if whole_set and not (labels == pos).any():
         how = "as numbers" if numeric else "as text"
         raise DataError(
             file,
@@ -133,7 +142,7 @@ def validate_signals(df: pd.DataFrame, p: DataParams, file: str | None = None) -
             f"(compared {how}): {list_classes(labels)}",
         )
     try:
-        return signal_schema(p, pos).validate(df, lazy=True)
+        return signal_schema(p, pos, whole_set).validate(df, lazy=True)
     except SchemaErrors as e:
         fc = e.failure_cases
         problems = []
