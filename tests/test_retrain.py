@@ -22,16 +22,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, TINY_PIPELINE, copy_project, git_commit, make_signals, run, write_tsv
+from conftest import TINY_PIPELINE, copy_project, git_commit, make_signals, run, write_tsv
 from gate_project import env as project_env
 from gate_project import put_model, write_lock
 
 from faultwatch.deploy import router as rt
 from faultwatch.deploy.load import Load
-from faultwatch.serve import predlog
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-FEEDBACK = "feedback" in (REPO / "src/faultwatch/serve/service.py").read_text()
 
 GIT_ID = {
     "GIT_AUTHOR_NAME": "t",
@@ -216,10 +214,6 @@ def test_good_labels_are_retrained_promoted_staged_canaried_and_switched(loop, t
     assert {a.model_version for a in late.answers} == {new}
 
 
-@pytest.mark.skipif(
-    not (FEEDBACK and hasattr(predlog, "read_signals")),
-    reason="needs POST /feedback (branch h-service) and predlog.read_signals (branch h-log)",
-)
 def test_labelled_production_signals_from_the_log_pass_validation(loop):
     root, url = loop
     since = time.time()

@@ -21,7 +21,6 @@ from test_serve import free_port, serve_cmd, server_env, started, wait_ready
 from faultwatch.cli import main
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-FEEDBACK = "feedback" in (REPO / "src/faultwatch/serve/service.py").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +156,6 @@ def test_fault_share_resamples_the_class_mix(served, monkeypatch, capsys, share,
     assert summary["faults_predicted"] == faults  # the detector is right on every signal
 
 
-@pytest.mark.skipif(not FEEDBACK, reason="the service has no POST /feedback yet (branch h-service)")
 def test_labels_are_posted_after_the_delay(served, monkeypatch, capsys):
     url, log, root = served
     code, out, _ = simulate(root, monkeypatch, capsys, url, "--count", "20", "--rate", "100",
