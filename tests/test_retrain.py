@@ -120,6 +120,23 @@ def loop(tmp_path_factory):
                 os.kill(s["router_pid"], signal.SIGKILL)
 
 
+def test_production_batches_join_only_the_source_they_were_labelled_for(tmp_path):
+    from faultwatch.data.params import DataParams
+    from faultwatch.data.prepare import production_files, production_folder
+
+    tiny = DataParams(source="data/raw/tiny.tsv", positive_label="fault")
+    pumps = DataParams(source="data/raw/pumps.tsv", positive_label="bearing_fault")
+    folder = production_folder(tiny, tmp_path)
+    assert folder == tmp_path / "data/raw/production/data_raw_tiny.tsv"
+    folder.mkdir(parents=True)
+    batch = write_tsv(relabel(make_signals(4, 2, seed=1)), folder / "20260101T000000-log.tsv")
+    (folder / (batch.name + ".dvc")).write_text("outs: []\n")  # DVC's pointer: not data
+    assert production_files(tiny, tmp_path) == [batch]
+    assert production_files(pumps, tmp_path) == []  # another source: its batches stay out
+    bundled = DataParams(source="bundled:PLAID", positive_label="9")
+    assert production_folder(bundled, tmp_path).name == "bundled_PLAID"
+
+
 def test_a_bad_batch_stops_at_validation_and_changes_nothing(loop, tmp_path):
     root, _ = loop
     before = (head(root), md5(root / "data/prepared/train.parquet"))
@@ -187,7 +204,7 @@ def test_good_labels_are_retrained_promoted_staged_canaried_and_switched(loop, t
         ["switch", "ok"],
     ], r.stdout
     # the batch is a new version of the data, in the training split only
-    added = sorted((root / "data/raw/production").glob("*week3.tsv"))
+    added = sorted((root / "data/raw/production/data_raw_tiny.tsv").glob("*week3.tsv"))
     assert len(added) == 1 and added[0].with_name(added[0].name + ".dvc").is_file()
     prepared = json.loads((root / "reports/metrics/prepare.json").read_text())
     assert prepared["production"] == {

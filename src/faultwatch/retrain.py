@@ -7,9 +7,10 @@ The steps, each printed as one line (step, outcome, seconds, detail):
    (faultwatch.data.prepare.load_splits, with the batch added): the source's rules on every
    signal, labels that are classes of the source or `healthy`. A bad batch stops here, naming
    file, row and rule, with nothing changed.
-2. data: the batch is copied into `data.production_dir` (data/raw/production/, under the
-   prepare stage's dependency) and `dvc add`ed: a new version of the data. `prepare` appends
-   every batch there to the training split only (val and test stay the source's).
+2. data: the batch is copied into `data.production_dir`/<data.source> (data/raw/production/,
+   under the prepare stage's dependency; faultwatch.data.prepare.production_folder) and `dvc
+   add`ed: a new version of the data. `prepare` appends every batch of the current source to
+   the training split only (val and test stay the source's).
 3. repro: `dvc repro register` (prepare, augment, train, evaluate, register: what the gate
    reads); the commands' output goes to .faultwatch/retrain/<time>.log.
 4. commit: the batch's pointer and dvc.lock are committed (the registry's versions are tied
@@ -152,7 +153,7 @@ def batch_from_log(target: str, start: float | None, end: float | None, dest: Pa
 
 def validate(root: Path, batch: Path) -> dict:
     """The batch through prepare's code (nothing written): the prepare summary it would give."""
-    from faultwatch.data.prepare import load_splits
+    from faultwatch.data.prepare import load_splits, production_folder
     from faultwatch.params import load_params, section
 
     raw = load_params(root / "params.yaml")
@@ -160,7 +161,7 @@ def validate(root: Path, batch: Path) -> dict:
     if not data.production_dir:
         raise RetrainError("params.yaml data.production_dir is empty: no place for the batch")
     _, summary = load_splits(data, split, root, extra=[batch])
-    return {"summary": summary, "production_dir": data.production_dir}
+    return {"summary": summary, "production_dir": production_folder(data, root)}
 
 
 def deployment_running(root: Path) -> bool:
@@ -222,7 +223,7 @@ def retrain(
 
     # 2. data ----------------------------------------------------------------------------
     t0 = time.monotonic()
-    folder = root / checked["production_dir"]
+    folder = checked["production_dir"]  # data.production_dir/<data.source>
     folder.mkdir(parents=True, exist_ok=True)
     stem = source.stem if from_log is None else "log"
     dest = folder / f"{loop.stamp}-{stem}{source.suffix.lower()}"

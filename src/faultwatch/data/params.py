@@ -25,8 +25,9 @@ class DataParams(Section):
     # keep the first N samples of every signal, so all have one length (a shorter one is an
     # error): removes signal length as a shortcut feature
     crop_length: int | None = Field(None, ge=2)
-    # labelled production signals (`faultwatch retrain`): every file here is appended to the
-    # training split; keep it under data/raw, the prepare stage's dependency in dvc.yaml
+    # labelled production signals (`faultwatch retrain`): the files of <this>/<data.source as a
+    # folder name> are appended to the training split (faultwatch.data.prepare.production_folder);
+    # keep it under data/raw, the prepare stage's dependency in dvc.yaml
     production_dir: str | None = "data/raw/production"
 
     @field_validator("positive_label", mode="before")

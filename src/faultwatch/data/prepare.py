@@ -2,8 +2,10 @@
 
 Production signals labelled later (`faultwatch retrain`) join the data as files in
 `data.production_dir` (default data/raw/production/, inside the stage's `data/raw` dependency,
-so DVC sees each new batch as a new version of the data). They are validated with the same
-rules as the source, signal by signal, and are appended to the **training split only**: the
+so DVC sees each new batch as a new version of the data), in a subfolder named after the
+`data.source` they were labelled for (`production_folder`): batches labelled for another
+source never join, so pointing the pipeline at other data leaves them out instead of mixing
+two machines' signals. They are validated with the same rules as the source, signal by signal, and are appended to the **training split only**: the
 validation and test splits stay those of `data.source`, so the promotion gate compares a
 retrained model with production on the same test signals as before.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -100,13 +103,21 @@ def split_summary(parts: dict[str, pd.DataFrame], y: pd.Series) -> dict[str, dic
     return out
 
 
-def production_files(data: DataParams, root: Path) -> list[Path]:
-    """The batches in `data.production_dir`, in name order (their names start with the time
-    they were added); DVC's pointer files and anything else there are not data."""
+def production_folder(data: DataParams, root: Path) -> Path | None:
+    """Where the production batches of `data.source` lie: `data.production_dir`/<the source,
+    as one folder name> (bundled:PLAID -> bundled_PLAID, data/raw/pumps.tsv ->
+    data_raw_pumps.tsv); None when `data.production_dir` is empty."""
     if not data.production_dir:
-        return []
-    folder = resolve(data.production_dir, root)
-    if not folder.is_dir():
+        return None
+    key = re.sub(r"[^A-Za-z0-9._-]+", "_", str(data.source)).strip("_.") or "source"
+    return resolve(data.production_dir, root) / key
+
+
+def production_files(data: DataParams, root: Path) -> list[Path]:
+    """The batches of `data.source` (production_folder), in name order (their names start with
+    the time they were added); DVC's pointer files and anything else there are not data."""
+    folder = production_folder(data, root)
+    if folder is None or not folder.is_dir():
         return []
     return sorted(
         p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PRODUCTION_FORMATS
