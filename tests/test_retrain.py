@@ -273,3 +273,18 @@ def test_a_worse_model_is_refused_by_the_gate_and_nothing_switches(loop, tmp_pat
         "blue": "v0.0.1",
         "green": "v0.0.2",
     }
+
+
+def test_drifted_simulated_traffic_makes_the_monitor_ask_for_a_retrain(loop):
+    """The loop's other end: traffic shifted by 2 standard deviations through the router, then
+    `faultwatch monitor` on the window names the shifted input and asks for a retrain."""
+    root, url = loop
+    since = time.time()
+    r = fw(root, "simulate-traffic", url, "--count", "400", "--rate", "200", "--offset", "2")
+    assert "answered 400" in r.stdout or '"answered": 400' in r.stdout, r.stdout
+    r = fw(root, "monitor", "--since", str(since), "--no-html")
+    assert "retrain_needed: true" in r.stdout, r.stdout
+    report = json.loads((root / "reports/metrics/monitor.json").read_text())
+    assert report["retrain_needed"] is True
+    drifted = {x["feature"] for x in report["reasons"] if x["kind"] == "input_drift"}
+    assert "mean" in drifted, report["reasons"]

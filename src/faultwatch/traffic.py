@@ -158,7 +158,7 @@ class Plan:
 
     url: str
     rate: float  # requests per second
-    count: int | None = None  # requests; None: one pass over the signals
+    count: int | None = None  # requests; None: until duration_s, else one pass over the signals
     duration_s: float | None = None
     concurrency: int = 4
     batch_size: int = 1  # signals per /predict_batch request
@@ -313,7 +313,13 @@ def replay(plan: Plan, signals: Signals, drift: Drift) -> Summary:
     # the drifted signals, computed once (the noise is seeded): request i sends a window of them
     sent_values = [drift_signal(signals.values[i], drift, rng).tolist() for i in order]
     sent_labels = [signals.labels[i] for i in order] if signals.labels else None
-    n_req = plan.count if plan.count is not None else math.ceil(len(order) / plan.batch_size)
+    # --count, else as many as --duration allows (cycling over the signals), else one pass
+    if plan.count is not None:
+        n_req: float = plan.count
+    elif plan.duration_s is not None:
+        n_req = math.inf
+    else:
+        n_req = math.ceil(len(order) / plan.batch_size)
 
     summary, lock = Summary(), threading.Lock()
     labeller = _Labeller(plan, summary, lock) if plan.label_delay_s is not None else None
