@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,3 +224,19 @@ def store_entries(root: Path) -> list[str]:
 
 def entry_dir(root: Path, tag: str) -> Path:
     return root / ".bentoml/models" / tag.replace(":", "/")
+
+
+def kill_leftover_deployment(root: Path) -> None:
+    """After `deploy down` in a test's teardown: SIGKILL whatever it could not stop (the
+    colours' processes, found by their deploy tag, and the router), from the state file."""
+    from faultwatch.deploy import router as rt
+
+    state = root / ".faultwatch/deploy/state.json"
+    if not state.exists():
+        return
+    s = json.loads(state.read_text())
+    for c in (s.get("colours") or {}).values():
+        for pid in rt.tagged_pids(c.get("tag") or "-"):
+            os.kill(pid, signal.SIGKILL)
+    if s.get("router_pid") and rt.pid_alive(s["router_pid"], "haproxy"):
+        os.kill(s["router_pid"], signal.SIGKILL)

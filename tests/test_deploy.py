@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from conftest import copy_tree, run
 from gate_project import env as project_env
-from gate_project import make_project, split_frame
+from gate_project import kill_leftover_deployment, make_project, split_frame
 
 from faultwatch.deploy import router as rt
 from faultwatch.deploy.load import Load
@@ -79,14 +79,7 @@ def deployed(tmp_path_factory, deploy_template):
         yield root, f"http://127.0.0.1:{port}", versions
     finally:
         fw(root, "deploy", "down", check=False)
-        state = root / ".faultwatch/deploy/state.json"
-        if state.exists():  # whatever `down` could not stop
-            s = json.loads(state.read_text())
-            for c in (s.get("colours") or {}).values():
-                for pid in rt.tagged_pids(c.get("tag") or "-"):
-                    os.kill(pid, signal.SIGKILL)
-            if s.get("router_pid") and rt.pid_alive(s["router_pid"], "haproxy"):
-                os.kill(s["router_pid"], signal.SIGKILL)
+        kill_leftover_deployment(root)
 
 
 def entry_dir(root: Path, model_version: str) -> Path:

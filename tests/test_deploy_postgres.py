@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import signal
 import time
 from pathlib import Path
 
 import pytest
 from conftest import copy_tree
+from gate_project import kill_leftover_deployment
 from pg import PASSWORD
 from test_deploy import bodies, free_port, fw
 
-from faultwatch.deploy import router as rt
 from faultwatch.deploy.analysis import shadow_agreement, window_rows
 from faultwatch.deploy.containers import check_reachable
 from faultwatch.deploy.load import Load
@@ -185,14 +183,7 @@ def pg_deployed(tmp_path_factory, deploy_template, postgres_instance):
         yield root, f"http://127.0.0.1:{port}", dict(deploy_template[1]), db
     finally:
         pg(root, db, "deploy", "down", check=False)
-        state = root / ".faultwatch/deploy/state.json"
-        if state.exists():  # whatever `down` could not stop
-            s = json.loads(state.read_text())
-            for c in (s.get("colours") or {}).values():
-                for pid in rt.tagged_pids(c.get("tag") or "-"):
-                    os.kill(pid, signal.SIGKILL)
-            if s.get("router_pid") and rt.pid_alive(s["router_pid"], "haproxy"):
-                os.kill(s["router_pid"], signal.SIGKILL)
+        kill_leftover_deployment(root)
 
 
 def pg(root: Path, db: str, *args: str, check: bool = True):

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -24,9 +22,8 @@ import pandas as pd
 import pytest
 from conftest import TINY_PIPELINE, copy_project, git_commit, make_signals, run, write_tsv
 from gate_project import env as project_env
-from gate_project import put_model, write_lock
+from gate_project import kill_leftover_deployment, put_model, write_lock
 
-from faultwatch.deploy import router as rt
 from faultwatch.deploy.load import Load
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -110,14 +107,7 @@ def loop(tmp_path_factory):
         yield root, f"http://127.0.0.1:{port}"
     finally:
         fw(root, "deploy", "down", check=False)
-        state = root / ".faultwatch/deploy/state.json"
-        if state.exists():  # whatever `down` could not stop
-            s = json.loads(state.read_text())
-            for c in (s.get("colours") or {}).values():
-                for pid in rt.tagged_pids(c.get("tag") or "-"):
-                    os.kill(pid, signal.SIGKILL)
-            if s.get("router_pid") and rt.pid_alive(s["router_pid"], "haproxy"):
-                os.kill(s["router_pid"], signal.SIGKILL)
+        kill_leftover_deployment(root)
 
 
 def test_production_batches_join_only_the_source_they_were_labelled_for(tmp_path):
