@@ -273,13 +273,33 @@ class PredictionLog:
         self._conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=self.timeout_s
         )
-        mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        mode = self._switch_to_wal()
         if mode.lower() != "wal":
             raise RuntimeError(f"{self.path}: could not switch SQLite to WAL mode (got {mode})")
         self._conn.execute(f"PRAGMA synchronous={self.synchronous}")
         self._create_or_migrate()
 
     # ------------------------------------------------------------ backend: SQLite
+    def _switch_to_wal(self) -> str:
+        """`PRAGMA journal_mode=WAL`, retried: when two processes open a new file at once, the
+        switch needs an exclusive lock and SQLite answers "database is locked" at once,
+        without waiting through the busy timeout. Gives up after `timeout_s`."""
+        deadline = time.monotonic() + self.timeout_s
+        delay = 0.005
+        while True:
+            try:
+                return self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise PredictionLogError(f"{self.where}: could not open the log: {e}") from e
+                if time.monotonic() >= deadline:
+                    raise PredictionLogError(
+                        f"{self.where}: could not switch to WAL mode within "
+                        f"{self.timeout_s:g} s: {e}"
+                    ) from e
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+
     def _create_or_migrate(self) -> None:
         """Tables, missing columns and indexes, in one write transaction: two processes that
         open an old file at once do not both add a column."""
