@@ -40,8 +40,9 @@ endif
 # buildah, podman, runc, podman-compose and debootstrap (the container image, built and run
 # without Docker; tests/test_container.py runs `faultwatch image check`, which configures podman
 # only where its defaults fail); PostgreSQL (the prediction log beyond one machine: the tests
-# start their own server with pg_ctl) and Prometheus (scrapes the service in a test).
-SYSTEM_PACKAGES := haproxy buildah podman runc podman-compose debootstrap postgresql prometheus
+# start their own server with pg_ctl), Prometheus (scrapes the service in a test) and Chromium
+# (JupyterLab and the report page in a real browser, driven by Playwright).
+SYSTEM_PACKAGES := haproxy buildah podman runc podman-compose debootstrap postgresql prometheus chromium
 system:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
