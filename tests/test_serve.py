@@ -1101,6 +1101,18 @@ def test_faultwatch_serve_from_a_subfolder_serves_the_packaged_bento(packaged, t
             pkg["model_tag"],
         )
 
+    # a port another server holds: a message naming it and the way out, no traceback
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        p = subprocess.run(
+            [*cmd[:-1], str(taken)], cwd=cwd, env=user_env(), capture_output=True, text=True
+        )
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert f"127.0.0.1:{taken}: cannot listen there (Address already in use)" in p.stderr
+    assert "--port" in p.stderr and "Traceback" not in p.stderr
+
     url, log = f"http://127.0.0.1:{port}", tmp_path / "serve.log"
     with started(cmd, cwd, user_env(), log) as proc:
         wait_ready(url, proc, log, timeout_s=120)

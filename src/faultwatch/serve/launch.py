@@ -165,8 +165,26 @@ def plan(root: Path, version: str | None = None) -> ServePlan:
     )
 
 
+def check_port_free(host: str, port: int) -> None:
+    """ServeError when `host:port` cannot be bound (another server holds it)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            raise ServeError(
+                f"{host}:{port}: cannot listen there ({e.strerror}); another server holds the "
+                f"port? pick another with --port, or stop it (`ss -ltnp 'sport = :{port}'` "
+                "names it)"
+            ) from None
+
+
 def exec_server(root: Path, p: ServePlan, host: str, port: int) -> None:
-    """Replace this process with `bentoml serve` (signals then reach the server directly)."""
+    """Replace this process with `bentoml serve` (signals then reach the server directly).
+    A port already taken stops it here with a message, not with the server's traceback."""
+    check_port_free(host, port)
     argv = [sys.executable, "-m", "bentoml", "serve", p.target, "--host", host, "--port", str(port)]
     env = {**os.environ, **p.env}
     print(f"serving {p.what}", flush=True)
