@@ -54,8 +54,12 @@ run: setup
 	$(BIN)/dvc repro
 	@$(BIN)/faultwatch reports
 
+# Two workers (pytest-xdist): the suite waits on servers and subprocesses more than it
+# computes. Modules that share a fixture or podman's image store share a worker
+# (tests/conftest.py, XDIST_GROUPS). `make test TEST_WORKERS=0` runs in one process.
+TEST_WORKERS ?= 2
 test: setup system
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadgroup
 
 # The container image of the packaged bento (reports/package.json), tagged faultwatch:<version>
 image: setup system

@@ -236,3 +236,40 @@ def postgres_server(postgres_instance) -> str:
 def postgres_url(postgres_instance) -> str:
     """A new empty database on the session's server, for one test."""
     return postgres_instance.create_database()
+
+
+# ------------------------------------------------- two workers (pytest-xdist, `make test`)
+# `make test` runs the suite on two workers with `--dist loadgroup`: the suite waits on servers,
+# subprocesses and sleeps more than it computes. Each module is one group, so its module
+# fixtures run once, on one worker; modules that share something a worker cannot hold twice
+# share a group:
+# - the session's tiny pipeline (one `dvc repro`, about 90 s, built once per worker that uses it);
+# - podman's image store: the README walk-through and test_container both tag faultwatch:v0.0.1.
+XDIST_GROUPS = {
+    "test_release": "tiny_pipeline",
+    "test_stage_outputs": "tiny_pipeline",
+    "test_jupyterlab": "tiny_pipeline",
+    "test_report_page": "tiny_pipeline",
+    "test_readme": "podman",
+    "test_container": "podman",
+    "test_deploy": "deploy",
+    "test_deploy_postgres": "deploy",
+}
+# the longest groups first: the scheduler hands groups out in collection order, so a long one
+# started last would leave the other worker idle at the end
+LONGEST_FIRST = ["podman", "tiny_pipeline", "deploy", "test_retrain", "test_serve"]
+
+
+def xdist_group_of(item: pytest.Item) -> str:
+    module = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid
+    return XDIST_GROUPS.get(module, module)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        group = xdist_group_of(item)
+        return LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
+    items.sort(key=rank)  # stable: the order inside a group and among the rest is kept
