@@ -114,3 +114,51 @@ def test_every_readme_block_works_as_written(tmp_path):
             capture_output=True,
             timeout=120,
         )
+
+
+def github_slug(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to dashes."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_contents_links_point_at_headings():
+    text = (REPO / "README.md").read_text()
+    anchors = {github_slug(h) for h in re.findall(r"^#{2,3} (.+)$", text, re.M)}
+    links = re.findall(r"\]\(#([^)]+)\)", text)
+    assert len(links) >= 10
+    assert not sorted(set(links) - anchors), "README links to headings that do not exist"
+
+
+def test_the_mermaid_diagram_draws_every_stage():
+    """The diagram is the pipeline: every stage of dvc.yaml and the on-demand monitor, by name."""
+    import yaml
+
+    text = (REPO / "README.md").read_text()
+    diagram = re.search(r"^```mermaid\n(.*?)^```", text, re.S | re.M)
+    assert diagram, "README has no mermaid diagram"
+    stages = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+    stages += list(yaml.safe_load((REPO / "ondemand/dvc.yaml").read_text())["stages"])
+    nodes = set(re.findall(r"\b([a-z]+)\b(?:\[|\(|\s*-->|\s*&)", diagram.group(1)))
+    assert not [s for s in stages if s not in nodes], (stages, nodes)
+
+
+def test_troubleshooting_quotes_messages_the_code_prints():
+    """Each faultwatch message in the troubleshooting table is one the code still prints."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    source = "\n".join(p.read_text() for p in (REPO / "src/faultwatch").rglob("*.py"))
+    ours = [
+        "the pipeline fills",
+        "the register stage's record",
+        "no commit yet (commit the project first)",
+        "Extra inputs are not permitted; did you mean",
+        "cannot listen there",
+        "haproxy not found: the router is Debian's HAProxy",
+        "the failed run is saved as",
+    ]
+    for fragment in ours:
+        in_code = fragment in source or fragment.startswith("Extra inputs")
+        assert in_code, f"{fragment!r}: no longer in src/faultwatch"
+    for fragment in ours[:-1]:
+        assert fragment in section, f"{fragment!r}: not in the troubleshooting table"
