@@ -55,7 +55,8 @@ dd { margin:0; word-break:break-all; }
 .badge.good { background:#d6f0e0; color:var(--good); }
 .badge.bad { background:#fbdad7; color:var(--bad); }
 .badge.warn { background:#fdf0c8; color:var(--warn); }
-.up { color:var(--good); } .down { color:var(--bad); } .same { color:var(--muted); }
+/* the direction of a change, not a judgement: for some figures lower is better */
+.up { color:#1d5fa8; } .down { color:#a3520f; } .same { color:var(--muted); }
 ul.links { margin:4px 0; padding-left:18px; }
 """
 
@@ -107,7 +108,8 @@ def change(row: MetricRow) -> str:
         return '<span class="muted">new file</span>'
     if row.old is None and row.new is not None:
         return '<span class="muted">new</span>'
-    if isinstance(row.new, bool) or not isinstance(row.new, int | float):
+    numbers = [isinstance(v, int | float) and not isinstance(v, bool) for v in (row.new, row.old)]
+    if not all(numbers):
         return '<span class="same">=</span>' if row.old == row.new else f"was {e(row.old)}"
     d = row.diff if isinstance(row.diff, int | float) else row.new - row.old
     if d == 0:
