@@ -44,7 +44,16 @@ def registry_rows(root, env) -> list[list[str]]:
 def test_repro_runs_every_stage_then_nothing(released):
     root, env, first = released
     ran = [ln.split("'")[1] for ln in first.stdout.splitlines() if ln.startswith("Running stage")]
-    assert ran == ["prepare", "eda", "augment", "train", "evaluate", "register", "package"]
+    assert ran == [
+        "prepare",
+        "eda",
+        "augment",
+        "train",
+        "evaluate",
+        "register",
+        "package",
+        "report",
+    ]
     again = run(["dvc", "repro"], root, **env)
     assert "Running stage" not in again.stdout
     # a forced register of the same model registers nothing new and changes no output

@@ -93,6 +93,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     for p in (run.notebook, None if args.no_html else run.html, run.metrics):
         if p is not None and p.exists():
             print(f"wrote {p.relative_to(root) if p.is_relative_to(root) else p}")
+    refresh_page(root)
     scraps = run.scraps
     print(f"retrain_needed: {str(scraps.get('retrain_needed')).lower()}")
     for r in scraps.get("reasons") or []:
@@ -103,14 +104,71 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
+NEXT_AFTER_PIPELINE = "`git add -A && git commit -m candidate`, then `faultwatch promote`"
+
+
 def cmd_reports(args: argparse.Namespace) -> int:
+    """The files under reports/, one line per folder, then the page that shows them all."""
+    import textwrap
+
+    from faultwatch.report_page import PAGE
+
     root = project_root()
     reports = root / "reports"
-    files = sorted(p for p in reports.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = sorted(
+        p.relative_to(reports)
+        for p in reports.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p != root / PAGE
+    )
+    folders: dict[str, list[str]] = {}
+    for rel in files:
+        folder = f"{rel.parts[0]}/" if len(rel.parts) > 1 else "./"
+        folders.setdefault(folder, []).append(rel.as_posix().removeprefix(folder))
     print(f"reports under {reports}:")
-    for p in files:
-        print(f"  {p.relative_to(root)}")
+    width = max((len(f) for f in folders), default=0) + 2
+    for folder, names in sorted(folders.items(), key=lambda kv: (kv[0] == "./", kv[0])):
+        text = textwrap.fill(
+            ", ".join(names),
+            width=100,
+            initial_indent=f"  {folder:<{width}}",
+            subsequent_indent=" " * (width + 2),
+        )
+        print(text)
+    page = PAGE.as_posix()
+    if (root / PAGE).is_file():
+        print(f"all of it on one page: {page} (open it in a browser); next: {NEXT_AFTER_PIPELINE}")
+    else:
+        print(
+            f"{page} is not written yet: `faultwatch report` writes it; next: {NEXT_AFTER_PIPELINE}"
+        )
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from faultwatch.report_page import write_page
+
+    root = project_root()
+    path = write_page(root)
+    size = path.stat().st_size / 1024
+    print(
+        f"wrote {path.relative_to(root)} ({size:.0f} KB, one offline page: open it in a browser); "
+        f"next: {NEXT_AFTER_PIPELINE}"
+    )
+    return 0
+
+
+def refresh_page(root: Path) -> None:
+    """Rewrite reports/index.html after a command whose results DVC does not watch (the
+    monitor's report, the registry's tags). Its failure is a warning: the command's own work
+    is done and recorded."""
+    from faultwatch.report_page import PAGE, write_page
+
+    try:
+        write_page(root)
+    except FaultwatchError as e:
+        print(f"warning: {PAGE} not refreshed: {e}", file=sys.stderr)
+        return
+    print(f"refreshed {PAGE}")
 
 
 def cmd_register(args: argparse.Namespace) -> int:
@@ -183,6 +241,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
         print(f"  - {r}")
     print(f"decision recorded in the registry (`faultwatch registry show {version}`)")
     print(f"and in {PROMOTION_FILE} (not in git: the registry's tag is the record)")
+    refresh_page(root)
     if d.approved:
         print("re-package the production model: `dvc repro -f -s package`")
     return 0 if d.approved or not args.strict else 3
@@ -678,6 +737,11 @@ def parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("reports", help="list the reports the pipeline wrote")
     rep.set_defaults(func=cmd_reports)
+    page = sub.add_parser(
+        "report",
+        help="write reports/index.html: notebooks, metrics, plots, provenance, registry, monitoring",
+    )
+    page.set_defaults(func=cmd_report)
     return ap
 
 

@@ -189,3 +189,19 @@ def assign(version: str, stage: str, reason: str, repo: Path | str = ".") -> Non
         author_email=AUTHOR[1],
         force=True,
     )
+
+
+def events(repo: Path | str = ".") -> list[dict[str, Any]]:
+    """The registry's history, newest first: every registration and stage assignment with its
+    time, version, stage, commit and message (the gate's reasons)."""
+    from gto import api
+
+    if not _has_artifact(repo):
+        return []
+    history = _gto_call(f"reading the history of {ARTIFACT}", api.history, str(repo), ARTIFACT)
+    # GTO's timestamps have one-second steps: within one, the assignments' numbers give the order
+    return sorted(
+        history,
+        key=lambda e: (str(e.get("timestamp")), _assignment_number(e.get("ref"))),
+        reverse=True,
+    )

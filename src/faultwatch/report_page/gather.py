@@ -1,0 +1,261 @@
+"""What the report page shows, read from the project: every stage's metrics with the change
+since the last commit (`dvc metrics diff` against HEAD), the candidate's and the production
+model's provenance, the registry's versions and events, the latest monitoring report.
+
+Everything the page needs is read before anything is written: a malformed input (a metrics
+file that is not JSON, a record that is not an object) is a FaultwatchError naming the file.
+What is merely absent (a stage not run yet, no commit, no registry, no monitoring) is shown
+as absent on the page, never an error.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from faultwatch.errors import FaultwatchError
+from faultwatch.register import REGISTER_FILE, read_json
+
+METRICS_DIR = "reports/metrics/"
+PACKAGE_FILE = Path("reports/package.json")
+MONITOR_FILE = Path("reports/metrics/monitor.json")
+MONITOR_DIR = Path("reports/monitor")
+NOTEBOOK_HTML_DIR = Path("reports/notebooks")
+
+
+def read_dvc_yaml(root: Path) -> dict[str, Any]:
+    path = root / "dvc.yaml"
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise FaultwatchError("dvc.yaml: not found (the pipeline the page reports on)") from None
+    except yaml.YAMLError as e:
+        raise FaultwatchError(f"dvc.yaml: not valid YAML: {e}") from None
+    if not isinstance(spec, dict):
+        raise FaultwatchError("dvc.yaml: expected a mapping with `stages:`")
+    return spec
+
+
+def _entry_path(entry: Any) -> str:
+    return str(next(iter(entry)) if isinstance(entry, dict) else entry)
+
+
+@dataclass(frozen=True)
+class MetricFile:
+    stage: str
+    path: str
+    declared: bool  # under `metrics:` (what `dvc metrics show` lists), not a plain output
+
+
+def stage_metric_files(spec: dict[str, Any]) -> list[MetricFile]:
+    """Each stage's summaries under reports/metrics/, in pipeline order: its declared
+    `metrics:` and its plain outputs there (prepare, eda and augment write theirs as outs)."""
+    files = []
+    for stage, body in (spec.get("stages") or {}).items():
+        body = body or {}
+        for key in ("outs", "metrics"):
+            for entry in body.get(key) or []:
+                path = _entry_path(entry)
+                if path.startswith(METRICS_DIR) and path.endswith((".json", ".yaml", ".yml")):
+                    files.append(MetricFile(stage, path, key == "metrics"))
+    return files
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings to dotted keys, as `dvc metrics` shows them; lists are left out."""
+    out: dict[str, Any] = {}
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+    elif not isinstance(value, list):
+        out[prefix[:-1]] = value
+    return out
+
+
+def read_metric_file(root: Path, path: str) -> dict[str, Any] | None:
+    """The flattened figures of one metrics file; None when the stage has not written it."""
+    full = root / path
+    if not full.is_file():
+        return None
+    text = full.read_text()
+    try:
+        value = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise FaultwatchError(f"{path}: not valid {Path(path).suffix[1:].upper()}: {e}") from None
+    if not isinstance(value, dict):
+        raise FaultwatchError(f"{path}: expected an object of named figures")
+    return flatten(value)
+
+
+@dataclass
+class Baseline:
+    """What the workspace's metrics are compared with: HEAD, or why nothing."""
+
+    commit: str | None = None
+    subject: str = ""
+    note: str = ""
+    missing: set[str] = field(default_factory=set)  # files HEAD does not hold
+    old: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> key -> {old, diff}
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    except FileNotFoundError:
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def head(root: Path) -> dict[str, Any] | None:
+    """HEAD's sha, subject and whether tracked files differ; None without a commit."""
+    sha = _git(root, "rev-parse", "--verify", "-q", "HEAD")
+    if not sha:
+        return None
+    dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
+    return {"commit": sha, "subject": _git(root, "log", "-1", "--format=%s") or "", "dirty": dirty}
+
+
+def metrics_baseline(root: Path, paths: list[str]) -> Baseline:
+    """`dvc metrics diff HEAD` (every figure, changed or not) of `paths`, through DVC's API."""
+    commit = head(root)
+    if commit is None:
+        return Baseline(note="no commit yet: nothing to compare with")
+    base = Baseline(commit["commit"], commit["subject"])
+    if not paths:
+        return base
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(root)) as repo:
+            result = repo.metrics.diff(a_rev="HEAD", targets=paths, all=True)
+    except DvcException as e:
+        base.note = f"dvc metrics diff failed: {e}"
+        return base
+    base.old = {p: dict(figures) for p, figures in (result.get("diff") or {}).items()}
+    base.missing = set((result.get("errors") or {}).get("HEAD") or {})
+    return base
+
+
+@dataclass
+class MetricRow:
+    stage: str
+    path: str
+    declared: bool
+    key: str
+    new: Any
+    old: Any = None
+    diff: Any = None
+    in_head: bool = True  # HEAD holds this file (False without a commit too)
+    compared: bool = True  # there is a commit to compare with
+
+
+def metric_rows(root: Path, spec: dict[str, Any]) -> tuple[list[MetricRow], Baseline, list[str]]:
+    """One row per figure of every stage's metrics file; the baseline; the files not written."""
+    files = stage_metric_files(spec)
+    current = {f.path: read_metric_file(root, f.path) for f in files}
+    present = [p for p, v in current.items() if v is not None]
+    base = metrics_baseline(root, present)
+    rows, absent = [], []
+    for f in files:
+        figures = current[f.path]
+        if figures is None:
+            absent.append(f.path)
+            continue
+        old = base.old.get(f.path, {})
+        for key, value in figures.items():
+            was = old.get(key, {})
+            rows.append(
+                MetricRow(
+                    f.stage,
+                    f.path,
+                    f.declared,
+                    key,
+                    value,
+                    was.get("old"),
+                    was.get("diff"),
+                    in_head=base.commit is not None and f.path not in base.missing,
+                    compared=base.commit is not None,
+                )
+            )
+    return rows, base, absent
+
+
+def optional_json(root: Path, path: Path, what: str) -> dict[str, Any] | None:
+    """A JSON object, None when absent; malformed is an error naming the file."""
+    return read_json(root / path, what, root) if (root / path).is_file() else None
+
+
+def store_info(tag: str | None) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(labels, metadata) of a BentoML store entry; None when it is not in this store."""
+    if not tag:
+        return None
+    import bentoml
+    from bentoml.exceptions import BentoMLException
+
+    try:
+        info = bentoml.models.get(tag).info
+    except BentoMLException:
+        return None
+    return dict(info.labels), dict(info.metadata)
+
+
+def registry_state(root: Path) -> dict[str, Any]:
+    """Versions (oldest first), events (newest first), production; `error` instead when the
+    registry cannot be read (not a git repository)."""
+    from faultwatch import registry
+
+    try:
+        versions = registry.versions(root)
+        events = registry.events(root)
+    except FaultwatchError as e:
+        return {"versions": [], "events": [], "production": None, "error": str(e)}
+    prod = [v for v in versions if registry.PRODUCTION in v.stages]
+    return {"versions": versions, "events": events, "production": prod[-1] if prod else None}
+
+
+def monitor_state(root: Path) -> dict[str, Any] | None:
+    """The latest monitoring report (reports/metrics/monitor.json) and the pages beside it."""
+    report = optional_json(root, MONITOR_FILE, "the monitor's report")
+    if report is None:
+        return None
+    pages = sorted(p.name for p in (root / MONITOR_DIR).glob("*.html"))
+    notebook = root / NOTEBOOK_HTML_DIR / "05_monitor.html"
+    return {"report": report, "pages": pages, "notebook": notebook.is_file()}
+
+
+def notebooks(root: Path) -> list[tuple[str, bool]]:
+    """(stem, its executed HTML exists) for each notebook of notebooks/, and any other
+    executed notebook under reports/notebooks/."""
+    stems = {p.stem for p in (root / "notebooks").glob("*.ipynb")}
+    stems |= {p.stem for p in (root / NOTEBOOK_HTML_DIR).glob("*.html")}
+    return [(s, (root / NOTEBOOK_HTML_DIR / f"{s}.html").is_file()) for s in sorted(stems)]
+
+
+def gather(root: Path) -> dict[str, Any]:
+    """Everything the page shows (see the module's docstring)."""
+    spec = read_dvc_yaml(root)
+    rows, base, absent = metric_rows(root, spec)
+    register = optional_json(root, REGISTER_FILE, "the register stage's record")
+    package = optional_json(root, PACKAGE_FILE, "the package stage's record")
+    reg = registry_state(root)
+    prod = reg["production"]
+    return {
+        "spec": spec,
+        "head": head(root),
+        "metrics": rows,
+        "baseline": base,
+        "metrics_absent": absent,
+        "notebooks": notebooks(root),
+        "register": register,
+        "candidate_store": store_info((register or {}).get("model_tag")),
+        "package": package,
+        "registry": reg,
+        "production_store": store_info(prod.model_tag) if prod else None,
+        "monitor": monitor_state(root),
+    }
