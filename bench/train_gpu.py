@@ -14,6 +14,9 @@ seconds from an epoch's start to its last batch (validation not included). `wall
     .venv/bin/python bench/train_gpu.py                                # accelerator cpu
     python bench/train_gpu.py --accelerator gpu --precision 32-true 16-mixed bf16-mixed
     python bench/train_gpu.py --data-dir DIR  # DIR/augmented/train.parquet, DIR/prepared/val.parquet
+    python bench/train_gpu.py --accelerator gpu --cpu-baseline   # the CPU first: GPU/CPU ratio
+
+It ends with each run's samples/s and its ratio to the first run of this process.
 
 Measured 2026-11 (torch 2.11.0+cu130, Lightning 2.6.6; params.yaml's train section, 962
 training signals of 1024 points per epoch, 30 epochs, deterministic): NVIDIA H100 80GB HBM3
@@ -117,6 +120,11 @@ def main() -> None:
     )
     ap.add_argument("--data-dir", default=None, help="default: the paths in params.yaml")
     ap.add_argument("--json", default=None, help="append one JSON line per run to this file")
+    ap.add_argument(
+        "--cpu-baseline",
+        action="store_true",
+        help="first a 32-true run on the CPU in this process: the baseline of the ratios",
+    )
     args = ap.parse_args()
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -126,9 +134,18 @@ def main() -> None:
     base = dict(load_params(root / "params.yaml")["train"])
     if args.deterministic:
         args.deterministic = bool(base.get("deterministic", True))
-    for precision in args.precision:
+    plan = [(args.accelerator, p) for p in args.precision]
+    if args.cpu_baseline:
+        plan.insert(0, ("cpu", "32-true"))
+    rows = []
+    for accelerator, precision in plan:
         try:
-            row = one_run(base, args, precision, root)
+            row = one_run(
+                base,
+                argparse.Namespace(**{**vars(args), "accelerator": accelerator}),
+                precision,
+                root,
+            )
         except Exception as e:  # report and go on with the next precision
             traceback.print_exc()
             row = {
@@ -137,9 +154,21 @@ def main() -> None:
                 "error": f"{type(e).__name__}: {e}",
             }
         print(json.dumps(row), flush=True)
+        rows.append(row)
         if args.json:
             with open(args.json, "a") as f:
                 f.write(json.dumps(row) + "\n")
+    # the ratio of each run's median samples/s (epochs after the first) to the first run's
+    done = [r for r in rows if "error" not in r]
+    if done:
+        first = done[0]
+        key = "samples_per_s_median_after_epoch0"
+        for r in done:
+            print(
+                f"{r['accelerator']} {r['precision']}: {r[key]:.0f} samples/s, "
+                f"ratio to {first['accelerator']} {first['precision']}: "
+                f"{r[key] / first[key]:.2f}"
+            )
     sys.stdout.flush()
 
 
