@@ -71,6 +71,10 @@ def test_repro_runs_every_stage_then_nothing(released):
     # the main pipeline (ondemand/dvc.yaml's monitor is "always changed" by design)
     status = run(["dvc", "status", "dvc.yaml"], root, **env).stdout
     assert status.strip() == "Data and pipelines are up to date."
+    # the monitor never ran here: `dvc checkout` (and so `dvc pull`, `dvc exp apply`) must not
+    # trip over its outputs (it declares none)
+    checkout = run(["dvc", "checkout"], root, check=False, **env)
+    assert checkout.returncode == 0, checkout.stdout + checkout.stderr
 
 
 @pytest.mark.slow
