@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from faultwatch.errors import FaultwatchError
-from faultwatch.paths import bentoml_home, project_root
+from faultwatch.paths import ADHOC_DIR, bentoml_home, project_root
 
 
 def _override(text: str) -> tuple[str, object]:
@@ -44,7 +44,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_nb_run(args: argparse.Namespace) -> int:
-    from faultwatch.notebook import ADHOC_DIR, run_notebook
+    from faultwatch.notebook import run_notebook
 
     root = project_root()
     notebook = Path(args.notebook).resolve()
