@@ -62,8 +62,8 @@ def no_log_yet(target: str) -> str:
     """What to do when there is no prediction log at `target` yet."""
     return (
         f"monitor.log: {target}: no prediction log there yet. Serve a model and send it "
-        "requests (`faultwatch serve`, or `faultwatch deploy up`), or set monitor.log "
-        "(or FAULTWATCH_PREDICTION_LOG) to a log that exists."
+        "requests (`faultwatch serve`, or `faultwatch deploy up`), or point monitor.log (`log` "
+        "in the notebook's parameters cell) or FAULTWATCH_PREDICTION_LOG at a log that exists."
     )
 
 
