@@ -189,6 +189,27 @@ def test_the_cli_refuses_a_bad_window_before_running_anything(capsys, monkeypatc
     assert "monitor.last: Value error, 'yesterday' is not a duration" in capsys.readouterr().err
 
 
+def test_no_log_yet_is_an_empty_window_that_says_so_and_the_cli_refuses_it(
+    tmp_path, capsys, monkeypatch
+):
+    from faultwatch.cli import main
+    from faultwatch.monitor.source import read_window
+
+    # the notebook (in JupyterLab on a fresh project) gets an empty window and what to do
+    missing = tmp_path / "none.sqlite"
+    window = read_window(MonitorParams(log=str(missing)))
+    assert window.predictions.empty and window.rejected.empty and window.signals().empty
+    assert {"model_version", "is_fault", "label", "time"} <= set(window.predictions.columns)
+    assert window.note.startswith(f"monitor.log: {missing}: no prediction log there yet")
+    # `faultwatch monitor` (the on-demand stage) refuses it before running any cell
+    (tmp_path / "params.yaml").write_text("monitor: {}\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["monitor", "--log", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: monitor.log: {missing}: no prediction log there yet. Serve a model" in err
+    assert not missing.exists() and not (tmp_path / "reports").exists()
+
+
 def test_embedding_drift_detects_a_shift_and_not_noise():
     from faultwatch.monitor.drift import embedding_drift
 

@@ -208,3 +208,18 @@ def test_adhoc_run_writes_beside_the_pipeline_outputs(tiny_project):
     )
     assert json.loads((out / "reports/metrics/sum.json").read_text())["total"] == 46
     assert stage.read_bytes() == before
+
+
+def test_a_notebook_opened_in_jupyterlab_writes_under_reports_adhoc(tmp_path, monkeypatch):
+    from faultwatch.paths import output
+
+    monkeypatch.delenv("FAULTWATCH_STAGING", raising=False)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    assert output("models/m", tmp_path) == tmp_path / "models/m"  # a script, a test
+    # Jupyter Server names the notebook in the environment of the kernel it starts for it
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "notebooks/03_train.ipynb"))
+    assert output("models/m", tmp_path) == tmp_path / "reports/adhoc/03_train/models/m"
+    assert output(tmp_path.parent / "elsewhere", tmp_path) == tmp_path.parent / "elsewhere"
+    # the runner's staging folder wins (`faultwatch nb run` started from a notebook cell)
+    monkeypatch.setenv("FAULTWATCH_STAGING", str(tmp_path / "staging"))
+    assert output("models/m", tmp_path) == tmp_path / "staging/models/m"

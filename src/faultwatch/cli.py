@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from faultwatch.errors import FaultwatchError
-from faultwatch.paths import bentoml_home, project_root
+from faultwatch.paths import ADHOC_DIR, bentoml_home, project_root
 
 
 def _override(text: str) -> tuple[str, object]:
@@ -44,7 +44,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_nb_run(args: argparse.Namespace) -> int:
-    from faultwatch.notebook import ADHOC_DIR, run_notebook
+    from faultwatch.notebook import run_notebook
 
     root = project_root()
     notebook = Path(args.notebook).resolve()
@@ -71,6 +71,7 @@ def cmd_nb_run(args: argparse.Namespace) -> int:
 def cmd_monitor(args: argparse.Namespace) -> int:
     """notebooks/05_monitor.ipynb through the notebook runner, with the window (and log) given
     on the command line over params.yaml:monitor; prints the decision."""
+    from faultwatch.monitor.source import check_log_exists
     from faultwatch.notebook import run_notebook
     from faultwatch.params import load_params, section
 
@@ -86,7 +87,11 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         overrides["log"] = args.log
     raw = load_params(root / "params.yaml")
     # the options are checked as params are, so a bad one fails before any cell runs
-    section("monitor", {"monitor": {**(raw.get("monitor") or {}), **overrides}}, source="options")
+    params = section(
+        "monitor", {"monitor": {**(raw.get("monitor") or {}), **overrides}}, source="options"
+    )
+    # no log yet: an error here (the notebook alone, in JupyterLab, says so and runs through)
+    check_log_exists(params)
     run = run_notebook(
         "notebooks/05_monitor.ipynb", root, overrides=overrides, html=not args.no_html
     )

@@ -206,7 +206,6 @@ def _check_overrides(overrides: dict[str, Any], nb: nbformat.NotebookNode) -> No
 
 
 STAGING_DIR = Path(".faultwatch") / "staging"
-ADHOC_DIR = Path("reports") / "adhoc"
 
 
 def run_notebook(

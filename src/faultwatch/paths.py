@@ -9,6 +9,10 @@ from pathlib import Path
 MARKERS = ("params.yaml", "dvc.yaml")
 # Set by the notebook runner while a stage runs: the folder its outputs are staged in
 STAGING_ENV = "FAULTWATCH_STAGING"
+# Set by Jupyter Server in the environment of a kernel it starts for a notebook: its path
+JUPYTER_SESSION_ENV = "JPY_SESSION_NAME"
+# Where runs outside the pipeline write, one folder per notebook, in the project's layout
+ADHOC_DIR = Path("reports") / "adhoc"
 
 
 def project_root(start: Path | str | None = None) -> Path:
@@ -38,21 +42,30 @@ def output(path: Path | str, root: Path | None = None) -> Path:
 
     While the notebook runner runs a stage, that is the same relative path inside the runner's
     staging folder: the runner moves what the cells wrote into place only after the last cell
-    succeeded, so a stage that fails halfway leaves every earlier output as it was. Outside
-    the runner (a notebook run by hand in JupyterLab), it is `path` itself.
+    succeeded, so a stage that fails halfway leaves every earlier output as it was.
+
+    In a notebook opened in JupyterLab (a kernel Jupyter Server started for it, outside the
+    runner), it is the same relative path under reports/adhoc/<notebook>/, as for an ad-hoc
+    `faultwatch nb run -p`: trying parameters in JupyterLab never replaces the pipeline's
+    outputs (DVC's, recorded in dvc.lock). Elsewhere (a script, a test), `path` itself.
     """
     root = root or project_root()
     target = resolve(path, root)
     staging = os.environ.get(STAGING_ENV)
-    if not staging:
+    notebook = os.environ.get(JUPYTER_SESSION_ENV)
+    if not staging and not notebook:
         return target
     try:
         rel = Path(os.path.normpath(target)).relative_to(Path(os.path.normpath(root)))
     except ValueError:
+        if not staging:
+            return target  # a place outside the project, chosen in the notebook: as given
         raise ValueError(
             f"{path}: a stage output must lie inside the project ({root}) to be staged"
         ) from None
-    return Path(staging) / rel
+    if staging:
+        return Path(staging) / rel
+    return root / ADHOC_DIR / Path(notebook).stem / rel
 
 
 def display_path(path: Path | str, root: Path | None = None) -> str:

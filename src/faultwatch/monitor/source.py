@@ -17,16 +17,20 @@ from faultwatch.monitor.reference import model_embeddings, model_for_version, re
 from faultwatch.monitor.report import ReadEmbeddings, Reference
 from faultwatch.paths import resolve
 
+SIGNAL_FIELDS = ("prediction_id", "time", "values", "true_label", "model_version")
+
 
 @dataclass
 class Window:
-    """One window of the log: predictions, refused requests, and how to read embeddings."""
+    """One window of the log: predictions, refused requests, and how to read embeddings.
+    `note`: why the window is empty when there is no log to read yet (else None)."""
 
     start: float | None
     end: float
     target: str
     predictions: pd.DataFrame
     rejected: pd.DataFrame
+    note: str | None = None
 
     def read_embeddings(self) -> ReadEmbeddings:
         """A reader of this log's embeddings by prediction id (the monitor reads only its
@@ -39,6 +43,8 @@ class Window:
         """The sampled raw signals of the window (FAULTWATCH_LOG_SIGNALS)."""
         from faultwatch.serve import predlog
 
+        if self.note is not None:
+            return pd.DataFrame(columns=list(SIGNAL_FIELDS))
         return predlog.read_signals(self.target, self.start, self.end)
 
 
@@ -52,22 +58,49 @@ def log_target(params: MonitorParams) -> str:
     return str(predlog.default_path())
 
 
+def no_log_yet(target: str) -> str:
+    """What to do when there is no prediction log at `target` yet."""
+    return (
+        f"monitor.log: {target}: no prediction log there yet. Serve a model and send it "
+        "requests (`faultwatch serve`, or `faultwatch deploy up`), or point monitor.log (`log` "
+        "in the notebook's parameters cell) or FAULTWATCH_PREDICTION_LOG at a log that exists."
+    )
+
+
 def read_window(params: MonitorParams, now: float | None = None) -> Window:
-    """The window's predictions (of `monitor.roles`) and refused requests."""
+    """The window's predictions (of `monitor.roles`) and refused requests.
+
+    A SQLite log that does not exist yet (nothing served so far) gives an empty window whose
+    `note` says so: the notebook then runs through in JupyterLab on a fresh project, while
+    `faultwatch monitor` refuses such a log before running it (check_log_exists)."""
     from faultwatch.serve import predlog
+    from faultwatch.serve.predlog.read import PREDICTION_FIELDS, REJECTED_FIELDS
 
     start, end = params.window(time.time() if now is None else now)
     target = log_target(params)
-    if "://" not in target and not Path(target).is_file():
-        raise FileNotFoundError(
-            f"monitor.log: {target}: no prediction log there (set monitor.log or "
-            "FAULTWATCH_PREDICTION_LOG)"
+    if not predlog.log_exists(target):
+        return Window(
+            start,
+            end,
+            target,
+            pd.DataFrame(columns=[*PREDICTION_FIELDS, "true_label", "label_time"]),
+            pd.DataFrame(columns=list(REJECTED_FIELDS)),
+            note=no_log_yet(target),
         )
     predictions = predlog.read_predictions(target, start, end, roles=tuple(params.roles))
     rejected = predlog.read_rejected(target, start, end)
     if "role" in rejected.columns:
         rejected = rejected[rejected["role"].isin(params.roles)]
     return Window(start, end, target, predictions, rejected)
+
+
+def check_log_exists(params: MonitorParams) -> None:
+    """PredictionLogError (saying what to do) when there is no prediction log to monitor."""
+    from faultwatch.serve import predlog
+
+    target = log_target(params)
+    if not predlog.log_exists(target):
+        raise predlog.PredictionLogError(no_log_yet(target))
 
 
 def test_fault_rate(prepare_metrics: Path) -> float | None:
