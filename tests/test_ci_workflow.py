@@ -121,6 +121,13 @@ def test_test_artifacts_are_uploaded_even_on_failure(workflow, monkeypatch):
     assert uploads[-1] > test_step
 
 
+def test_the_checkout_has_the_history_dvc_exp_needs(workflow):
+    checkouts = [s for s in steps(workflow) if s.get("uses", "").startswith("actions/checkout@")]
+    assert checkouts and all(s.get("with", {}).get("fetch-depth") == 0 for s in checkouts), (
+        "make tiny runs `dvc exp run`, which saves no experiment in a shallow clone (checkout's default)"
+    )
+
+
 def test_uv_cache_is_keyed_on_the_lock(workflow):
     caches = [s for s in steps(workflow) if s.get("uses", "").startswith("actions/cache@")]
     assert any(
