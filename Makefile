@@ -14,7 +14,7 @@ export WANDB_MODE ?= offline
 export BENTOML_HOME ?= $(CURDIR)/.bentoml
 export PYTHONHASHSEED = 0
 
-.PHONY: setup system run test lint lock clean bench image
+.PHONY: setup system run test lint lock clean bench image tiny
 
 setup: $(STAMP)
 
@@ -60,6 +60,17 @@ run: setup
 TEST_WORKERS ?= 2
 test: setup system
 	$(BIN)/python -m pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadgroup
+
+# The whole pipeline, quickly: a stratified slice of the bundled data and a small network (a few
+# minutes on CPU; the figures mean nothing, that every stage runs does). What CI runs after the
+# tests. A DVC experiment in a temporary copy (`dvc exp run --temp`): params.yaml and the
+# workspace's outputs stay as they are; `dvc exp show` lists it, `dvc exp apply` brings it in.
+TINY_PARAMS := data.limit=400 data.min_positive=5 \
+  train.length=64 'train.channels=[4,8]' train.kernel_size=5 train.batch_size=16 \
+  train.max_epochs=3 train.patience=3 train.accelerator=cpu \
+  evaluate.baseline_n_estimators=20 evaluate.baseline_feature_length=32 evaluate.worst_n=2
+tiny: setup
+	$(BIN)/dvc exp run --temp $(addprefix -S ,$(TINY_PARAMS))
 
 # The container image of the packaged bento (reports/package.json), tagged faultwatch:<version>
 image: setup system

@@ -76,7 +76,14 @@ def deployed(tmp_path_factory, deploy_template):
     assert "v0.0.3" in shown and "rejected" in shown, shown
     port = free_port()
     try:
-        fw(root, "deploy", "up", "v0.0.1", "--port", str(port))
+        up = fw(root, "deploy", "up", "v0.0.1", "--port", str(port))
+        # progress on stderr; stdout ends with what was done, where, and what to run next
+        assert "deploy up: v0.0.1 as blue" in up.stderr, up.stderr
+        assert up.stdout.splitlines()[-1] == (
+            "done: v0.0.1 live on blue (router log .faultwatch/deploy/haproxy.log) in the "
+            f"router at http://127.0.0.1:{port}; next: faultwatch deploy stage VERSION (a new "
+            "version as green)"
+        ), up.stdout
         yield root, f"http://127.0.0.1:{port}", versions
     finally:
         fw(root, "deploy", "down", check=False)
@@ -143,11 +150,19 @@ def test_a_green_failing_its_smoke_test_is_refused_and_blue_keeps_the_traffic(de
 
 def test_stage_then_canary_10_gives_green_a_tenth(deployed):
     root, url, versions = deployed
-    fw(root, "deploy", "stage", "v0.0.2")
+    staged = fw(root, "deploy", "stage", "v0.0.2").stdout.splitlines()[-1]
+    assert staged.startswith("done: v0.0.2 staged on green (port ") and staged.endswith(
+        f"no traffic yet in the router at {url}; next: faultwatch deploy canary --steps "
+        "(or: deploy shadow on, deploy switch)"
+    ), staged
     s = status(root)
     assert s["colours"]["green"]["smoke"]["passed"] is True and s["weights"]["green"] == 0
     assert "already staged" in fw(root, "deploy", "stage", "v0.0.2").stdout
-    fw(root, "deploy", "canary", "10")
+    canary = fw(root, "deploy", "canary", "10").stdout.splitlines()[-1]
+    assert canary == (
+        f"done: canary: green (v0.0.2) takes 10 %, blue 90 % in the router at {url}; "
+        "next: faultwatch deploy analyse (then: deploy switch, or deploy rollback)"
+    )
     load = Load(url, bodies(), concurrency=8, total=1000).start().join(120)
     assert not load.failed()
     share = sum(a.model_version == versions["v0.0.2"] for a in load.answers) / len(load.answers)
@@ -431,7 +446,12 @@ def test_down_stops_everything_and_is_idempotent(deployed):
     s = status(root)
     tags = [c["tag"] for c in s["colours"].values()]
     assert rt.tagged_pids(s["colours"]["blue"]["tag"])  # blue runs (green was killed above)
-    assert "down:" in fw(root, "deploy", "down").stdout
+    down = fw(root, "deploy", "down").stdout.splitlines()[-1]
+    assert down == (
+        "done: the router and both colours stopped; the prediction log stays in "
+        "reports/serving/predictions.sqlite; next: faultwatch deploy up (the production "
+        "version as blue)"
+    ), down
     assert not rt.pid_alive(s["router"]["pid"])
     assert all(not rt.tagged_pids(t) for t in tags)  # no worker left behind
     with pytest.raises(OSError):

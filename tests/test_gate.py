@@ -48,6 +48,11 @@ def test_the_gate_against_a_real_production_model(cli):
         "  - f1 0.3750 beats baseline always_healthy (0.0000)",
         "  - f1 0.3750 beats baseline classical (0.3000)",
     ]
+    assert proc.stdout.splitlines()[-1] == (
+        "done: v0.0.1 approved: the production model in the registry's git tags (faultwatch "
+        "registry show v0.0.1) and reports/promotion.json; next: dvc repro -f -s package (the "
+        "bento of the new production model)"
+    )
     assert decision(root)["model_tag"] == first and decision(root)["production_before"] is None
 
     # a worse candidate: refused, production stays
@@ -61,6 +66,7 @@ def test_the_gate_against_a_real_production_model(cli):
     ]
     assert d["production_before"] == "v0.0.1"
     assert proc.stdout.splitlines()[0] == "v0.0.2: REJECTED"
+    assert proc.stdout.splitlines()[-1].startswith("done: v0.0.2 rejected: production unchanged")
 
     # another network (other weights, other sha256) with the same figures: a tie keeps production
     equal = cli.register("always", seed=1)

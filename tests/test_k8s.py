@@ -37,12 +37,11 @@ import kubernetes_validate
 import pytest
 import referencing
 import yaml
+from conftest import NPM_SRC, npm_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
 COMPOSE = ROOT / "deploy" / "compose.yaml"
-NPM_SRC = ROOT / "tests" / "npm"
-NPM_DIR = ROOT / ".venv" / "npm"
 OVERLAYS = ("blue", "green", "canary", "shadow")
 LIVE_COLOUR = {"blue": "blue", "green": "green", "canary": "blue", "shadow": "blue"}
 COLOURS = ("blue", "green")
@@ -66,29 +65,6 @@ def kustomize(path: Path) -> list[dict[str, Any]]:
     if proc.returncode != 0:
         raise AssertionError(f"kubectl kustomize {path} failed:\n{proc.stderr.strip()}")
     return [d for d in yaml.safe_load_all(proc.stdout) if d]
-
-
-def npm_modules() -> Path:
-    """.venv/npm/node_modules as pinned by tests/npm/package-lock.json, installed when missing."""
-    wanted = (NPM_SRC / "package-lock.json").read_text()
-    modules = NPM_DIR / "node_modules"
-    lock = NPM_DIR / "package-lock.json"
-    if modules.is_dir() and lock.is_file() and lock.read_text() == wanted:
-        return modules
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.fail("npm is not on PATH: the schema packages in tests/npm need Node.js and npm")
-    NPM_DIR.mkdir(parents=True, exist_ok=True)
-    for name in ("package.json", "package-lock.json", ".npmrc"):
-        shutil.copyfile(NPM_SRC / name, NPM_DIR / name)
-    proc = subprocess.run(
-        [npm, "ci", "--prefix", str(NPM_DIR), "--no-audit", "--no-fund"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, f"npm ci --prefix {NPM_DIR} failed:\n{proc.stderr[-2000:]}"
-    return modules
 
 
 def _strict(schema: Any) -> Any:

@@ -97,6 +97,14 @@ def test_cli_in_a_real_jupyter_kernel(tiny_project):
     )
     metrics = "reports/adhoc/07_sum/reports/metrics/sum.json"  # -p: an ad-hoc run
     assert f"wrote {metrics}" in proc.stdout.splitlines()
+    # each cell announced on stderr as it starts; the last line says what, where and what next
+    assert "[sum] cell 2/5: (parameters)\n[sum] cell 3/5: import scrapbook as sb\n" in proc.stderr
+    last = proc.stdout.splitlines()[-1]
+    assert last.startswith("done: 07_sum.ipynb executed (5 cells, "), last
+    assert last.endswith(
+        " s) in reports/adhoc/07_sum; next: jupyter lab reports/adhoc/07_sum/reports/notebooks/"
+        "07_sum.ipynb"
+    ), last
     assert json.loads((tiny_project / metrics).read_text())["total"] == 45
 
 
@@ -104,16 +112,23 @@ def test_cli_reports_a_failing_cell(tiny_project):
     tiny_notebook(tiny_project / "notebooks" / "07_sum.ipynb", body="1 / 0")
     proc = run(["faultwatch", "nb", "run", "notebooks/07_sum.ipynb"], tiny_project, check=False)
     assert proc.returncode == 1
-    assert "ZeroDivisionError" in proc.stderr and "1 / 0" in proc.stderr
+    # the failing cell's source in the error (not only in the cell's progress line)
+    assert "ZeroDivisionError" in proc.stderr and "\n    1 / 0\n" in proc.stderr
+    assert "done:" not in proc.stdout
 
 
 @pytest.mark.slow
 def test_real_eda_notebook_on_tiny_data(project):
     run(["faultwatch", "prepare"], project)
-    run(
+    proc = run(
         ["faultwatch", "nb", "run", "notebooks/01_eda.ipynb", "-p", "examples_per_class=1"],
         project,
     )
+    # an ad-hoc run of a pipeline stage: the same change as a DVC experiment is what comes next
+    assert proc.stdout.splitlines()[-1].endswith(
+        "s) in reports/adhoc/01_eda; next: dvc exp run -S eda.examples_per_class=1 (the same "
+        "change as an experiment of the pipeline)"
+    ), proc.stdout
     out = project / "reports/adhoc/01_eda"  # -p: an ad-hoc run, beside the stage's outputs
     m = json.loads((out / "reports/metrics/eda.json").read_text())
     assert m["n_signals"] == 52 and m["n_fault"] == 12 and m["n_classes"] == 3

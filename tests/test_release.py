@@ -54,6 +54,21 @@ def test_repro_runs_every_stage_then_nothing(released):
         "package",
         "report",
     ]
+    # each stage up to package ends with what it produced and where; inside `dvc repro` no
+    # next step (the report stage's own last line gives the one after the pipeline)
+    done = [ln for ln in first.stdout.splitlines() if ln.startswith("done: ")]
+    assert len(done) == len(ran) - 1 and not any("; next:" in ln for ln in done), done
+    assert done[0] == "done: train, val and test splits (52 signals) in data/prepared"
+    assert done[3].startswith("done: 03_train.ipynb executed (6 cells, ") and done[3].endswith(
+        " s) in reports/notebooks"
+    )
+    assert done[-1].startswith("done: bento faultwatch:"), done
+    assert done[-1].endswith(" (candidate (not promoted)) in the BentoML store .bentoml")
+    # progress on stderr: each cell of each notebook, each epoch of the training
+    assert "[eda] cell 1/" in first.stderr and "[evaluate] cell 1/" in first.stderr
+    epochs = [ln for ln in first.stderr.splitlines() if ln.startswith("[train] epoch ")]
+    assert [ln.split(":")[0] for ln in epochs] == [f"[train] epoch {i}/3" for i in (1, 2, 3)]
+    assert "val_pr_auc" in epochs[0], epochs
     again = run(["dvc", "repro"], root, **env)
     assert "Running stage" not in again.stdout
     # a forced register of the same model registers nothing new and changes no output

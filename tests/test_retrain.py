@@ -181,7 +181,8 @@ def test_good_labels_are_retrained_promoted_staged_canaried_and_switched(loop, t
         load.join(60)
     print(f"retrain (good batch) took {time.monotonic() - t0:.0f} s:\n{r.stdout}")
     assert r.returncode == 0, r.stdout + r.stderr
-    steps = [line.split()[:2] for line in r.stdout.splitlines()[1:]]
+    *lines, last = r.stdout.splitlines()
+    steps = [line.split()[:2] for line in lines[1:]]
     assert steps == [
         ["validate", "ok"],
         ["data", "ok"],
@@ -193,6 +194,13 @@ def test_good_labels_are_retrained_promoted_staged_canaried_and_switched(loop, t
         ["canary", "passed"],
         ["switch", "ok"],
     ], r.stdout
+    assert last.startswith("done: v0.0.2 live on green (trained on data/raw/production/"), last
+    assert last.endswith(
+        "; next: faultwatch deploy status (faultwatch deploy rollback returns to v0.0.1)"
+    )
+    # progress on stderr: the stages dvc ran, the epochs of the train notebook, the canary's steps
+    for said in ("  Running stage 'train'", "  [train] epoch 1/", "  50 %: waiting"):
+        assert said in r.stderr, (said, r.stderr)
     # the batch is a new version of the data, in the training split only
     added = sorted((root / "data/raw/production/data_raw_tiny.tsv").glob("*week3.tsv"))
     assert len(added) == 1 and added[0].with_name(added[0].name + ".dvc").is_file()
@@ -274,6 +282,12 @@ def test_drifted_simulated_traffic_makes_the_monitor_ask_for_a_retrain(loop):
     assert "answered 400" in r.stdout or '"answered": 400' in r.stdout, r.stdout
     r = fw(root, "monitor", "--since", str(since), "--no-html")
     assert "retrain_needed: true" in r.stdout, r.stdout
+    assert r.stdout.splitlines()[-1] == (
+        "done: monitoring report, retrain needed in reports/metrics/monitor.json (Evidently's "
+        "reports in reports/monitor); next: faultwatch retrain --from-log (the labelled "
+        "production signals)"
+    )
+    assert "[monitor] cell 1/" in r.stderr  # the notebook's cells as progress
     report = json.loads((root / "reports/metrics/monitor.json").read_text())
     assert report["retrain_needed"] is True
     drifted = {x["feature"] for x in report["reasons"] if x["kind"] == "input_drift"}

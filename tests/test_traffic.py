@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,14 @@ def test_offset_and_scale_move_the_logged_inputs_by_what_was_asked(served, monke
     before = last_id(log)
     code, out, _ = simulate(root, monkeypatch, capsys, url, "--offset", "2", "--rate", "200")
     assert code == 0 and f"sent {n} requests" in out and "drift: offset +2 std" in out
+    # the last line: what was produced, where, and the command that looks at this window
+    last = out.splitlines()[-1]
+    assert last.startswith(
+        f"done: {n} of {n} requests answered ({n} signals, 0 labels posted) in the prediction "
+        f"log of the service behind {url}; next: faultwatch monitor --since "
+    ), last
+    since = float(last.split("--since ")[1].split()[0])
+    assert time.time() - 60 < since <= time.time()
     rows = logged_since(log, before)
     expected = sorted(v.mean() + 2 * v.std() for v in values)
     assert np.allclose(sorted(r[1] for r in rows), expected, atol=1e-6)
@@ -128,6 +137,26 @@ def test_offset_and_scale_move_the_logged_inputs_by_what_was_asked(served, monke
     rows = logged_since(log, before)
     assert code == 0 and len(rows) == n
     assert np.allclose(sorted(r[2] for r in rows), sorted(3 * v.std() for v in values), atol=1e-6)
+
+
+def test_progress_is_reported_while_the_traffic_runs(served):
+    """A long replay says how far it got every `every_s` seconds (the CLI: every 10 s)."""
+    from faultwatch import traffic
+
+    url, _, root = served
+    signals = traffic.read_signals_file(root / "data/prepared/test.parquet")
+    seen: list[tuple[int, float]] = []
+    plan = traffic.Plan(url=url, rate=40, count=40, concurrency=2)
+    summary = traffic.replay(
+        plan,
+        signals,
+        traffic.Drift(),
+        on_progress=lambda s, t: seen.append((s.sent, t)),
+        every_s=0.2,
+    )
+    assert summary.sent == 40 and 2 <= len(seen) <= 10, seen  # about 1 s of traffic
+    assert [n for n, _ in seen] == sorted(n for n, _ in seen) and seen[0][0] < 40
+    assert all(0.2 <= t < 5 for _, t in seen), seen
 
 
 def test_noise_and_time_shift_change_the_signals_they_should(served, monkeypatch, capsys):

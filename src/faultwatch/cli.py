@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import shlex
 import sys
+import time
 from pathlib import Path
 
 import yaml
 
+from faultwatch import progress
 from faultwatch.errors import FaultwatchError
-from faultwatch.paths import ADHOC_DIR, bentoml_home, project_root
+from faultwatch.paths import ADHOC_DIR, bentoml_home, display_path, project_root
 
 
 def _override(text: str) -> tuple[str, object]:
@@ -27,7 +31,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     root = project_root()
     raw = load_params(args.params or root / "params.yaml")
-    summary = prepare(section("data", raw), section("split", raw), root)
+    split = section("split", raw)
+    summary = prepare(section("data", raw), split, root)
     for name in ("train", "val", "test"):
         s = summary[name]
         print(f"{name}: {s['n_signals']} signals, {s['n_fault']} fault ({s['fault_ratio']:.1%})")
@@ -40,6 +45,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     gaps = summary["missing"]
     if any(gaps.values()):
         print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in gaps.items()))
+    n = sum(summary[name]["n_signals"] for name in ("train", "val", "test"))
+    progress.done(
+        f"train, val and test splits ({n} signals)",
+        display_path(root / split.out_dir, root),
+        "dvc repro (the stages after prepare)",
+    )
     return 0
 
 
@@ -64,8 +75,27 @@ def cmd_nb_run(args: argparse.Namespace) -> int:
     )
     for p in (run.notebook, run.html, run.metrics):
         if p.exists():
-            print(f"wrote {p.relative_to(root) if p.is_relative_to(root) else p}")
+            print(f"wrote {display_path(p, root)}")
+    what = f"{notebook.name} executed ({run.cells} cells, {run.seconds:.0f} s)"
+    stages = pipeline_stages(root)
+    if output is None and run.stage in stages:  # the stage's outputs (in or outside dvc repro)
+        nxt = "dvc repro (records these outputs in dvc.lock and runs the stages after it)"
+    elif output is not None and args.param and run.stage in stages:
+        sets = " ".join(
+            "-S " + shlex.quote(f"{run.stage}.{k}={json.dumps(v)}") for k, v in args.param
+        )
+        nxt = f"dvc exp run {sets} (the same change as an experiment of the pipeline)"
+    else:
+        nxt = f"jupyter lab {display_path(run.notebook, root)}"
+    progress.done(what, display_path(output or run.notebook.parent, root), nxt)
     return 0
+
+
+def pipeline_stages(root: Path) -> set[str]:
+    """The stages of the root dvc.yaml (those `dvc repro` and `dvc exp run` run)."""
+    path = root / "dvc.yaml"
+    spec = yaml.safe_load(path.read_text()) if path.is_file() else None
+    return set((spec or {}).get("stages") or {})
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
@@ -100,12 +130,21 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             print(f"wrote {p.relative_to(root) if p.is_relative_to(root) else p}")
     refresh_page(root)
     scraps = run.scraps
+    needed = bool(scraps.get("retrain_needed"))
     print(f"retrain_needed: {str(scraps.get('retrain_needed')).lower()}")
     for r in scraps.get("reasons") or []:
         print(
             f"  {r['model_version']}: {r['kind']} {r['feature']} "
             f"score {r['score']:.4g} (threshold {r['threshold']:.4g})"
         )
+    report = run.metrics if args.no_html else run.html
+    progress.done(
+        f"monitoring report, retrain {'needed' if needed else 'not needed'}",
+        f"{display_path(report, root)} (Evidently's reports in {params.out_dir})",
+        "faultwatch retrain --from-log (the labelled production signals)"
+        if needed
+        else f"jupyter lab {display_path(run.notebook, root)}",
+    )
     return 0
 
 
@@ -179,7 +218,8 @@ def refresh_page(root: Path) -> None:
 def cmd_register(args: argparse.Namespace) -> int:
     from faultwatch.register import register
 
-    record, created = register(project_root())
+    root = project_root()
+    record, created = register(root)
     sha = record["weights_sha256"][:16]
     if created:
         print(f"registered {record['model_tag']} (weights sha256 {sha}...)")
@@ -188,25 +228,32 @@ def cmd_register(args: argparse.Namespace) -> int:
             f"already in the store as {record['model_tag']} (same weights sha256 {sha}..., "
             "threshold and test metrics): nothing new registered"
         )
+    progress.done(
+        f"{record['model_tag']} with its provenance (reports/register.json)",
+        f"the BentoML store {display_path(bentoml_home(root), root)}",
+        "faultwatch promote (the gate against production)",
+    )
     return 0
 
 
 def cmd_package(args: argparse.Namespace) -> int:
     from faultwatch.package import package
 
-    record = package(project_root(), version=args.version)
+    root = project_root()
+    record = package(root, version=args.version)
     for warning in record["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"built bento {record['bento_tag']} with {record['model_tag']} ({record['stage']})")
     print(f"why this model: {record['reason']}")
     what = f" {args.version}" if args.version else ""
-    print(f"next: its container image: `faultwatch image build{what}`")
+    progress.done(
+        f"bento {record['bento_tag']} with {record['model_tag']} ({record['stage']})",
+        f"the BentoML store {display_path(bentoml_home(root), root)}",
+        f"faultwatch image build{what} (its container image), or faultwatch serve{what}",
+    )
     return 0
 
 
 def cmd_image(args: argparse.Namespace) -> int:
-    import json
-
     from faultwatch import image
 
     root = project_root()
@@ -220,17 +267,18 @@ def cmd_image(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
         return 0
-    verb = "built" if out["built"] else "up to date:"
-    print(
-        f"{verb} {', '.join(out['tags'])} ({out['size_mb']} MB, user {out['user']}) from "
-        f"{out['bento_tag']} in {out['seconds']:.0f} s"
-    )
+    how = f"built in {out['seconds']:.0f} s" if out["built"] else "already up to date"
     run = "docker" if out["engine"] == "docker" else "podman"
-    nxt = f"`{run} run --rm -p 127.0.0.1:3000:3000 {out['image']}`"
+    nxt = f"{run} run --rm -p 127.0.0.1:3000:3000 {out['image']}"
     version = out["labels"].get(image.LABEL_PREFIX + "registry_version", "none")
     if version != "none":
-        nxt += f", or `faultwatch deploy up {version} --runtime container`"
-    print(f"next: {nxt}")
+        nxt = f"faultwatch deploy up {version} --runtime container, or {nxt}"
+    progress.done(
+        f"image {', '.join(out['tags'])} ({out['size_mb']} MB, user {out['user']}, {how}) "
+        f"of bento {out['bento_tag']}",
+        f"{out['engine']}'s local images",
+        nxt,
+    )
     return 0
 
 
@@ -244,11 +292,20 @@ def cmd_promote(args: argparse.Namespace) -> int:
     print(f"{version}: {'APPROVED' if d.approved else 'REJECTED'}")
     for r in d.reasons:
         print(f"  - {r}")
-    print(f"decision recorded in the registry (`faultwatch registry show {version}`)")
-    print(f"and in {PROMOTION_FILE} (not in git: the registry's tag is the record)")
     refresh_page(root)
+    where = f"the registry's git tags (faultwatch registry show {version}) and {PROMOTION_FILE}"
     if d.approved:
-        print("re-package the production model: `dvc repro -f -s package`")
+        progress.done(
+            f"{version} approved: the production model",
+            where,
+            "dvc repro -f -s package (the bento of the new production model)",
+        )
+    else:
+        progress.done(
+            f"{version} rejected: production unchanged",
+            where,
+            "dvc exp show (look for a better candidate: dvc exp run -S train.KEY=VALUE)",
+        )
     return 0 if d.approved or not args.strict else 3
 
 
@@ -279,8 +336,6 @@ def cmd_registry_list(args: argparse.Namespace) -> int:
 
 
 def cmd_registry_show(args: argparse.Namespace) -> int:
-    import json
-
     import bentoml
     from bentoml.exceptions import NotFound
 
@@ -311,8 +366,6 @@ def cmd_registry_show(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import json
-
     from faultwatch.serve.launch import exec_server, plan
 
     root = project_root()
@@ -360,7 +413,6 @@ def _number(rule: str, ok, kind=float):
 
 
 def cmd_simulate_traffic(args: argparse.Namespace) -> int:
-    import json
     from urllib.parse import urlsplit
 
     from faultwatch import traffic
@@ -406,7 +458,15 @@ def cmd_simulate_traffic(args: argparse.Namespace) -> int:
         ),
         flush=True,
     )
-    summary = traffic.replay(plan, signals, drift)
+    started = time.time()
+
+    def tick(s: traffic.Summary, seconds: float) -> None:
+        progress.step(
+            f"  {seconds:.0f} s: sent {s.sent}, answered {s.answered}, failed "
+            f"{s.sent - s.answered}, labels posted {s.labels_posted}"
+        )
+
+    summary = traffic.replay(plan, signals, drift, on_progress=tick)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
@@ -415,6 +475,13 @@ def cmd_simulate_traffic(args: argparse.Namespace) -> int:
     if summary.answered == 0:
         print(f"error: no request was answered by {plan.url}", file=sys.stderr)
         return 1
+    if not args.json:  # stdout stays one JSON document
+        progress.done(
+            f"{summary.answered} of {summary.sent} requests answered "
+            f"({summary.signals_answered} signals, {summary.labels_posted} labels posted)",
+            f"the prediction log of the service behind {plan.url}",
+            f"faultwatch monitor --since {int(started)} (drift and performance of this window)",
+        )
     return 0
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from faultwatch import progress
 from faultwatch.errors import FaultwatchError
 from faultwatch.serve.launch import REGISTRY_VERSION
 
@@ -55,7 +56,8 @@ class ImageError(FaultwatchError):
 
 
 def say(msg: str) -> None:
-    print(msg, flush=True)
+    """A step of the build: progress, on stderr (faultwatch.progress); stdout is the result."""
+    progress.step(msg)
 
 
 # ---------------------------------------------------------------------- engines

@@ -15,6 +15,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 import nbformat
 import yaml
 
+from faultwatch import progress
 from faultwatch.errors import FaultwatchError, ParamsError
 from faultwatch.params import SECTIONS, load_params, section
 from faultwatch.paths import STAGING_ENV, display_path, write_text_atomic
@@ -46,6 +48,8 @@ class NotebookRun:
     html: Path
     metrics: Path
     scraps: dict[str, Any]
+    cells: int = 0  # code cells executed
+    seconds: float = 0.0
 
 
 def stage_name(notebook: Path) -> str:
@@ -119,12 +123,17 @@ def scrub(nb: nbformat.NotebookNode, root: Path) -> nbformat.NotebookNode:
 
 
 @contextmanager
-def _stage_context(root: Path, staging: Path) -> Iterator[None]:
+def _stage_context(root: Path, staging: Path, in_process: bool = True) -> Iterator[None]:
     """FAULTWATCH_ROOT and FAULTWATCH_STAGING for the cells (and a kernel's environment), quiet
-    scrapbook warnings."""
-    keys = ("FAULTWATCH_ROOT", STAGING_ENV)
+    scrapbook warnings. In this process (not in a kernel, which would send the lines to the
+    notebook) the cells may report progress to the terminal (faultwatch.progress)."""
+    keys = ("FAULTWATCH_ROOT", STAGING_ENV, progress.ENV)
     before = {k: os.environ.get(k) for k in keys}
     os.environ.update({"FAULTWATCH_ROOT": str(root), STAGING_ENV: str(staging)})
+    if in_process:
+        os.environ[progress.ENV] = "1"
+    else:
+        os.environ.pop(progress.ENV, None)
     try:
         with warnings.catch_warnings():
             # scrapbook warns that glue saw no kernel when cells run in-process; glue still works
@@ -225,7 +234,7 @@ def run_notebook(
     root for a pipeline stage; another folder for an ad-hoc run, which then leaves the
     pipeline's outputs alone). By default cells run in this process (faultwatch.engine): the
     same notebook semantics without a kernel start. `kernel=True` runs a Jupyter kernel as
-    JupyterLab does.
+    JupyterLab does. Each code cell is announced on stderr as it starts (faultwatch.progress).
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -250,17 +259,19 @@ def run_notebook(
     staging = Path(tempfile.mkdtemp(prefix=f"{src.stem}-", dir=root / STAGING_DIR))
     executed = staging / nb_rel
     executed.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
     try:
         try:
-            with _stage_context(root, staging):
+            with _stage_context(root, staging, in_process=not kernel):
                 nb = pm.execute_notebook(
                     str(src),
                     str(executed),
                     parameters=parameters,
                     cwd=str(root),
-                    engine_name=None if kernel else register_engine(),
+                    engine_name=register_engine(kernel=kernel),
                     progress_bar=False,
                     log_output=False,
+                    progress_label=stage,
                 )
         except PapermillExecutionError as e:
             if executed.is_file():
@@ -283,4 +294,13 @@ def run_notebook(
         failed.unlink(missing_ok=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return NotebookRun(stage, target / nb_rel, target / html_rel, target / metrics_rel, scraps)
+    cells = sum(c.cell_type == "code" for c in nb.cells)
+    return NotebookRun(
+        stage,
+        target / nb_rel,
+        target / html_rel,
+        target / metrics_rel,
+        scraps,
+        cells=cells,
+        seconds=time.monotonic() - t0,
+    )

@@ -1,6 +1,8 @@
 """`faultwatch retrain`: new labelled signals -> a better model in production, or a named refusal.
 
-The steps, each printed as one line (step, outcome, seconds, detail):
+The steps, each printed as one line (step, outcome, seconds, detail), and when the loop got
+through, one last `done:` line (faultwatch.progress); meanwhile the stages `dvc repro` runs, the
+notebooks' cells and epochs, and the steps of the canary show as progress on stderr:
 
 1. validate: the batch (a file in any format `prepare` reads, or the labelled production
    signals of a window of the prediction log) goes through `prepare`'s own code
@@ -32,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +44,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from faultwatch import progress
 from faultwatch.errors import FaultwatchError
 
 EXIT_REFUSED = 3  # as `deploy`: a gate said no
@@ -100,12 +104,31 @@ def _tool(name: str) -> str:
     return str(here) if here.exists() else name
 
 
+# what a command's output says about its progress: the stages `dvc repro` runs, and the lines
+# the notebook runner prints for each cell and epoch (faultwatch.progress)
+PROGRESS_LINE = re.compile(r"^(Running stage '[^']+'|\[[\w-]+\] (cell|epoch) \d+/\d+)")
+
+
 def _run(loop: Loop, cmd: list[str], what: str) -> None:
+    """Run `cmd`, its output into the run's log as it comes (`tail -f` follows it); the lines
+    that tell its progress (PROGRESS_LINE) are echoed as progress."""
     loop.note(f"$ {' '.join(cmd)}")
-    proc = subprocess.run(cmd, cwd=loop.root, capture_output=True, text=True)
-    loop.note(proc.stdout + proc.stderr)
+    lines: list[str] = []
+    with (
+        open(loop.log, "a") as log,
+        subprocess.Popen(
+            cmd, cwd=loop.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as proc,
+    ):
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            log.write(line)
+            log.flush()
+            if PROGRESS_LINE.match(line):
+                progress.step(f"  {line.rstrip()}")
     if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        tail = "\n".join("".join(lines).strip().splitlines()[-15:])
         raise RetrainError(f"{what} failed ({proc.returncode}); log {loop.log}:\n{tail}")
 
 
@@ -218,7 +241,13 @@ def retrain(
         f"fault), {s['production']['n_signals']} of them from production",
     )
     if dry_run:
-        out("dry run: nothing was changed")
+        out(
+            progress.done_line(
+                f"{source.name} validated; dry run: nothing was changed",
+                None,
+                "the same command without --dry-run",
+            )
+        )
         return 0
 
     # 2. data ----------------------------------------------------------------------------
@@ -301,11 +330,23 @@ def retrain(
             "no deployment running (`faultwatch deploy up`): "
             f"stopped after promotion; {version} is production",
         )
+        out(
+            progress.done_line(
+                f"{version} trained on {rel}, promoted and packaged",
+                "the registry and the BentoML store",
+                "faultwatch deploy up (serves the production version behind the router)",
+            )
+        )
         return 0
     st = load(root)
     live = st.colours[st.live]
     if live.version == version:
         loop.report("deploy", "skipped", t0, f"{version} is already live on {st.live}")
+        out(
+            progress.done_line(
+                f"{version} live on {st.live}", d.at_router(st), "faultwatch deploy status"
+            )
+        )
         return 0
     p = d.params(root)
     steps = steps or list(p.canary_steps)
@@ -340,6 +381,13 @@ def retrain(
     except DeployError as e:
         loop.report("deploy", "FAILED", t0, str(e))
         return 1
+    out(
+        progress.done_line(
+            f"{version} live on {st.live} (trained on {rel})",
+            d.at_router(st),
+            f"faultwatch deploy status (faultwatch deploy rollback returns to {live.version})",
+        )
+    )
     return 0
 
 

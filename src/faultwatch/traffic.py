@@ -33,6 +33,7 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,8 +301,15 @@ class _Labeller:
                     )
 
 
-def replay(plan: Plan, signals: Signals, drift: Drift) -> Summary:
-    """Send the (drifted) signals as the plan says; returns what came back."""
+def replay(
+    plan: Plan,
+    signals: Signals,
+    drift: Drift,
+    on_progress: Callable[[Summary, float], None] | None = None,
+    every_s: float = 10.0,
+) -> Summary:
+    """Send the (drifted) signals as the plan says; returns what came back. `on_progress`
+    (summary so far, seconds since the start) is called every `every_s` seconds meanwhile."""
     rng = np.random.default_rng(plan.seed)
     order = np.arange(len(signals.values))
     if drift.fault_share is not None:
@@ -368,8 +376,15 @@ def replay(plan: Plan, signals: Signals, drift: Drift) -> Summary:
     threads = [threading.Thread(target=client, daemon=True) for _ in range(plan.concurrency)]
     for t in threads:
         t.start()
+    shown = t0
     for t in threads:
-        t.join()
+        while t.is_alive():
+            t.join(timeout=min(0.5, every_s))
+            now = time.monotonic()
+            if on_progress is not None and now - shown >= every_s:
+                shown = now
+                with lock:
+                    on_progress(summary, now - t0)
     if labeller:
         labeller.close()
         labeller.thread.join()

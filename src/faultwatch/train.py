@@ -34,6 +34,7 @@ import torch
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch import nn
 
+from faultwatch import progress
 from faultwatch.errors import DataError
 from faultwatch.model.datamodule import SignalDataModule
 from faultwatch.model.io import save_model, sha256_file
@@ -100,6 +101,34 @@ class EpochHistory(Callback):
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=[*HISTORY_COLUMNS, "samples", "train_seconds"])
+
+
+class EpochProgress(Callback):
+    """One line per epoch on the terminal of `faultwatch nb run` and `dvc repro`, never in the
+    notebook (faultwatch.progress); nothing in JupyterLab, where the history table follows."""
+
+    def __init__(self, label: str = "train") -> None:
+        self.label = label
+        self._t0 = 0.0
+        self._best = float("-inf")
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not (progress.in_runner() and trainer.is_global_zero):
+            return
+        m = trainer.callback_metrics
+        figures = ", ".join(
+            f"{k} {float(m[k]):.4f}" for k in ("train_loss", "val_loss", "val_pr_auc") if k in m
+        )
+        if "val_pr_auc" in m:
+            self._best = max(self._best, float(m["val_pr_auc"]))
+            figures += f" (best {self._best:.4f})"
+        progress.step(
+            f"[{self.label}] epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {figures}, "
+            f"{time.perf_counter() - self._t0:.1f} s"
+        )
 
 
 class RngStateInCheckpoint(Callback):
@@ -312,7 +341,14 @@ def train(
             precision=params.precision,
             max_epochs=params.max_epochs,
             deterministic=params.deterministic,
-            callbacks=[history, RngStateInCheckpoint(), early, *callbacks, checkpoint],
+            callbacks=[
+                history,
+                RngStateInCheckpoint(),
+                early,
+                EpochProgress(),
+                *callbacks,
+                checkpoint,
+            ],
             logger=logger,
             log_every_n_steps=1,
             enable_progress_bar=progress_bar,

@@ -23,10 +23,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from faultwatch import progress
 from faultwatch.deploy import router as rt
 from faultwatch.deploy.analysis import Analysis, DeployParams, analyse, shadow_agreement
 from faultwatch.deploy.state import Colour, DeployError, State, load, locked, save, state_dir
-from faultwatch.paths import bentoml_home
+from faultwatch.paths import bentoml_home, display_path
 from faultwatch.serve.predlog.entries import PredictionLogError
 from faultwatch.serve.predlog.sqlite import resolve_target, show_target
 
@@ -36,7 +37,18 @@ EXIT_REFUSED = 3  # a gate said no: smoke test, analysis, inconclusive analysis
 
 
 def say(msg: str) -> None:
+    """What a command did or decided (stdout); the steps on the way are `progress.step`
+    (stderr), and a command that changed the deployment ends with `progress.done`."""
     print(msg, flush=True)
+
+
+def at_router(st: State) -> str:
+    return f"the router at {st.url}"
+
+
+def _shown(target: Path | str, root: Path) -> str:
+    """The prediction log for a person: a file relative to the project, a URL masked."""
+    return display_path(target, root) if isinstance(target, Path) else show_target(target)
 
 
 def params(root: Path) -> DeployParams:
@@ -144,7 +156,7 @@ def start_colour(
         "FAULTWATCH_PREDICTION_LOG": str(prediction_log(root)),
         "BENTOML_HOME": str(bentoml_home(root).resolve()),
     }
-    say(f"  starting {colour}: {version} ({model_tag}) on {p.host}:{port} (log {log})")
+    progress.step(f"  starting {colour}: {version} ({model_tag}) on {p.host}:{port} (log {log})")
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             # the registry version: its bento when one packages the model, else this checkout's
@@ -178,7 +190,7 @@ def ready_or_stopped(c: Colour, p: DeployParams, colour: str, t0: float, what: s
     except BaseException:
         stop_colour(c)
         raise
-    say(f"  {colour} ready in {time.monotonic() - t0:.1f} s{what}")
+    progress.step(f"  {colour} ready in {time.monotonic() - t0:.1f} s{what}")
 
 
 def start_container(
@@ -196,7 +208,9 @@ def start_container(
     eng, image = containers.image_for(version, model_tag)
     name = f"faultwatch-{tag}"
     log.unlink(missing_ok=True)  # the container's log file is its own, one per container
-    say(f"  starting {colour}: {image} ({model_tag}) as container {name} on {p.host}:{port}")
+    progress.step(
+        f"  starting {colour}: {image} ({model_tag}) as container {name} on {p.host}:{port}"
+    )
     t0 = time.monotonic()
     containers.run(
         eng,
@@ -342,7 +356,9 @@ def cmd_up(root: Path, version: str | None, port: int | None, runtime: str = "pr
             )
         cleanup(root, st)  # leftovers of a router or servers that died
         st = State(host=p.host, port=port or p.port, history=st.history, runtime=runtime)
-        say(f"deploy up: {version} as blue ({runtime}) behind the router on {st.host}:{st.port}")
+        progress.step(
+            f"deploy up: {version} as blue ({runtime}) behind the router on {st.host}:{st.port}"
+        )
         blue = start_colour(root, "blue", version, tag, p, runtime)
         blue.smoke = smoke(blue, entry, p)
         if not blue.smoke["passed"]:
@@ -359,8 +375,11 @@ def cmd_up(root: Path, version: str | None, port: int | None, runtime: str = "pr
         st.live, st.weights = "blue", {"blue": 100, "green": 0}
         st.record("up", colour="blue", version=version, model_tag=tag)
         save(root, st)
-    say(f"up: {version} live on blue at {st.url} (router log {cfg.log_path}).")
-    say("next: `faultwatch deploy stage VERSION` to stage a new version as green")
+    progress.done(
+        f"{version} live on blue (router log {display_path(cfg.log_path, root)})",
+        at_router(st),
+        "faultwatch deploy stage VERSION (a new version as green)",
+    )
     return 0
 
 
@@ -386,7 +405,7 @@ def cmd_stage(root: Path, version: str) -> int:
                 f"{colour} takes {st.weights[colour]} % of the traffic (a canary): "
                 "`faultwatch deploy rollback` first"
             )
-        say(f"deploy stage: {version} as {colour}")
+        progress.step(f"deploy stage: {version} as {colour}")
         if approval != "approved":
             say(
                 f"  note: the promotion gate's decision on {version} is '{approval}' "
@@ -422,11 +441,12 @@ def cmd_stage(root: Path, version: str) -> int:
         st.colours[colour] = c
         st.record("stage", colour=colour, version=version, model_tag=tag, smoke="passed")
         save(root, st)
-    say(
-        f"staged: {version} on {colour} (port {c.port}), smoke test passed "
-        f"({c.smoke.get('message', '')}); it takes no traffic yet."
+    progress.done(
+        f"{version} staged on {colour} (port {c.port}), smoke test passed "
+        f"({c.smoke.get('message', '')}), no traffic yet",
+        at_router(st),
+        "faultwatch deploy canary --steps (or: deploy shadow on, deploy switch)",
     )
-    say("next: `faultwatch deploy shadow on`, `faultwatch deploy canary --steps`, or `switch`")
     return 0
 
 
@@ -460,9 +480,10 @@ def cmd_switch(root: Path) -> int:
         took = (time.monotonic() - t0) * 1e3
         st.record("switch", frm=old, to=new, version=c.version, ms=round(took, 1))
         save(root, st)
-    say(
-        f"switched: all traffic to {new} ({c.version}) in {took:.0f} ms; {old} stays up for "
-        "`faultwatch deploy rollback`."
+    progress.done(
+        f"all traffic to {new} ({c.version}), switched in {took:.0f} ms; {old} stays up",
+        at_router(st),
+        f"faultwatch deploy status (faultwatch deploy rollback returns to {old})",
     )
     return 0
 
@@ -477,7 +498,11 @@ def cmd_rollback(root: Path) -> int:
             apply_weights(a, st, {live: 100, standby: 0})
             st.record("rollback", canary_of=standby, to=live)
             save(root, st)
-            say(f"rolled back: the canary on {standby} is at 0 %; {live} has all the traffic.")
+            progress.done(
+                f"rolled back: the canary on {standby} is at 0 %, {live} has all the traffic",
+                at_router(st),
+                "faultwatch deploy stage VERSION (another version), or deploy down",
+            )
             return 0
         c = st.colours.get(standby)
         if c is None or not alive(c) or not c.smoke_passed:
@@ -488,7 +513,11 @@ def cmd_rollback(root: Path) -> int:
         _switch_to(a, st, standby)
         st.record("rollback", frm=live, to=standby, version=c.version)
         save(root, st)
-    say(f"rolled back: all traffic to {standby} ({c.version}); {live} stays up.")
+    progress.done(
+        f"rolled back: all traffic to {standby} ({c.version}); {live} stays up",
+        at_router(st),
+        "faultwatch deploy status",
+    )
     return 0
 
 
@@ -511,20 +540,27 @@ def cmd_canary(root: Path, pct: int | None, steps: list[int] | None, interval: f
                 _switch_to(a, st, green)
                 st.record("canary", colour=green, pct=100, switched=True)
                 save(root, st)
-                say(f"canary 100 %: {green} ({c.version}) is live; {live} stays up.")
+                progress.done(
+                    f"canary 100 %: {green} ({c.version}) is live; {live} stays up",
+                    at_router(st),
+                    f"faultwatch deploy status (faultwatch deploy rollback returns to {live})",
+                )
                 return 0
             apply_weights(a, st, {green: pct, live: 100 - pct})
             st.record("canary", colour=green, pct=pct)
             save(root, st)
-            say(f"canary: {green} ({c.version}) takes {pct} %, {live} {100 - pct} %.")
-            say("next: `faultwatch deploy status` (the analysis), then `switch` or `rollback`")
+            progress.done(
+                f"canary: {green} ({c.version}) takes {pct} %, {live} {100 - pct} %",
+                at_router(st),
+                "faultwatch deploy analyse (then: deploy switch, or deploy rollback)",
+            )
             return 0
 
         interval = p.canary_interval_s if interval is None else interval
         log = prediction_log(root)
         entry = resolve(root, c.version)[2]
         reference = training_fault_rate(entry)
-        say(
+        progress.step(
             f"canary {c.version} on {green}: steps {steps} %, {interval:g} s each, analysis "
             f"against {live}"
         )
@@ -534,12 +570,17 @@ def cmd_canary(root: Path, pct: int | None, steps: list[int] | None, interval: f
                 st.record("canary", colour=green, pct=100, switched=True)
                 save(root, st)
                 say(f"  100 %: {green} ({c.version}) is live; {live} stays up for rollback.")
+                progress.done(
+                    f"{c.version} live on {green} after the canary",
+                    at_router(st),
+                    f"faultwatch deploy status (faultwatch deploy rollback returns to {live})",
+                )
                 return 0
             apply_weights(a, st, {green: step, live: 100 - step})
             since, errors0 = time.time(), router_errors(a, green)
             st.record("canary", colour=green, pct=step)
             save(root, st)
-            say(f"  {step} %: waiting {interval:g} s ...")
+            progress.step(f"  {step} %: waiting {interval:g} s ...")
             time.sleep(interval)
             result = analyse(
                 log,
@@ -568,7 +609,11 @@ def cmd_canary(root: Path, pct: int | None, steps: list[int] | None, interval: f
                 )
                 return EXIT_REFUSED
             save(root, st)
-        say(f"canary done at {steps[-1]} % on {green}: `faultwatch deploy switch` to finish")
+        progress.done(
+            f"canary done at {steps[-1]} % on {green} ({c.version}), every analysis passed",
+            at_router(st),
+            "faultwatch deploy switch (all traffic to it)",
+        )
         return 0
 
 
@@ -582,7 +627,7 @@ def cmd_shadow(root: Path, on: bool) -> int:
             shadow_off(a, st, cfg.map_path)
             st.record("shadow", on=False)
             save(root, st)
-            say("shadow off.")
+            progress.done("shadow off", at_router(st), "faultwatch deploy status")
             return 0
         c = ready_standby(st, "shadow on")
         # on one host the shadow's inference shares the CPU with the live one: in the idle
@@ -594,11 +639,12 @@ def cmd_shadow(root: Path, on: bool) -> int:
         st.shadow = True
         st.record("shadow", on=True, colour=st.standby, version=c.version)
         save(root, st)
-    say(
-        f"shadow on: live traffic is copied to {st.standby} ({c.version}); its answers are "
-        "logged, not returned."
+    progress.done(
+        f"shadow on: live traffic copied to {st.standby} ({c.version}), its answers logged, "
+        "not returned",
+        at_router(st),
+        "faultwatch deploy status (the agreement with the live answers)",
     )
-    say("next: `faultwatch deploy status` for the agreement")
     return 0
 
 
@@ -743,8 +789,9 @@ def cmd_down(root: Path) -> int:
         st = State(history=history)
         st.record("down")
         save(root, st)
-    say(
-        "down: the router and both colours are stopped; the prediction log stays in "
-        f"{show_target(prediction_log(root))}."
+    progress.done(
+        "the router and both colours stopped; the prediction log stays",
+        _shown(prediction_log(root), root),
+        "faultwatch deploy up (the production version as blue)",
     )
     return 0
