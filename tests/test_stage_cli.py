@@ -77,3 +77,22 @@ def test_prepare_prints_the_split(project):
         "val: 20 signals, 5 fault (25.0%)",
         "test: 20 signals, 5 fault (25.0%)",
     ]
+
+
+def test_a_dvc_experiment_copy_uses_its_projects_bentoml_store(tmp_path, monkeypatch):
+    """`dvc exp run --queue`/`--temp` run the stages in <project>/.dvc/tmp/exps/...: the model
+    they register must land in the project's store, where `dvc exp apply` expects it."""
+    from faultwatch.paths import bentoml_home, experiment_home
+
+    monkeypatch.delenv("BENTOML_HOME", raising=False)
+    project = tmp_path / "proj"
+    copy = project / ".dvc/tmp/exps/run/a1b2c3"
+    copy.mkdir(parents=True)
+    assert experiment_home(copy) == project.resolve()
+    assert bentoml_home(copy) == project.resolve() / ".bentoml"
+    assert experiment_home(project) is None
+    assert bentoml_home(project) == project / ".bentoml"
+    # a folder merely named exps elsewhere is not an experiment copy
+    assert experiment_home(tmp_path / "tmp/exps/x") is None
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "elsewhere"))
+    assert bentoml_home(copy) == (tmp_path / "elsewhere").resolve()

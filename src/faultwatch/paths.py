@@ -82,11 +82,30 @@ def display_path(path: Path | str, root: Path | None = None) -> str:
         return str(p)
 
 
+EXPERIMENT_WORKSPACE = (".dvc", "tmp", "exps")
+
+
+def experiment_home(root: Path) -> Path | None:
+    """The project a DVC experiment copy belongs to, when `root` is one: `dvc exp run --queue`
+    and `--temp` run the stages in a copy under `<project>/.dvc/tmp/exps/`."""
+    parts = root.resolve().parts
+    for i in range(len(parts) - len(EXPERIMENT_WORKSPACE)):
+        if parts[i + 1 : i + 1 + len(EXPERIMENT_WORKSPACE)] == EXPERIMENT_WORKSPACE:
+            return Path(*parts[: i + 1])
+    return None
+
+
 def bentoml_home(root: Path | None = None) -> Path:
     """The BentoML store of this project: `BENTOML_HOME` if set (relative to the cwd), else
-    `<root>/.bentoml`, so the stages, the CLI and the server use one store however started."""
+    `<root>/.bentoml`, so the stages, the CLI and the server use one store however started.
+    A queued or temporary DVC experiment uses its project's store, not one in its throw-away
+    copy: `dvc exp apply` brings back its register.json, whose model must then be in the
+    project's store."""
     env = os.environ.get("BENTOML_HOME")
-    return Path(env).resolve() if env else (root or project_root()) / ".bentoml"
+    if env:
+        return Path(env).resolve()
+    root = root or project_root()
+    return (experiment_home(root) or root) / ".bentoml"
 
 
 def reports_dir(root: Path | None = None) -> Path:
