@@ -268,6 +268,9 @@ def xdist_group_of(item: pytest.Item) -> str:
     return XDIST_GROUPS.get(module, module)
 
 
+# tryfirst: xdist reads the marks in its own pytest_collection_modifyitems, which would
+# otherwise run before this one and see none (every test then scheduled on its own)
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         group = xdist_group_of(item)

@@ -15,6 +15,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,23 @@ def user_env(home: Path) -> dict[str, str]:
     return env
 
 
+def stamp_prerequisites() -> list[str]:
+    """The files the Makefile's set-up stamp depends on (`$(STAMP): ...`)."""
+    rule = re.search(r"^\$\(STAMP\):(.*)$", (REPO / "Makefile").read_text(), re.M)
+    assert rule, "Makefile: no $(STAMP) rule"
+    return rule.group(1).split()
+
+
+def installed_package_dir() -> str:
+    """Where the venv's editable install of faultwatch points."""
+    return subprocess.run(
+        [sys.executable, "-c", "import faultwatch; print(faultwatch.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+    ).stdout.strip()
+
+
 def test_readme_has_the_two_commands_first():
     blocks = readme_blocks((REPO / "README.md").read_text())
     first = [ln.split("#")[0].strip() for ln in blocks[0].splitlines()]
@@ -71,7 +89,7 @@ def test_every_readme_block_works_as_written(tmp_path):
     # the copy's .venv is the suite's own venv: `make` must find it set up, not install this
     # copy into it (its stamp is newer than the set-up files, as after `make test`)
     stamp = (root / ".venv/.faultwatch-installed").stat().st_mtime
-    for name in ("requirements.lock", "pyproject.toml"):
+    for name in stamp_prerequisites():
         os.utime(root / name, (stamp - 1, stamp - 1))
     env = user_env(tmp_path / "home")
     port = str(free_port())
@@ -105,6 +123,8 @@ def test_every_readme_block_works_as_written(tmp_path):
             assert proc.returncode == 0, (
                 f"README block {i + 1} failed:\n{script}\n---\n{out[-4000:]}"
             )
+        # the copy shares the suite's venv: no block may have re-installed the copy into it
+        assert installed_package_dir().startswith(str(REPO / "src")), installed_package_dir()
     finally:
         # a deployment a block left running: its servers live in sessions of their own
         subprocess.run(
