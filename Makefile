@@ -56,10 +56,10 @@ run: setup
 
 # Two workers (pytest-xdist): the suite waits on servers and subprocesses more than it
 # computes. Modules that share a fixture or podman's image store share a worker
-# (tests/conftest.py, XDIST_GROUPS). `make test TEST_WORKERS=0` runs in one process.
+# (tests/conftest.py: XDIST_GROUPS, its scheduler). `make test TEST_WORKERS=0`: one process.
 TEST_WORKERS ?= 2
 test: setup system
-	$(BIN)/python -m pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q --durations=25 -n $(TEST_WORKERS)
 
 # The whole pipeline, quickly: a stratified slice of the bundled data and a small network (a few
 # minutes on CPU; the figures mean nothing, that every stage runs does), whatever data.source

@@ -239,12 +239,14 @@ def postgres_url(postgres_instance) -> str:
 
 
 # ------------------------------------------------- two workers (pytest-xdist, `make test`)
-# `make test` runs the suite on two workers with `--dist loadgroup`: the suite waits on servers,
-# subprocesses and sleeps more than it computes. Each module is one group, so its module
-# fixtures run once, on one worker; modules that share something a worker cannot hold twice
-# share a group:
+# `make test` runs the suite on two workers: it waits on servers, subprocesses and sleeps more
+# than it computes. Work is handed out a module at a time, so a module's fixtures run once, on
+# one worker; modules that share something a worker cannot hold twice share a group:
 # - the session's tiny pipeline (one `dvc repro`, about 90 s, built once per worker that uses it);
-# - podman's image store: the README walk-through and test_container both tag faultwatch:v0.0.1.
+# - podman's image store: the README walk-through and test_container both tag faultwatch:v0.0.1;
+# - the deploy modules; the users of npm_modules() (one `npm ci` into .venv/npm at a time).
+# (xdist's own `--dist loadgroup` marks do nothing with pytest 9: it renames `item._nodeid`,
+# which pytest 9 no longer reads; so the grouping is this scheduler.)
 XDIST_GROUPS = {
     "test_release": "tiny_pipeline",
     "test_stage_outputs": "tiny_pipeline",
@@ -254,7 +256,6 @@ XDIST_GROUPS = {
     "test_container": "podman",
     "test_deploy": "deploy",
     "test_deploy_postgres": "deploy",
-    # npm_modules(): one `npm ci` into .venv/npm at a time
     "test_k8s": "npm",
     "test_ci_workflow": "npm",
 }
@@ -263,22 +264,30 @@ XDIST_GROUPS = {
 LONGEST_FIRST = ["podman", "tiny_pipeline", "deploy", "test_retrain", "test_serve"]
 
 
-def xdist_group_of(item: pytest.Item) -> str:
-    module = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid
+def group_of_nodeid(nodeid: str) -> str:
+    """The group of a test: its module's group, or the module itself."""
+    module = Path(nodeid.split("::", 1)[0]).stem
     return XDIST_GROUPS.get(module, module)
 
 
-# tryfirst: xdist reads the marks in its own pytest_collection_modifyitems, which would
-# otherwise run before this one and see none (every test then scheduled on its own)
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
-        group = xdist_group_of(item)
+        group = group_of_nodeid(item.nodeid)
         return LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST)
 
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
     items.sort(key=rank)  # stable: the order inside a group and among the rest is kept
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Module-at-a-time scheduling with the groups above (xdist's LoadScopeScheduling, whose
+    unit of work is what `_split_scope` returns)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of_nodeid(nodeid)
+
+    return GroupScheduling(config, log)
 
 
 # ---------------------------------------------------------------- schemas from npm
