@@ -62,10 +62,12 @@ test: setup system
 	$(BIN)/python -m pytest -q --durations=25 -n $(TEST_WORKERS)
 
 # The whole pipeline, quickly: a stratified slice of the bundled data and a small network (a few
-# minutes on CPU; the figures mean nothing, that every stage runs does), whatever data.source
-# the project points at. What CI runs after the tests. A DVC experiment in a temporary copy (`dvc exp run --temp`): params.yaml and the
-# workspace's outputs stay as they are; `dvc exp show` lists it, `dvc exp apply` brings it in.
+# minutes on CPU; the figures mean nothing, that every stage runs does), whatever data params
+# the project has (the bundled data's own bounds are set). What CI runs after the tests. A DVC
+# experiment in a temporary copy (`dvc exp run --temp`): params.yaml and the workspace's outputs
+# stay as they are; `dvc exp show` lists it, `dvc exp apply` brings it in.
 TINY_PARAMS := data.source=bundled:PLAID data.positive_label=9 data.limit=400 data.min_positive=5 \
+  data.min_length=16 data.max_length=100000 data.missing=error data.crop_length=null \
   train.length=64 'train.channels=[4,8]' train.kernel_size=5 train.batch_size=16 \
   train.max_epochs=3 train.patience=3 train.accelerator=cpu \
   evaluate.baseline_n_estimators=20 evaluate.baseline_feature_length=32 evaluate.worst_n=2

@@ -76,6 +76,8 @@ def test_prepare_prints_the_split(project):
         "train: 40 signals, 10 fault (25.0%)",
         "val: 20 signals, 5 fault (25.0%)",
         "test: 20 signals, 5 fault (25.0%)",
+        "done: train, val and test splits (80 signals) in data/prepared; "
+        "next: dvc repro (the stages after prepare)",
     ]
 
 
