@@ -10,6 +10,7 @@ probability p is drawn first and its true class is Bernoulli(p), so CBPE's premi
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -125,3 +126,40 @@ def window(
     rng = np.random.default_rng(seed)
     signals, y = make_signals(n, fault_rate, rng, **drift)
     return logged_window(signals, y, rng, label_share=label_share)
+
+
+def write_log(
+    path: Path, frame: pd.DataFrame, signals, embeddings, source: str = "test", refused: bool = True
+) -> str:
+    """The window as the service logs it, through faultwatch.serve.predlog: a prediction with
+    its features and embedding per row, every fifth raw signal sampled, the labels that
+    arrived (from `source`), and one refused request when `refused`."""
+    from faultwatch.serve import predlog
+
+    log = predlog.open_log(str(path))
+    log.append(
+        predlog.LoggedPrediction(
+            endpoint="predict_batch",
+            model_version=row.model_version,
+            summary=predlog.InputSummary.of(signals[i]),
+            probability=row.probability,
+            label=row.label,
+            is_fault=bool(row.is_fault),
+            threshold=row.threshold,
+            latency_ms=row.latency_ms,
+            batch_size=1,
+            prediction_id=row.prediction_id,
+            features=[getattr(row, f) for f in FEATURES],
+            embedding=embeddings[i],
+            signal=signals[i] if i % 5 == 0 else None,
+        )
+        for i, row in enumerate(frame.itertuples())
+    )
+    labelled = frame[frame["true_label"].notna()]
+    log.add_labels(
+        list(zip(labelled["prediction_id"], labelled["true_label"], strict=True)), source
+    )
+    if refused:
+        log.reject("predict", 422, "finite_number", "signal.3: not a finite number", 100)
+    log.close()
+    return str(path)

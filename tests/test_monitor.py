@@ -20,6 +20,7 @@ from monitor_synthetic import (
     make_signals,
     reference_split,
     window,
+    write_log,
 )
 
 from faultwatch.errors import ParamsError
@@ -241,41 +242,6 @@ def tiny_model(model_dir: Path):
         {"input_length": 64, "positive_label": FAULT},
     )
     return load_model(model_dir)
-
-
-def write_log(path: Path, frame: pd.DataFrame, signals, embeddings) -> str:
-    """The window as the service logs it, through faultwatch.serve.predlog: a prediction with
-    its features and embedding per row, every fifth raw signal sampled, the labels that
-    arrived, one refused request."""
-    from faultwatch.monitor.features import FEATURES
-    from faultwatch.serve import predlog
-
-    log = predlog.open_log(str(path))
-    log.append(
-        predlog.LoggedPrediction(
-            endpoint="predict_batch",
-            model_version=row.model_version,
-            summary=predlog.InputSummary.of(signals[i]),
-            probability=row.probability,
-            label=row.label,
-            is_fault=bool(row.is_fault),
-            threshold=row.threshold,
-            latency_ms=row.latency_ms,
-            batch_size=1,
-            prediction_id=row.prediction_id,
-            features=[getattr(row, f) for f in FEATURES],
-            embedding=embeddings[i],
-            signal=signals[i] if i % 5 == 0 else None,
-        )
-        for i, row in enumerate(frame.itertuples())
-    )
-    labelled = frame[frame["true_label"].notna()]
-    log.add_labels(
-        list(zip(labelled["prediction_id"], labelled["true_label"], strict=True)), "test"
-    )
-    log.reject("predict", 422, "finite_number", "signal.3: not a finite number", 100)
-    log.close()
-    return str(path)
 
 
 @pytest.mark.slow

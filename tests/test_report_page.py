@@ -115,40 +115,16 @@ def assert_metrics_table(root: Path, table: dict) -> None:
 def monitor_log(root: Path) -> str:
     """A prediction log of 120 noisy (drifted) requests in the last ten minutes, half of them
     labelled, written through the service's own log (faultwatch.serve.predlog)."""
-    from monitor_synthetic import logged_window, make_signals
+    from monitor_synthetic import logged_window, make_signals, write_log
 
     from faultwatch.model.io import load_model
-    from faultwatch.monitor.features import FEATURES
     from faultwatch.monitor.reference import model_embeddings
-    from faultwatch.serve import predlog
 
     rng = np.random.default_rng(4)
     signals, y = make_signals(120, 0.2, rng, noise=0.6)
     frame = logged_window(signals, y, rng, time.time() - 600, 300, label_share=0.5)
     embeddings = model_embeddings(load_model(root / "models/fault_cnn"), signals)
-    log = predlog.open_log(str(root / "log.sqlite"))
-    log.append(
-        predlog.LoggedPrediction(
-            endpoint="predict_batch",
-            model_version=row.model_version,
-            summary=predlog.InputSummary.of(signals[i]),
-            probability=row.probability,
-            label=row.label,
-            is_fault=bool(row.is_fault),
-            threshold=row.threshold,
-            latency_ms=row.latency_ms,
-            batch_size=1,
-            prediction_id=row.prediction_id,
-            features=[getattr(row, f) for f in FEATURES],
-            embedding=embeddings[i],
-            signal=signals[i] if i % 5 == 0 else None,
-        )
-        for i, row in enumerate(frame.itertuples())
-    )
-    labelled = frame[frame["true_label"].notna()]
-    log.add_labels(list(zip(labelled["prediction_id"], labelled["true_label"], strict=True)), "t")
-    log.close()
-    return str(root / "log.sqlite")
+    return write_log(root / "log.sqlite", frame, signals, embeddings, source="t", refused=False)
 
 
 def test_the_report_stage_ends_the_pipeline_and_the_page_is_complete(reported):
