@@ -79,6 +79,7 @@ def deployed(tmp_path_factory, deploy_template):
         up = fw(root, "deploy", "up", "v0.0.1", "--port", str(port))
         # progress on stderr; stdout ends with what was done, where, and what to run next
         assert "deploy up: v0.0.1 as blue" in up.stderr, up.stderr
+        assert up.stdout.count("smoke test passed") == 1, up.stdout  # said once, not twice
         assert up.stdout.splitlines()[-1] == (
             "done: v0.0.1 live on blue (router log .faultwatch/deploy/haproxy.log) in the "
             f"router at http://127.0.0.1:{port}; next: faultwatch deploy stage VERSION (a new "
@@ -88,6 +89,12 @@ def deployed(tmp_path_factory, deploy_template):
     finally:
         fw(root, "deploy", "down", check=False)
         kill_leftover_deployment(root)
+
+
+def registry_rows(root: Path) -> dict[str, list[str]]:
+    """`faultwatch registry list`: version -> its row's fields (version, stage, approval, ...)."""
+    out = fw(root, "registry", "list").stdout.splitlines()[1:]
+    return {line.split()[0]: line.split() for line in out if line.startswith("v")}
 
 
 def entry_dir(root: Path, model_version: str) -> Path:
@@ -151,6 +158,7 @@ def test_a_green_failing_its_smoke_test_is_refused_and_blue_keeps_the_traffic(de
 def test_stage_then_canary_10_gives_green_a_tenth(deployed):
     root, url, versions = deployed
     staged = fw(root, "deploy", "stage", "v0.0.2").stdout.splitlines()[-1]
+    assert staged.count("smoke test passed") == 1, staged
     assert staged.startswith("done: v0.0.2 staged on green (port ") and staged.endswith(
         f"no traffic yet in the router at {url}; next: faultwatch deploy canary --steps "
         "(or: deploy shadow on, deploy switch)"
@@ -211,6 +219,13 @@ def test_no_request_fails_across_a_canary_change_a_switch_and_a_rollback(deploye
     assert s["live"] == "blue" and s["weights"] == {"blue": 100, "green": 0}
     actions = [h["action"] for h in s["history"]]
     assert actions[-3:] == ["canary", "switch", "rollback"]
+    # the switch made v0.0.2 production; the rollback made v0.0.1 production again and left
+    # its reason on v0.0.2
+    rows = registry_rows(root)
+    assert (rows["v0.0.1"][1], rows["v0.0.2"][1]) == ("prod", "rolled-back")
+    events = run(["git", "tag", "-n9", "-l", "fault_cnn#*"], root).stdout
+    assert "deploy switch: all traffic on green" in events
+    assert "deploy rollback: all traffic back to blue (v0.0.1)" in events
 
 
 # ---------------------------------------------------------------------- shadow
@@ -340,13 +355,28 @@ def test_a_slow_shadow_does_not_slow_live_answers(deployed):
 
 
 # ---------------------------------------------------------------------- the analysis gate
-def test_canary_steps_without_traffic_are_inconclusive_and_abort(deployed):
-    root, _, _ = deployed
+def test_canary_steps_the_traffic_cannot_judge_are_refused_at_the_start(deployed):
+    """No traffic (or too little for deploy.min_requests within a step) is no evidence: the
+    gradual canary refuses before it moves any traffic, with the numbers and the way out."""
+    root, url, _ = deployed
+    before = status(root)
+    time.sleep(10)  # the traffic of the tests before has left the window the canary measures
     r = fw(root, "deploy", "canary", "--steps", "10,100", "--interval", "1", check=False)
-    assert r.returncode == 3 and "inconclusive" in r.stdout
-    s = status(root)
-    assert s["weights"] == {"blue": 100, "green": 0}
-    assert s["last_analysis"]["verdict"] == "inconclusive"
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "the live traffic of the last 10 s is 0.0 answers/s" in r.stderr, r.stderr
+    assert "below deploy.min_requests (20)" in r.stderr and "nothing was changed" in r.stderr
+    # some traffic, still too little for 10 % of it over 1 s: refused, saying what would do
+    load = Load(url, bodies(), concurrency=1, total=None, rate=20).start()
+    try:
+        time.sleep(3)
+        r = fw(root, "deploy", "canary", "--steps", "10,100", "--interval", "1", check=False)
+    finally:
+        load.stop()
+        load.join(60)
+    assert r.returncode == 1 and "Raise --interval (at 10 %: " in r.stderr, r.stderr
+    after = status(root)
+    assert after["weights"] == before["weights"] == {"blue": 100, "green": 0}
+    assert after["history"] == before["history"] and not load.failed()
 
 
 def test_a_green_failing_the_analysis_is_aborted_to_zero(deployed):
@@ -365,6 +395,11 @@ def test_a_green_failing_the_analysis_is_aborted_to_zero(deployed):
     assert not load.failed()
     late = [a for a in load.answers if a.sent > time.time() - 0.5]
     assert all(a.model_version == versions["v0.0.1"] for a in late)
+    # the registry records the refusal on the version, with its reason; production unchanged
+    assert "registry: v0.0.3 canary-aborted (canary at 10 % on green: fail" in r.stdout
+    rows = registry_rows(root)
+    assert rows["v0.0.3"][1] == "canary-aborted" and rows["v0.0.1"][1] == "prod"
+    assert s["registry"]["production"] == "v0.0.1" and s["registry"]["problem"] is None
 
 
 def test_a_good_green_advances_through_every_step(deployed):
@@ -379,6 +414,28 @@ def test_a_good_green_advances_through_every_step(deployed):
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("PASS") == 2 and "green (v0.0.2) is live" in r.stdout
     assert status(root)["live"] == "green" and not load.failed()
+    # production follows the traffic: the registry, deploy status and the report page agree
+    assert "registry: v0.0.2 is production (deploy canary: every step passed" in r.stdout
+    rows = registry_rows(root)
+    assert rows["v0.0.2"][1] == "prod" and rows["v0.0.1"][1] == "-"
+    listed = fw(root, "registry", "list").stdout
+    assert f"serving: v0.0.2 live on green at {url} (100 % of the traffic)" in listed
+    assert "DISAGREE" not in listed and status(root)["registry"]["problem"] is None
+    # a registry changed behind the deployment's back (a tag by hand): every view says so,
+    # and `deploy up` of what serves records it again
+    from faultwatch import registry
+
+    registry.set_production("v0.0.1", "assigned by hand (test)", root)
+    said = fw(root, "deploy", "status").stdout
+    assert (
+        "DISAGREE: v0.0.2 serves the traffic here (on green), but the registry's production is "
+        "v0.0.1: `faultwatch deploy up v0.0.2` records it"
+    ) in said, said
+    assert "DISAGREE: v0.0.2 serves" in fw(root, "registry", "list").stdout
+    fw(root, "deploy", "up", "v0.0.2")
+    assert (
+        status(root)["registry"]["problem"] is None and registry_rows(root)["v0.0.2"][1] == "prod"
+    )
 
 
 # ---------------------------------------------------------------------- failures
@@ -458,3 +515,44 @@ def test_down_stops_everything_and_is_idempotent(deployed):
         urllib.request.urlopen(f"{url}/readyz", timeout=2)
     assert "nothing deployed" in fw(root, "deploy", "down").stdout
     assert shutil.which("haproxy")
+
+
+# ---------------------------------------------------------------------- nothing left behind
+def test_a_failed_up_leaves_nothing_running_and_down_finds_what_the_state_lost(
+    deploy_template, tmp_path
+):
+    """`deploy up` on a port another program holds refuses before it starts anything; a
+    deployment whose state file was lost is still stopped by `deploy down` (its processes carry
+    the project); `deploy status` says when nothing serves the registry's production."""
+    import socket
+
+    root = copy_tree(deploy_template[0], tmp_path / "proj")
+    project = root.resolve()
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            r = fw(root, "deploy", "up", "v0.0.1", "--port", str(port), check=False)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert f"127.0.0.1:{port}: cannot listen there (Address already in use)" in r.stderr
+        assert "nothing was started" in r.stderr
+        assert rt.project_tags(project) == set() and "deploy up: v0.0.1" not in r.stderr
+        assert "nothing deployed" in fw(root, "deploy", "status").stdout
+
+        port = free_port()
+        fw(root, "deploy", "up", "v0.0.1", "--port", str(port))
+        s = status(root)
+        assert rt.project_tags(project) == {s["colours"]["blue"]["tag"]}
+        (root / ".faultwatch/deploy/state.json").unlink()  # the state lost: a crash, a clean-up
+        said = fw(root, "deploy", "status").stdout
+        assert "DISAGREE: the registry's production is v0.0.1, but nothing serves it here" in said
+        down = fw(root, "deploy", "down").stdout
+        assert "stopped what no deployment state listed: server blue-" in down, down
+        assert f"router pid {s['router']['pid']}" in down
+        assert rt.project_tags(project) == set() and not rt.pid_alive(s["router"]["pid"])
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2)
+    finally:
+        fw(root, "deploy", "down", check=False)
+        kill_leftover_deployment(root)

@@ -34,7 +34,7 @@ def decision(root) -> dict:
 
 def registry_rows(cli) -> list[list[str]]:
     out = cli("registry", "list").stdout.splitlines()
-    return [line.split() for line in out[1:]]
+    return [line.split() for line in out[1:] if line.startswith("v")]
 
 
 def test_the_gate_against_a_real_production_model(cli):
@@ -48,25 +48,45 @@ def test_the_gate_against_a_real_production_model(cli):
         "  - f1 0.3750 beats baseline always_healthy (0.0000)",
         "  - f1 0.3750 beats baseline classical (0.3000)",
     ]
-    assert proc.stdout.splitlines()[-1] == (
-        "done: v0.0.1 approved: the production model in the registry's git tags (faultwatch "
-        "registry show v0.0.1) and reports/promotion.json; next: dvc repro -f -s package (the "
-        "bento of the new production model)"
+    assert proc.stdout.splitlines()[-1].startswith(
+        "done: v0.0.1 approved: production once the deployment puts the traffic on it in the "
+        "registry's git tags (faultwatch registry show v0.0.1) and reports/promotion.json; next: "
     )
     assert decision(root)["model_tag"] == first and decision(root)["production_before"] is None
+    # approval is not production: nothing serves it yet
+    assert [(r[0], r[1], r[2]) for r in registry_rows(cli)] == [("v0.0.1", "-", "approved")]
+
+    # before any deployment the approved version is the yardstick, named as such
+    worse = cli.register("never")
+    cli("promote")
+    d = decision(root)
+    assert (d["version"], d["decision"], d["compared_with"]) == (
+        "v0.0.2",
+        "rejected",
+        "approved v0.0.1",
+    )
+    assert d["reasons"] == [
+        "f1 0.0000 does not beat approved v0.0.1 0.3750",
+        "recall 0.0000 < approved v0.0.1 1.0000",
+    ]
+    # the deployment puts the traffic on v0.0.1 (what `deploy up` records): production
+    from faultwatch import registry
+
+    assert registry.set_production("v0.0.1", "deploy up: live on blue (test)", root)
 
     # a worse candidate: refused, production stays
     worse = cli.register("never")
     proc = cli("promote")
     d = decision(root)
     assert (d["version"], d["model_tag"], d["decision"]) == ("v0.0.2", worse, "rejected")
+    assert d["compared_with"] == "production v0.0.1"
     assert d["reasons"] == [
         "f1 0.0000 does not beat production 0.3750",
         "recall 0.0000 < production 1.0000",
     ]
     assert d["production_before"] == "v0.0.1"
     assert proc.stdout.splitlines()[0] == "v0.0.2: REJECTED"
-    assert proc.stdout.splitlines()[-1].startswith("done: v0.0.2 rejected: production unchanged")
+    assert proc.stdout.splitlines()[-1].startswith("done: v0.0.2 rejected: the current model stays")
 
     # another network (other weights, other sha256) with the same figures: a tie keeps production
     equal = cli.register("always", seed=1)
@@ -92,18 +112,18 @@ def test_the_gate_against_a_real_production_model(cli):
 
     rows = registry_rows(cli)
     assert [(r[0], r[1], r[2], r[-1]) for r in rows] == [
-        ("v0.0.1", "-", "approved", first),
+        ("v0.0.1", "prod", "approved", first),
         ("v0.0.2", "-", "rejected", worse),
         ("v0.0.3", "-", "rejected", equal),
-        ("v0.0.4", "prod", "approved", better),
+        ("v0.0.4", "-", "approved", better),
     ]
     # the decision file is not left untracked: the registry's tag is the record
     status = run(["git", "status", "--porcelain", "--untracked-files=all"], root).stdout
     assert PROMOTION not in status
     shown = json.loads(cli("registry", "show", "v0.0.2").stdout)
-    assert shown["record"]["reasons"] == [
-        "f1 0.0000 does not beat production 0.3750",
-        "recall 0.0000 < production 1.0000",
+    assert shown["record"]["reasons"] == [  # its registration: the first decision on it
+        "f1 0.0000 does not beat approved v0.0.1 0.3750",
+        "recall 0.0000 < approved v0.0.1 1.0000",
     ]
 
     # the same candidate again, on a later commit: no second version of the same model
@@ -112,7 +132,7 @@ def test_the_gate_against_a_real_production_model(cli):
     proc = cli("promote")
     assert proc.stdout.splitlines()[:2] == [
         "v0.0.4: APPROVED",
-        f"  - {better} is already in production (v0.0.4)",
+        f"  - {better} is already approved (v0.0.4)",
     ]
     assert len(registry_rows(cli)) == 4
 
@@ -224,11 +244,13 @@ def test_a_failing_promote_leaves_the_previous_decision_byte_identical(cli):
 
 def test_a_production_model_missing_from_the_store_is_named(cli):
     """Registered with another store (BENTOML_HOME unset in one shell, set in another)."""
+    from faultwatch import registry
     from faultwatch.package import choose_model
 
     root = cli.root
     prod = cli.register("always")
     cli("promote")
+    registry.set_production("v0.0.1", "deploy up (test)", root)  # it serves: production
     cli.register("detector")
     shutil.rmtree(entry_dir(root, prod))
     proc = cli("promote", check=False)
@@ -256,7 +278,7 @@ def test_a_production_model_of_another_task_is_not_a_yardstick(cli):
     proc = cli("promote")
     assert proc.stdout.splitlines()[:4] == [
         "v0.0.2: APPROVED",
-        f"  - production v0.0.1 ({plaid}) was trained on data.source 'bundled:PLAID', fault "
+        f"  - approved v0.0.1 ({plaid}) was trained on data.source 'bundled:PLAID', fault "
         "class 'fault', the candidate on data.source 'data/raw/tiny.tsv', fault class 'fault': "
         "not comparable, the candidate is gated on the baselines",
         "  - f1 0.3750 beats baseline always_healthy (0.0000)",
@@ -264,4 +286,27 @@ def test_a_production_model_of_another_task_is_not_a_yardstick(cli):
     ]
     d = decision(root)
     assert (d["model_tag"], d["production_before"], d["production"]["f1"]) == (ours, "v0.0.1", 1.0)
-    assert [(r[0], r[1]) for r in registry_rows(cli)] == [("v0.0.1", "-"), ("v0.0.2", "prod")]
+    assert [(r[0], r[2]) for r in registry_rows(cli)] == [
+        ("v0.0.1", "approved"),
+        ("v0.0.2", "approved"),
+    ]
+
+
+def test_production_recorded_by_hand_where_deploy_does_not_run(cli):
+    """On Kubernetes the switch is `kubectl apply`: `registry production` records it, and
+    `registry list` says that nothing serves it on this host."""
+    cli.register("always")
+    cli("promote")
+    assert [(r[0], r[1]) for r in registry_rows(cli)] == [("v0.0.1", "-")]
+    proc = cli("registry", "production", "v0.0.1", "--reason", "k8s: green overlay applied")
+    assert proc.stdout.splitlines()[-1].startswith(
+        "done: v0.0.1 is production (k8s: green overlay applied)"
+    )
+    assert [(r[0], r[1]) for r in registry_rows(cli)] == [("v0.0.1", "prod")]
+    listed = cli("registry", "list").stdout
+    assert "serving: nothing deployed here; registry production: v0.0.1" in listed
+    assert "DISAGREE: the registry's production is v0.0.1, but nothing serves it here" in listed
+    again = cli("registry", "production", "v0.0.1", "--reason", "again")
+    assert "v0.0.1 already was" in again.stdout
+    proc = cli("registry", "production", "v9.9.9", "--reason", "typo", check=False)
+    assert proc.returncode == 1 and "no version v9.9.9 of fault_cnn" in proc.stderr

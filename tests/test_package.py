@@ -10,6 +10,8 @@ import yaml
 from conftest import run
 from gate_project import Cli, make_project, set_data_source, write_lock
 
+from faultwatch import registry
+
 pytestmark = pytest.mark.slow
 
 
@@ -40,6 +42,15 @@ def test_after_a_promotion_the_bento_labels_agree_with_the_registry(cli):
 
     cli("promote")
     shown = json.loads(cli("registry", "show", "v0.0.1").stdout)
+    assert shown["stages"] == ["approved"]  # approved; production once it serves
+    record, labels, _ = package(cli)
+    assert (record["stage"], labels["stage"], labels["registry_version"]) == (
+        "approved",
+        "approved",
+        "v0.0.1",
+    )
+    registry.set_production("v0.0.1", "deploy up: live on blue (test)", root)
+    shown = json.loads(cli("registry", "show", "v0.0.1").stdout)
     assert shown["stages"] == ["approved", "prod"]
     record, labels, stderr = package(cli)
     assert (record["stage"], record["registry_version"], record["model_tag"]) == (
@@ -57,12 +68,25 @@ def test_after_a_promotion_the_bento_labels_agree_with_the_registry(cli):
     assert labels["registered_from_commit"] == registered_from != shown["commit"][:12]
     assert labels["model_tag"] == tag and labels["data_source"] == "data/raw/tiny.tsv"
 
+    # a better model approved since: the one rolled out next, so the one packaged
+    from faultwatch.package import choose_model
+
+    better = cli.register("detector")
+    cli("promote")
+    choice = choose_model(root)
+    assert (choice.stage, choice.model_tag, choice.version.version) == (
+        "approved",
+        better,
+        "v0.0.2",
+    )
+
 
 def test_a_production_model_of_another_data_source_is_not_packaged_for_this_one(cli):
     root = cli.root
     set_data_source(root, "bundled:PLAID")
     plaid = cli.register("always")
     cli("promote")
+    registry.set_production("v0.0.1", "deploy up (test)", root)
     # the user points data.source at their own file and re-runs the pipeline
     set_data_source(root, "data/raw/tiny.tsv")
     ours = cli.register("detector")
@@ -95,6 +119,7 @@ def test_another_fault_class_or_data_version_is_decided_without_building(cli):
     root = cli.root
     prod = cli.register("always")
     cli("promote")
+    registry.set_production("v0.0.1", "deploy up (test)", root)
     assert choose_model(root).model_tag == prod and choose_model(root).warnings == []
 
     # the same source, changed data: production stays what is packaged, not silently (a valid

@@ -209,3 +209,45 @@ def test_the_registry_outside_a_git_repository_is_a_named_error(tmp_path):
 
     with pytest.raises(FaultwatchError, match=r": not a git repository: the model registry lives"):
         registry.versions(tmp_path)
+
+
+def test_approval_is_not_production_until_the_deployment_says_so(tmp_path):
+    """The gate approves; `prod` follows the traffic (set by the deploy commands); a canary
+    aborted or a rollback is recorded on the version until it serves again; the current model
+    (the gate's yardstick, what `package` builds) is the approved rollout waiting, else prod."""
+    run(["git", "init", "-q"], tmp_path)
+    vs = []
+    for model in ("a", "b", "c"):
+        git_commit(tmp_path, f"model {model}")
+        vs.append(registry.register({"model_tag": f"fault_cnn:{model}"}, tmp_path))
+        registry.assign(vs[-1], registry.APPROVED, "better", tmp_path)
+    v1, v2, v3 = vs
+    assert registry.production(tmp_path) is None
+    assert registry.current(registry.versions(tmp_path)).version == v3
+    assert registry.set_production(v1, "deploy up: live on blue", tmp_path)
+    assert not registry.set_production(v1, "deploy up again", tmp_path)  # already: no new tag
+    known = registry.versions(tmp_path)
+    assert [v.stages for v in known] == [("approved", "prod"), ("approved",), ("approved",)]
+    assert registry.current(known).version == v3  # approved since production: rolled out next
+    registry.record_outcome(v3, registry.CANARY_ABORTED, "canary at 10 %: inconclusive", tmp_path)
+    registry.record_outcome(v2, registry.CANARY_ABORTED, "canary at 10 %: fail", tmp_path)
+    known = registry.versions(tmp_path)
+    assert [v.refused_online for v in known] == [None, "canary-aborted", "canary-aborted"]
+    assert registry.current(known).version == v1  # nothing waits: production is the yardstick
+    assert registry.production(tmp_path).version == v1  # an aborted canary changes no prod
+    # v3 staged again and switched: production, its earlier refusal no longer shown; then
+    # rolled back: v1 production again, v3 carries the rollback with its reason
+    registry.set_production(v3, "deploy switch", tmp_path)
+    assert registry.get(v3, tmp_path).stages == ("approved", "prod")
+    registry.record_outcome(v3, registry.ROLLED_BACK, "deploy rollback", tmp_path)
+    registry.set_production(v1, "deploy rollback from green", tmp_path)
+    got = {v.version: v.stages for v in registry.versions(tmp_path)}
+    assert got == {
+        v1: ("approved", "prod"),
+        v2: ("approved", "canary-aborted"),
+        v3: ("approved", "rolled-back"),
+    }
+    messages = [e.get("message") for e in registry.events(tmp_path) if e.get("version") == v3]
+    assert "deploy rollback" in messages and "canary at 10 %: inconclusive" in messages
+    with pytest.raises(ValueError, match="outcome 'prod'"):
+        registry.record_outcome(v2, "prod", "not an outcome", tmp_path)

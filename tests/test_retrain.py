@@ -216,9 +216,22 @@ def test_good_labels_are_retrained_promoted_staged_canaried_and_switched(loop, t
     assert md5(root / "data/prepared/test.parquet") == test_split
     subjects = run(["git", "log", "-2", "--format=%s"], root).stdout.splitlines()
     assert subjects[0] == "retrain: v0.0.2 packaged" and subjects[1].startswith("retrain: data")
-    # v0.0.2 is production and live on green; blue stays up for a rollback
+    # the commits hold what the loop produced: nothing left modified, and the commit v0.0.2
+    # names holds v0.0.2's metrics (dvc metrics diff finds no uncommitted change)
+    assert run(["git", "status", "--porcelain"], root).stdout == ""
+    from faultwatch import registry
+
+    v2 = registry.get("v0.0.2", root)
+    for name in ("reports/metrics/evaluate.json", "reports/evaluate/scores.json"):
+        committed = run(["git", "show", f"{v2.commit}:{name}"], root).stdout
+        assert committed == (root / name).read_text(), name
+    assert json.loads(committed)["test"]["f1"] == pytest.approx(v2.record["test"]["f1"])
+    diff = run(["dvc", "metrics", "diff", "--json"], root, **project_env(root)).stdout
+    assert json.loads(diff or "{}") == {}, diff
+    # v0.0.2 is production (the switch made it so) and live on green; blue stays up
     s = status(root)
     assert s["live"] == "green" and s["weights"] == {"blue": 0, "green": 100}
+    assert s["registry"]["production"] == "v0.0.2" and s["registry"]["problem"] is None
     assert s["colours"]["green"]["version"] == "v0.0.2" and s["colours"]["blue"]["running"]
     assert not load.failed(), load.failed()[:3]
     # traffic now is answered by the new version (simulate-traffic through the router)
@@ -260,6 +273,9 @@ def test_a_worse_model_is_refused_by_the_gate_and_nothing_switches(loop, tmp_pat
     assert "stage" not in [line.split()[0] for line in r.stdout.splitlines()[1:] if line]
     decision = json.loads((root / "reports/promotion.json").read_text())
     assert decision["version"] == "v0.0.3" and decision["decision"] == "rejected"
+    # the report page shows the refusal: refreshed after the gate, whatever it said
+    page = (root / "reports/index.html").read_text()
+    assert "refreshed reports/index.html" in r.stdout and "v0.0.3" in page, r.stdout
     # worse indeed, not a tie: labels flipped in training give a model that misses faults
     assert decision["test"]["f1"] < decision["production_test"]["f1"]
     after = status(root)

@@ -1,7 +1,9 @@
 """The `package` stage: `bentoml build` of the production model, its provenance on the bento.
 
-Which model: the registry's production version; else the latest approved one; else the
-candidate the register stage just stored (labelled as such, so nobody mistakes it for a
+Which model: the registry's current model (faultwatch.registry.current: the newest version
+approved since production and not refused online, which is what gets rolled out next; else the
+production version); else the latest approved one; else the candidate the register stage just
+stored (labelled as such, so nobody mistakes it for a
 promoted model). A promoted model trained for another task than this project's (another
 `data.source` or fault class in its provenance) is never packaged for it: the candidate is,
 with a warning and the reason in reports/package.json. One trained on another version of the
@@ -59,14 +61,15 @@ def choose_model(root: Path) -> Choice:
 
     current = current_data(root)
     warnings: list[str] = []
-    prod = registry.production(root)
-    approved = registry.latest_approved(root)
-    tried = [("production", prod)]
-    if approved and not (prod and approved.version == prod.version):
-        tried.append(("approved", approved))
-    for stage, v in tried:
-        if v is None:
-            continue
+    known = registry.versions(root)
+    approved = [v for v in known if v.approval == registry.APPROVED]
+    in_prod = [v for v in known if registry.PRODUCTION in v.stages]
+    tried: list[Version] = []
+    for v in (registry.current(known), *in_prod, *approved[-1:]):
+        if v is not None and v not in tried:
+            tried.append(v)
+    for v in tried:
+        stage = "production" if registry.PRODUCTION in v.stages else "approved"
         data = trained_on(store_entry(v.model_tag, f"{stage} {v.version}", root))
         name = f"{stage} {v.version} ({v.model_tag})"
         if (data["source"], data["positive_label"]) != (

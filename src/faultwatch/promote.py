@@ -3,14 +3,18 @@
 Rules (params.yaml: promote):
 - the gate decides only on figures it has: a missing or non-finite figure (the candidate's,
   production's or a baseline's) is a refusal whose reason names the figure;
-- with a production model: both are scored by the same code on the same test split; the
-  candidate must beat production's primary metric (strictly: a tie keeps production, since
-  replacing it gains nothing) and reach production + `margin` (margin 0: strictly better;
+- the yardstick is the current model (faultwatch.registry.current): the newest version
+  approved since production and not refused online, else production. With one, both are
+  scored by the same code on the same test split; the candidate must beat its primary metric
+  (strictly: a tie keeps it, since replacing it gains nothing) and reach it + `margin`
+  (margin 0: strictly better;
   margin 0.02: at least 0.02 better), with no lower recall (equal recall is fine: recall is a
   guard against regressions, not a figure to beat);
-- with no production model yet: the candidate must beat every baseline ("always healthy" and
+- with no current model yet: the candidate must beat every baseline ("always healthy" and
   the classical model, from the evaluate stage) on the primary metric; equal is not beating.
-The decision and its reasons go to the registry (git tags) and to reports/promotion.json.
+The decision and its reasons go to the registry (git tags: `approved` or `rejected`) and to
+reports/promotion.json. Approval is not production: a version becomes `prod` when the
+deployment puts all the traffic on it (faultwatch.deploy).
 """
 
 from __future__ import annotations
@@ -74,14 +78,16 @@ def decide(
     production: dict[str, Any] | None,
     baselines: dict[str, dict[str, Any]],
     p: PromoteParams,
+    name: str = "production",
 ) -> Decision:
-    """Pure: metrics in, decision and reasons out."""
+    """Pure: metrics in, decision and reasons out. `production` is the yardstick's figures and
+    `name` what the reasons call it (production, or an approved version not deployed yet)."""
     key = p.primary_metric
     d = Decision(True, [], candidate, production, baselines)
     needed = [("candidate", candidate, key)]
     if production is not None:
-        needed += [("production", production, key)]
-        needed += [("candidate", candidate, "recall"), ("production", production, "recall")]
+        needed += [(name, production, key)]
+        needed += [("candidate", candidate, "recall"), (name, production, "recall")]
     else:
         needed += [(f"baseline {name}", base, key) for name, base in baselines.items()]
     missing = [_missing_reason(*n) for n in needed if _figure(n[1], n[2]) is None]
@@ -109,24 +115,24 @@ def decide(
     target = prod + p.margin
     if p.margin == 0:
         if cand > prod:
-            d.reasons.append(f"{key} {cand:.4f} beats production {prod:.4f}")
+            d.reasons.append(f"{key} {cand:.4f} beats {name} {prod:.4f}")
         else:
             d.approved = False
-            tie = " (equal: production stays)" if cand == prod else ""
-            d.reasons.append(f"{key} {cand:.4f} does not beat production {prod:.4f}{tie}")
+            tie = f" (equal: {name} stays)" if cand == prod else ""
+            d.reasons.append(f"{key} {cand:.4f} does not beat {name} {prod:.4f}{tie}")
     elif cand > prod and cand >= target - TOLERANCE:
-        d.reasons.append(f"{key} {cand:.4f} >= production {prod:.4f} + margin {p.margin:g}")
+        d.reasons.append(f"{key} {cand:.4f} >= {name} {prod:.4f} + margin {p.margin:g}")
     else:
         d.approved = False
         d.reasons.append(
-            f"{key} {cand:.4f} < production {prod:.4f} + margin {p.margin:g} ({target:.4f})"
+            f"{key} {cand:.4f} < {name} {prod:.4f} + margin {p.margin:g} ({target:.4f})"
         )
     c_rec, p_rec = _figure(candidate, "recall"), _figure(production, "recall")
     if c_rec >= p_rec:
-        d.reasons.append(f"recall {c_rec:.4f} >= production {p_rec:.4f}")
+        d.reasons.append(f"recall {c_rec:.4f} >= {name} {p_rec:.4f}")
     else:
         d.approved = False
-        d.reasons.append(f"recall {c_rec:.4f} < production {p_rec:.4f}")
+        d.reasons.append(f"recall {c_rec:.4f} < {name} {p_rec:.4f}")
     return d
 
 
@@ -232,28 +238,30 @@ def promote_if_better(
         )
     # one version per model: the same candidate on a later commit is not registered again
     same_model = [v for v in known if v.model_tag == candidate_tag]
-    in_prod = [v for v in known if registry.PRODUCTION in v.stages]
-    prod = in_prod[-1] if in_prod else None
+    # the yardstick: production, or a newer approved version waiting for its rollout
+    prod = registry.current(known)
+    deployed = prod is not None and registry.PRODUCTION in prod.stages
+    name = "production" if deployed or prod is None else f"approved {prod.version}"
+    who = f"{name} {prod.version}" if deployed else name
 
     candidate = score_on_test(candidate_tag, test, "candidate", root)
-    production = (
-        score_on_test(prod.model_tag, test, f"production {prod.version}", root) if prod else None
-    )
+    production = score_on_test(prod.model_tag, test, who, root) if prod else None
     other_task = None
     if prod and prod.model_tag != candidate_tag:
-        # a production model trained for another task (data source, fault class) scored on this
-        # test split says nothing: the candidate is gated on the baselines, as a first model is
-        was = trained_on(store_entry(prod.model_tag, f"production {prod.version}", root))
+        # a model trained for another task (data source, fault class) scored on this test
+        # split says nothing: the candidate is gated on the baselines, as a first model is
+        was = trained_on(store_entry(prod.model_tag, who, root))
         now = trained_on(store_entry(candidate_tag, "candidate", root))
         if (was["source"], was["positive_label"]) != (now["source"], now["positive_label"]):
             other_task = (
-                f"production {prod.version} ({prod.model_tag}) was trained on {task(was)}, the "
+                f"{who} ({prod.model_tag}) was trained on {task(was)}, the "
                 f"candidate on {task(now)}: not comparable, the candidate is gated on the baselines"
             )
     if prod and prod.model_tag == candidate_tag:
+        where = "in production" if deployed else "approved"
         decision = Decision(
             True,
-            [f"{candidate_tag} is already in production ({prod.version})"],
+            [f"{candidate_tag} is already {where} ({prod.version})"],
             candidate,
             production,
             baselines,
@@ -263,7 +271,7 @@ def promote_if_better(
         decision.production = production
         decision.reasons.insert(0, other_task)
     else:
-        decision = decide(candidate, production, baselines, p)
+        decision = decide(candidate, production, baselines, p, name)
 
     figures = ("f1", "precision", "recall", "pr_auc", "roc_auc", "threshold")
     record = {  # the registry tag's message: the decision and the figures it was made on
@@ -271,16 +279,15 @@ def promote_if_better(
         "test": {k: candidate.get(k) for k in figures},
         "decision": "approved" if decision.approved else "rejected",
         "reasons": decision.reasons,
-        "production_before": prod.version if prod else None,
+        "production_before": prod.version if prod else None,  # the yardstick's version
+        "compared_with": who if prod else "the baselines",
         "production_test": {k: production.get(k) for k in figures} if production else None,
         "baselines": {name: base.get(p.primary_metric) for name, base in baselines.items()},
     }
     version = same_model[-1].version if same_model else registry.register(record, root)
     reason = "; ".join(decision.reasons)
-    if decision.approved:
+    if decision.approved:  # production only when the deployment puts the traffic on it
         registry.assign(version, registry.APPROVED, reason, root)
-        if not (prod and prod.version == version):
-            registry.assign(version, registry.PRODUCTION, reason, root)
     else:
         registry.assign(version, registry.REJECTED, reason, root)
     text = json.dumps(

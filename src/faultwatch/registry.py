@@ -2,8 +2,12 @@
 
 Each promotion attempt registers a version of the artifact `fault_cnn` (git tag
 `fault_cnn@vX.Y.Z`, its message a JSON record: the BentoML model tag, key metrics, the
-provenance) and assigns stages: `approved` + `prod` when the gate approves, `rejected` when it
-does not. The BentoML model store holds the weights; the tags hold the history.
+provenance) and assigns the gate's decision: `approved` or `rejected`. Approval is offline; a
+version is `prod` only while it serves: `faultwatch deploy` assigns `prod` when a version
+takes all the traffic (`up`, `switch`, a canary reaching 100 %, a rollback to it), and records
+a canary aborted by its analysis (`canary-aborted`) or a rollback away from a version
+(`rolled-back`) on that version, the reason in the tag's message. The BentoML model store
+holds the weights; the tags hold the history.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from faultwatch.errors import FaultwatchError
 ARTIFACT = "fault_cnn"
 PRODUCTION = "prod"
 APPROVED, REJECTED = "approved", "rejected"
+# what the deployment's online gates said of a version after its approval
+CANARY_ABORTED, ROLLED_BACK = "canary-aborted", "rolled-back"
+OUTCOMES = (CANARY_ABORTED, ROLLED_BACK)
 AUTHOR = ("faultwatch promote", "faultwatch@localhost")
 
 
@@ -38,6 +45,12 @@ class Version:
     @property
     def model_tag(self) -> str:
         return str(self.record.get("model_tag", ""))
+
+    @property
+    def refused_online(self) -> str | None:
+        """`canary-aborted` or `rolled-back` when the deployment refused it since it last
+        took all the traffic; None otherwise."""
+        return next((s for s in self.stages if s in OUTCOMES), None)
 
 
 def _record(message: str) -> dict[str, Any]:
@@ -60,8 +73,9 @@ def _assignment_number(tag: Any) -> int:
 
 def versions(repo: Path | str = ".") -> list[Version]:
     """Every registered version, oldest first, with its current stages: `prod` on the version
-    that was assigned it last (one production at a time), and on each version the later of its
-    `approved` / `rejected` decisions (each version keeps its own)."""
+    that was assigned it last (one production at a time); on each version the later of its
+    `approved` / `rejected` decisions (each version keeps its own), and the later of its
+    `canary-aborted` / `rolled-back` outcomes when it came after the version's last `prod`."""
     from gto import api
 
     shown = (
@@ -88,10 +102,13 @@ def versions(repo: Path | str = ".") -> list[Version]:
     for v in shown:
         reg = (v.get("registrations") or [{}])[-1]
         assigned = latest.get(v["version"], {})
-        stages = set(assigned) - {PRODUCTION, APPROVED, REJECTED}
+        stages = set(assigned) - {PRODUCTION, APPROVED, REJECTED, *OUTCOMES}
         decisions = {k: assigned[k] for k in (APPROVED, REJECTED) if k in assigned}
         if decisions:
             stages.add(max(decisions, key=decisions.get))
+        outcomes = {k: assigned[k] for k in OUTCOMES if k in assigned}
+        if outcomes and max(outcomes.values()) > assigned.get(PRODUCTION, -1):
+            stages.add(max(outcomes, key=outcomes.get))
         if v["version"] == current_prod:
             stages.add(PRODUCTION)
         out.append(
@@ -142,6 +159,33 @@ def production(repo: Path | str = ".") -> Version | None:
 def latest_approved(repo: Path | str = ".") -> Version | None:
     approved = [v for v in versions(repo) if v.approval == APPROVED]
     return approved[-1] if approved else None
+
+
+def current(known: list[Version]) -> Version | None:
+    """The model to ship, which the gate compares candidates with and `package` builds: the
+    newest version approved after production and not refused online (a rollout waiting to
+    happen), else production, else None."""
+    prod = next((v for v in reversed(known) if PRODUCTION in v.stages), None)
+    newer = known[known.index(prod) + 1 :] if prod else known
+    pending = [v for v in newer if v.approval == APPROVED and not v.refused_online]
+    return pending[-1] if pending else prod
+
+
+def set_production(version: str, reason: str, repo: Path | str = ".") -> bool:
+    """`version` takes all the traffic: it becomes `prod` (the previous one leaves the stage).
+    False when it already was."""
+    prod = production(repo)
+    if prod is not None and prod.version == version:
+        return False
+    assign(version, PRODUCTION, reason, repo)
+    return True
+
+
+def record_outcome(version: str, outcome: str, reason: str, repo: Path | str = ".") -> None:
+    """The deployment refused `version` online (`canary-aborted`, `rolled-back`)."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome {outcome!r}: expected one of {OUTCOMES}")
+    assign(version, outcome, reason, repo)
 
 
 def get(version: str, repo: Path | str = ".") -> Version:

@@ -15,15 +15,18 @@ notebooks' cells and epochs, and the steps of the canary show as progress on std
    the training split only (val and test stay the source's).
 3. repro: `dvc repro register` (prepare, augment, train, evaluate, register: what the gate
    reads); the commands' output goes to .faultwatch/retrain/<time>.log.
-4. commit: the batch's pointer and dvc.lock are committed (the registry's versions are tied
-   to commits: a new candidate needs its own).
+4. commit: the batch's pointer, dvc.lock and every output dvc.yaml keeps in git (`cache:
+   false`: the metrics, the scores, the plot files) are committed: the registry's versions are
+   tied to commits, and the commit a version names holds that version's metrics.
 5. promote: the promotion gate (faultwatch.promote.promote_if_better). A rejection stops here
    (eda and package are left for the next `dvc repro`: a rejected model is not packaged).
    On approval, `dvc repro` runs the rest: eda on the new data, and package, which now
-   builds the bento of the new production model; dvc.lock is committed again.
+   builds the bento of the approved model; dvc.lock and the outputs in git are committed
+   again.
 6. With a deployment running (`faultwatch deploy up`): stage (`deploy stage`, its smoke
-   test), canary (`deploy canary --steps` with its analysis on live traffic) and switch.
-   Without one, it stops after the promotion and says so.
+   test), canary (`deploy canary --steps` with its analysis on live traffic) and switch, which
+   makes the version `prod` in the registry. Without one, it stops after the promotion (the
+   version approved, not production) and says so.
 
 Every gate that says no (promotion, smoke test, canary analysis) stops the loop with nothing
 switched and exit status 3; an error (bad batch, a failing stage) exits 1.
@@ -145,6 +148,23 @@ def _commit(loop: Loop, paths: list[Path], message: str) -> str:
     return subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=loop.root, capture_output=True, text=True
     ).stdout.strip()
+
+
+def git_outputs(root: Path) -> list[Path]:
+    """The outputs dvc.yaml keeps in git (`cache: false`): what `dvc repro` rewrote that a
+    commit must hold beside dvc.lock."""
+    import yaml
+
+    stages = (yaml.safe_load((root / "dvc.yaml").read_text()) or {}).get("stages") or {}
+    found = []
+    for stage in stages.values():
+        for kind in ("outs", "metrics", "plots"):
+            for out in stage.get(kind) or []:
+                if isinstance(out, dict):
+                    (name, opts), *_ = out.items()
+                    if (opts or {}).get("cache") is False:
+                        found.append(Path(name))
+    return found
 
 
 def batch_from_log(target: str, start: float | None, end: float | None, dest: Path) -> int:
@@ -280,13 +300,15 @@ def retrain(
     # 4. commit --------------------------------------------------------------------------
     t0 = time.monotonic()
     pointer = rel.with_name(rel.name + ".dvc")
-    paths = [pointer, rel.parent / ".gitignore", Path("dvc.lock")]
+    paths = [pointer, rel.parent / ".gitignore", Path("dvc.lock"), *git_outputs(root)]
     try:
         head = _commit(loop, paths, f"retrain: data batch {rel}")
     except RetrainError as e:
         loop.report("commit", "FAILED", t0, str(e))
         return 1
-    loop.report("commit", "ok", t0, f"{head}: {', '.join(map(str, paths))}")
+    loop.report(
+        "commit", "ok", t0, f"{head}: {pointer}, dvc.lock and the metrics and reports in git"
+    )
     # 5. promote -------------------------------------------------------------------------
     from faultwatch.params import load_params, section
     from faultwatch.promote import promote_if_better
@@ -304,14 +326,14 @@ def retrain(
         loop.report("promote", "REJECTED", t0, f"{version}: the promotion gate refused: {reasons}")
         out("stopped at the promotion gate: nothing staged, nothing switched")
         return EXIT_REFUSED
-    loop.report("promote", "approved", t0, f"{version} is production: {reasons}")
+    loop.report("promote", "approved", t0, f"{version} approved: {reasons}")
 
     # 5b. the rest of the pipeline, now that the decision is made: eda on the new data, and
     # package, which builds the bento of the production model (now the new one) -----------
     t0 = time.monotonic()
     try:
         _run(loop, [_tool("dvc"), "repro"], "dvc repro")
-        head = _commit(loop, [Path("dvc.lock")], f"retrain: {version} packaged")
+        head = _commit(loop, [Path("dvc.lock"), *git_outputs(root)], f"retrain: {version} packaged")
     except RetrainError as e:
         loop.report("package", "FAILED", t0, str(e))
         return 1
@@ -327,14 +349,14 @@ def retrain(
             "deploy",
             "skipped",
             t0,
-            "no deployment running (`faultwatch deploy up`): "
-            f"stopped after promotion; {version} is production",
+            "no deployment running (`faultwatch deploy up`): stopped after promotion; "
+            f"{version} is approved, production once it serves",
         )
         out(
             progress.done_line(
-                f"{version} trained on {rel}, promoted and packaged",
+                f"{version} trained on {rel}, approved and packaged",
                 "the registry and the BentoML store",
-                "faultwatch deploy up (serves the production version behind the router)",
+                f"faultwatch deploy up {version} (serves it behind the router: production)",
             )
         )
         return 0

@@ -100,6 +100,22 @@ def _p99(values: list[float]) -> float | None:
     return values[min(len(values) - 1, math.ceil(0.99 * len(values)) - 1)]
 
 
+def live_rate(log: Path | str, window_s: float, now: float | None = None) -> float:
+    """Live answers per second over the last `window_s` seconds (from the first answer in it,
+    when the traffic started later), every colour together: what a canary step gets its share
+    of."""
+    if not log_exists(log):
+        return 0.0
+    now = time.time() if now is None else now
+    with read_only(log) as select:
+        n, first = select(
+            "SELECT count(*), min(time) FROM predictions"
+            " WHERE role = 'live' AND time >= ? AND time <= ?",
+            (now - window_s, now),
+        )[0]
+    return n / max(1.0, now - first) if n else 0.0
+
+
 def window_rows(log: Path | str, colour: str, since: float, until: float) -> dict[str, Any]:
     """The colour's live answers and 5xx refusals in [since, until] from the prediction log
     (a SQLite file, or a postgresql:// URL); no log file yet: none."""

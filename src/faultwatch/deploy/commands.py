@@ -1,7 +1,7 @@
 """`faultwatch deploy`: what each command does (see faultwatch.deploy.router for the router).
 
 Two colours, blue and green, are two `faultwatch serve` processes of registry versions on free
-loopback ports (or, with `up --runtime container`, two containers of faultwatch:<version>: see
+loopback ports (or, with `up --runtime container`, two containers of faultwatch-<project>:<version>: see
 faultwatch.deploy.containers), both logging to the one prediction log: a SQLite file, or
 with FAULTWATCH_PREDICTION_LOG=postgresql://... a PostgreSQL database (what several machines
 behind one router share; the analysis reads either). One colour is *live*; the other is the
@@ -25,14 +25,27 @@ from typing import Any
 
 from faultwatch import progress
 from faultwatch.deploy import router as rt
-from faultwatch.deploy.analysis import Analysis, DeployParams, analyse, shadow_agreement
+from faultwatch.deploy.analysis import (
+    Analysis,
+    DeployParams,
+    analyse,
+    live_rate,
+    shadow_agreement,
+)
+from faultwatch.deploy.live import (
+    ROUTER_MARKER,
+    SERVER_MARKER,
+    alive,
+    mark_live,
+    mark_refused,
+    serving,
+)
 from faultwatch.deploy.state import Colour, DeployError, State, load, locked, save, state_dir
 from faultwatch.paths import bentoml_home, display_path
+from faultwatch.registry import CANARY_ABORTED, ROLLED_BACK
 from faultwatch.serve.predlog.entries import PredictionLogError
 from faultwatch.serve.predlog.sqlite import resolve_target, show_target
 
-SERVER_MARKER = "faultwatch"  # in the command line of every process deploy starts
-ROUTER_MARKER = "haproxy"
 EXIT_REFUSED = 3  # a gate said no: smoke test, analysis, inconclusive analysis
 
 
@@ -72,20 +85,19 @@ def free_port(host: str = "127.0.0.1") -> int:
 # ---------------------------------------------------------------------- versions and models
 def resolve(root: Path, version: str | None) -> tuple[str, str, Path, str]:
     """(registry version, model tag, store entry folder, approval) of `version` (default: the
-    production version)."""
+    production version, else the latest approved one)."""
     import bentoml
     from bentoml.exceptions import NotFound
 
     from faultwatch import registry
 
     if version is None:
-        prod = registry.production(root)
-        if prod is None:
+        v = registry.production(root) or registry.latest_approved(root)
+        if v is None:
             raise DeployError(
-                "no production version in the registry: promote one (`faultwatch promote`) or "
-                "name a version (`faultwatch registry list`)"
+                "no production or approved version in the registry: promote one "
+                "(`faultwatch promote`) or name a version (`faultwatch registry list`)"
             )
-        v = prod
     else:
         v = registry.get(version, root)
     if not v.model_tag:
@@ -152,6 +164,7 @@ def start_colour(
     env = {
         **os.environ,
         rt.TAG_ENV: tag,
+        rt.PROJECT_ENV: str(root.resolve()),  # `deploy down` finds it even when the state lost it
         "FAULTWATCH_COLOUR": colour,
         "FAULTWATCH_PREDICTION_LOG": str(prediction_log(root)),
         "BENTOML_HOME": str(bentoml_home(root).resolve()),
@@ -205,7 +218,7 @@ def start_container(
 ) -> Colour:
     from faultwatch.deploy import containers
 
-    eng, image = containers.image_for(version, model_tag)
+    eng, image = containers.image_for(version, model_tag, root)
     name = f"faultwatch-{tag}"
     log.unlink(missing_ok=True)  # the container's log file is its own, one per container
     progress.step(
@@ -257,16 +270,6 @@ def stop_colour(c: Colour | None) -> None:
         rt.stop_pid(c.pid, SERVER_MARKER)
     if c is not None:
         rt.stop_tagged(c.tag)
-
-
-def alive(c: Colour | None) -> bool:
-    """Its supervisor runs (a worker left behind by a dead supervisor does not count); a
-    container runs."""
-    if c is not None and c.container:
-        from faultwatch.deploy import containers
-
-        return containers.running(c.container)
-    return c is not None and rt.pid_alive(c.pid, SERVER_MARKER)
 
 
 # ---------------------------------------------------------------------- the router
@@ -349,6 +352,8 @@ def cmd_up(root: Path, version: str | None, port: int | None, runtime: str = "pr
             live = st.colours[st.live]
             if live.version == version and st.runtime == runtime:
                 say(f"already up: {st.live} serves {version} at {st.url}")
+                if st.weights.get(st.live, 0) == 100:  # the registry follows the traffic
+                    _registry(root, mark_live(root, version, f"deploy up: live on {st.live}"))
                 return 0
             raise DeployError(
                 f"already up with {live.version} live on {st.live}; "
@@ -356,31 +361,60 @@ def cmd_up(root: Path, version: str | None, port: int | None, runtime: str = "pr
             )
         cleanup(root, st)  # leftovers of a router or servers that died
         st = State(host=p.host, port=port or p.port, history=st.history, runtime=runtime)
+        check_port_free(st.host, st.port)  # before anything starts: nothing to leave behind
         progress.step(
             f"deploy up: {version} as blue ({runtime}) behind the router on {st.host}:{st.port}"
         )
-        blue = start_colour(root, "blue", version, tag, p, runtime)
-        blue.smoke = smoke(blue, entry, p)
-        if not blue.smoke["passed"]:
-            stop_colour(blue)
-            raise DeployError(f"blue ({version}) failed its smoke test: {blue.smoke['message']}")
-        say(f"  smoke test passed: {blue.smoke.get('message', '')}")
         cfg = router_config(root, st, p)
-        st.router_pid = rt.start(cfg, {"blue": blue.port, "green": None}, None)
-        a = api(root, st)
-        a.enable("blue")
-        a.set_weight("blue", 100)
-        a.enable_backup("blue", True)
+        blue: Colour | None = None
+        try:
+            blue = start_colour(root, "blue", version, tag, p, runtime)
+            blue.smoke = smoke(blue, entry, p)
+            if not blue.smoke["passed"]:
+                raise DeployError(
+                    f"blue ({version}) failed its smoke test: {blue.smoke['message']}"
+                )
+            say(f"  {blue.smoke.get('message') or 'smoke test passed'}")
+            st.router_pid = rt.start(cfg, {"blue": blue.port, "green": None}, None)
+            a = api(root, st)
+            a.enable("blue")
+            a.set_weight("blue", 100)
+            a.enable_backup("blue", True)
+        except BaseException:  # also an interrupt: stop what this command started
+            rt.stop_pid(st.router_pid, ROUTER_MARKER)
+            stop_colour(blue)
+            raise
         st.colours = {"blue": blue}
         st.live, st.weights = "blue", {"blue": 100, "green": 0}
         st.record("up", colour="blue", version=version, model_tag=tag)
         save(root, st)
+        _registry(root, mark_live(root, version, f"deploy up: live on blue at {st.url}"))
     progress.done(
         f"{version} live on blue (router log {display_path(cfg.log_path, root)})",
         at_router(st),
         "faultwatch deploy stage VERSION (a new version as green)",
     )
     return 0
+
+
+def check_port_free(host: str, port: int) -> None:
+    """DeployError when the router's port is taken: checked before anything starts."""
+    from faultwatch.serve.launch import ServeError
+    from faultwatch.serve.launch import check_port_free as check
+
+    try:
+        check(host, port)
+    except ServeError as e:
+        raise DeployError(f"{e}; nothing was started") from None
+
+
+def _registry(root: Path, line: str | None) -> None:
+    """Say what the registry recorded, and refresh the report page, which shows it."""
+    if line:
+        from faultwatch.report_page import refresh
+
+        say(line)
+        say(f"  {refresh(root)}")
 
 
 def cmd_stage(root: Path, version: str) -> int:
@@ -394,7 +428,7 @@ def cmd_stage(root: Path, version: str) -> int:
         if st.runtime == "container":  # refused before the standby is touched
             from faultwatch.deploy import containers
 
-            containers.image_for(version, tag)
+            containers.image_for(version, tag, root)
             containers.check_reachable(prediction_log(root))
         old = st.colours.get(colour)
         if old and old.version == version and alive(old) and old.smoke_passed:
@@ -442,8 +476,8 @@ def cmd_stage(root: Path, version: str) -> int:
         st.record("stage", colour=colour, version=version, model_tag=tag, smoke="passed")
         save(root, st)
     progress.done(
-        f"{version} staged on {colour} (port {c.port}), smoke test passed "
-        f"({c.smoke.get('message', '')}), no traffic yet",
+        f"{version} staged on {colour} (port {c.port}), "
+        f"{c.smoke.get('message') or 'smoke test passed'}; no traffic yet",
         at_router(st),
         "faultwatch deploy canary --steps (or: deploy shadow on, deploy switch)",
     )
@@ -480,6 +514,7 @@ def cmd_switch(root: Path) -> int:
         took = (time.monotonic() - t0) * 1e3
         st.record("switch", frm=old, to=new, version=c.version, ms=round(took, 1))
         save(root, st)
+        _registry(root, mark_live(root, c.version, f"deploy switch: all traffic on {new}"))
     progress.done(
         f"all traffic to {new} ({c.version}), switched in {took:.0f} ms; {old} stays up",
         at_router(st),
@@ -495,9 +530,14 @@ def cmd_rollback(root: Path) -> int:
         live, standby = st.live, st.standby
         assert live and standby
         if st.weights.get(standby, 0) > 0:
+            pct = st.weights[standby]
             apply_weights(a, st, {live: 100, standby: 0})
             st.record("rollback", canary_of=standby, to=live)
             save(root, st)
+            back = st.colours.get(standby)
+            if back is not None and back.version != st.colours[live].version:
+                why = f"deploy rollback: its canary at {pct} % on {standby} ended by hand"
+                _registry(root, mark_refused(root, back.version, ROLLED_BACK, why))
             progress.done(
                 f"rolled back: the canary on {standby} is at 0 %, {live} has all the traffic",
                 at_router(st),
@@ -513,6 +553,11 @@ def cmd_rollback(root: Path) -> int:
         _switch_to(a, st, standby)
         st.record("rollback", frm=live, to=standby, version=c.version)
         save(root, st)
+        left = st.colours.get(live)
+        if left is not None and left.version != c.version:
+            why = f"deploy rollback: all traffic back to {standby} ({c.version})"
+            _registry(root, mark_refused(root, left.version, ROLLED_BACK, why))
+        _registry(root, mark_live(root, c.version, f"deploy rollback from {live}"))
     progress.done(
         f"rolled back: all traffic to {standby} ({c.version}); {live} stays up",
         at_router(st),
@@ -524,6 +569,29 @@ def cmd_rollback(root: Path) -> int:
 def router_errors(a: rt.RuntimeAPI, colour: str) -> int:
     c = a.counters()[colour]
     return c["5xx"] + c["eresp"]
+
+
+TRAFFIC_WINDOW_S = 10.0  # how far back `canary --steps` measures the live traffic
+
+
+def check_traffic(log: Path | str, steps: list[int], interval: float, p: DeployParams) -> None:
+    """Refuse a gradual canary whose first step cannot get `deploy.min_requests` answers from
+    the live traffic of the last TRAFFIC_WINDOW_S seconds: every step would be inconclusive."""
+    first = next((s for s in steps if s < 100), None)
+    if first is None:
+        return
+    rate = live_rate(log, TRAFFIC_WINDOW_S)
+    expected = rate * interval * first / 100
+    if expected >= p.min_requests:
+        return
+    need = f"{p.min_requests / (rate * first / 100):.0f} s" if rate > 0 else "traffic first"
+    raise DeployError(
+        f"canary --steps {','.join(map(str, steps))} --interval {interval:g}: the live traffic "
+        f"of the last {TRAFFIC_WINDOW_S:g} s is {rate:.1f} answers/s, so at {first} % the canary "
+        f"would get about {expected:.0f} answers in {interval:g} s, below deploy.min_requests "
+        f"({p.min_requests}): the analysis would be inconclusive. Raise --interval (at {first} "
+        f"%: {need}), start with a larger step, or send more traffic; nothing was changed"
+    )
 
 
 def cmd_canary(root: Path, pct: int | None, steps: list[int] | None, interval: float | None) -> int:
@@ -540,6 +608,7 @@ def cmd_canary(root: Path, pct: int | None, steps: list[int] | None, interval: f
                 _switch_to(a, st, green)
                 st.record("canary", colour=green, pct=100, switched=True)
                 save(root, st)
+                _registry(root, mark_live(root, c.version, f"deploy canary 100 %: live on {green}"))
                 progress.done(
                     f"canary 100 %: {green} ({c.version}) is live; {live} stays up",
                     at_router(st),
@@ -558,6 +627,7 @@ def cmd_canary(root: Path, pct: int | None, steps: list[int] | None, interval: f
 
         interval = p.canary_interval_s if interval is None else interval
         log = prediction_log(root)
+        check_traffic(log, steps, interval, p)
         entry = resolve(root, c.version)[2]
         reference = training_fault_rate(entry)
         progress.step(
@@ -569,6 +639,8 @@ def cmd_canary(root: Path, pct: int | None, steps: list[int] | None, interval: f
                 _switch_to(a, st, green)
                 st.record("canary", colour=green, pct=100, switched=True)
                 save(root, st)
+                why = f"deploy canary: every step passed, live on {green}"
+                _registry(root, mark_live(root, c.version, why))
                 say(f"  100 %: {green} ({c.version}) is live; {live} stays up for rollback.")
                 progress.done(
                     f"{c.version} live on {green} after the canary",
@@ -603,6 +675,8 @@ def cmd_canary(root: Path, pct: int | None, steps: list[int] | None, interval: f
                     reason=result.reason,
                 )
                 save(root, st)
+                why = f"canary at {step} % on {green}: {result.verdict} ({result.reason})"
+                _registry(root, mark_refused(root, c.version, CANARY_ABORTED, why))
                 say(
                     f"aborted at {step} %: {result.verdict} ({result.reason}); {green} is back "
                     f"to 0 %, {live} has all the traffic."
@@ -681,6 +755,7 @@ def status_dict(root: Path) -> dict[str, Any]:
         "shadow": st.shadow,
         "last_analysis": st.last_analysis,
         "history": st.history[-10:],
+        "registry": serving(root).to_dict(),
     }
     counters: dict[str, dict[str, int]] = {}
     if router_up:
@@ -723,13 +798,17 @@ def cmd_status(root: Path, as_json: bool) -> int:
     if as_json:
         print(json.dumps(s, indent=2, default=str))
         return 0
+    reg = s["registry"]
     if s["live"] is None:
         say("nothing deployed (`faultwatch deploy up`)")
+        say(f"registry production: {reg['production'] or 'none'}")
+        if reg["problem"]:
+            say(f"DISAGREE: {reg['problem']}")
         return 0
     r = s["router"]
     say(
         f"router {r['url']} ({'up' if r['up'] else 'DOWN'}, pid {r['pid']}); live: {s['live']}"
-        f" (colours as {s['runtime']}es)"
+        f" (colours as {'processes' if s['runtime'] == 'process' else 'containers'})"
     )
     say(f"prediction log: {s['prediction_log']}")
     for name, c in s["colours"].items():
@@ -764,6 +843,9 @@ def cmd_status(root: Path, as_json: bool) -> int:
     la = s.get("last_analysis")
     if la:
         say(f"last analysis (step {la.get('step')} %): {la['verdict']} - {la['reason']}")
+    say(f"registry production: {reg['production'] or 'none'}")
+    if reg["problem"]:
+        say(f"DISAGREE: {reg['problem']}")
     return 0
 
 
@@ -773,10 +855,33 @@ def cleanup(root: Path, st: State) -> None:
         stop_colour(c)
 
 
+def stop_orphans(root: Path) -> list[str]:
+    """Servers of this project that the state does not list any more (a command killed half
+    way, a state file replaced), found by the project they carry in their environment, and
+    routers running this project's config; stopped. Returns what was stopped, in words."""
+    stopped = []
+    for tag in rt.project_tags(root.resolve()):
+        n = rt.stop_tagged(tag)
+        if n:
+            stopped.append(f"server {tag} ({n} processes)")
+    for pid in rt.routers_of(router_config(root, State(), params(root)).cfg_path):
+        if rt.stop_pid(pid, ROUTER_MARKER):
+            stopped.append(f"router pid {pid}")
+    return stopped
+
+
 def cmd_down(root: Path) -> int:
     with locked(root, "down"):
         st = load(root)
         if st.live is None and not st.colours and not st.router_pid:
+            orphans = stop_orphans(root)
+            if orphans:
+                progress.done(
+                    f"stopped what no deployment state listed: {', '.join(orphans)}",
+                    "this project",
+                    "faultwatch deploy up",
+                )
+                return 0
             say("nothing deployed; nothing to stop.")
             return 0
         if rt.pid_alive(st.router_pid, ROUTER_MARKER):
@@ -785,10 +890,16 @@ def cmd_down(root: Path) -> int:
             )  # clients first: no request reaches a dying server
         for c in st.colours.values():
             stop_colour(c)
+        orphans = stop_orphans(root)
+        if orphans:
+            say(f"  also stopped what the state did not list: {', '.join(orphans)}")
         history = st.history
         st = State(history=history)
         st.record("down")
         save(root, st)
+    from faultwatch.report_page import refresh
+
+    say(f"  {refresh(root)}")  # it shows what serves
     progress.done(
         "the router and both colours stopped; the prediction log stays",
         _shown(prediction_log(root), root),

@@ -1,6 +1,7 @@
 """The colours as containers (`faultwatch deploy up --runtime container`).
 
-Each colour runs the image `faultwatch:<registry version>` (`faultwatch image build VERSION`)
+Each colour runs the project's image `faultwatch-<project folder>:<registry version>`
+(`faultwatch.image.image_name`; `faultwatch image build VERSION`)
 with podman (or Docker), its port 3000 published on a free loopback port, so the router, the
 smoke test and every deploy command treat it as they treat a process. Both colours mount the
 folder of the one prediction log (`:U`: handed to the image's non-root user) and write the
@@ -25,16 +26,18 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from faultwatch.deploy.state import DeployError
-from faultwatch.image import IMAGE_NAME, LABEL_PREFIX, engine, image_exists, image_labels, inspect
+from faultwatch.image import LABEL_PREFIX, engine, image_exists, image_labels, image_name, inspect
+from faultwatch.paths import project_root
 from faultwatch.serve.predlog.sqlite import is_postgres_url, show_target
 
 CONTAINER_LOG_DIR = "/home/bentoml/predictions"
 
 
-def image_for(version: str, model_tag: str) -> tuple[str, str]:
-    """(engine, image) of a registry version; refuses a missing or stale image."""
+def image_for(version: str, model_tag: str, root: Path | None = None) -> tuple[str, str]:
+    """(engine, image) of a registry version of the project at `root` (default: the one here);
+    refuses a missing or stale image."""
     eng = engine()
-    image = f"{IMAGE_NAME}:{version}"
+    image = f"{image_name(root or project_root())}:{version}"
     if not image_exists(eng, image):
         raise DeployError(
             f"no image {image} ({eng}): build it with `faultwatch image build {version}`"

@@ -36,6 +36,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -338,6 +339,42 @@ def pid_alive(pid: int | None, marker: str | None = None) -> bool:
 
 
 TAG_ENV = "FAULTWATCH_DEPLOY_TAG"
+PROJECT_ENV = "FAULTWATCH_DEPLOY_PROJECT"  # the project root of the deployment that started it
+
+
+def _processes() -> Iterator[tuple[int, Path]]:
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            yield int(d.name), d
+
+
+def project_tags(root: Path) -> set[str]:
+    """The deploy tags of running processes started by this project's deployment."""
+    needle = f"{PROJECT_ENV}={root}\0".encode()
+    tags = set()
+    for pid, d in _processes():
+        try:
+            env = (d / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in env and pid_alive(pid):
+            for item in env.split(b"\0"):
+                if item.startswith(f"{TAG_ENV}=".encode()):
+                    tags.add(item.split(b"=", 1)[1].decode())
+    return tags
+
+
+def routers_of(cfg_path: Path) -> list[int]:
+    """HAProxy processes running this config file (one project's router)."""
+    found = []
+    for pid, d in _processes():
+        try:
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(cfg_path).encode() in argv and any(b"haproxy" in a for a in argv[:1]):
+            found.append(pid)
+    return found
 
 
 def tagged_pids(tag: str) -> list[int]:

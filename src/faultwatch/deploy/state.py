@@ -60,7 +60,7 @@ class Colour:
 @dataclass
 class State:
     router_pid: int | None = None
-    runtime: str = "process"  # the colours: processes, or containers of faultwatch:<version>
+    runtime: str = "process"  # the colours: processes, or containers of the project image
     host: str = "127.0.0.1"
     port: int | None = None
     live: str | None = None  # the colour with the traffic (100 % once switched)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from faultwatch.errors import FaultwatchError
 from faultwatch.paths import write_text_atomic
 
 PAGE = Path("reports/index.html")
@@ -36,3 +37,14 @@ def build_page(root: Path) -> str:
 def write_page(root: Path) -> Path:
     """Build the page, then replace reports/index.html (nothing is written on an error)."""
     return write_text_atomic(root / PAGE, build_page(root))
+
+
+def refresh(root: Path) -> str:
+    """Rewrite the page after a command whose results DVC does not watch (the monitor's report,
+    the registry's tags, the deployment); returns the line to print. Its failure is a warning:
+    the command's own work is done and recorded."""
+    try:
+        write_page(root)
+    except FaultwatchError as e:
+        return f"warning: {PAGE} not refreshed: {e}"
+    return f"refreshed {PAGE}"

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from faultwatch.errors import FaultwatchError
-from faultwatch.register import REGISTER_FILE, read_json
+from faultwatch.register import REGISTER_FILE, data_hash, read_json
 
 METRICS_DIR = "reports/metrics/"
 PACKAGE_FILE = Path("reports/package.json")
@@ -93,6 +93,14 @@ def read_metric_file(root: Path, path: str) -> dict[str, Any] | None:
 
 
 @dataclass
+class DataChange:
+    """How the data behind the workspace's metrics differs from HEAD's: (HEAD's, now)."""
+
+    source: tuple[str, str] | None = None  # params.yaml: data.source
+    prepared: tuple[str, str] | None = None  # the data hash of prepare's splits (dvc.lock)
+
+
+@dataclass
 class Baseline:
     """What the workspace's metrics are compared with: HEAD, or why nothing."""
 
@@ -101,6 +109,7 @@ class Baseline:
     note: str = ""
     missing: set[str] = field(default_factory=set)  # files HEAD does not hold
     old: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> key -> {old, diff}
+    data: DataChange | None = None  # None: the same data as HEAD's (or nothing to tell)
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -120,12 +129,56 @@ def head(root: Path) -> dict[str, Any] | None:
     return {"commit": sha, "subject": _git(root, "log", "-1", "--format=%s") or "", "dirty": dirty}
 
 
+def _yaml_or_none(text: str | None) -> Any:
+    try:
+        return yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        return None  # a broken file of HEAD's or the workspace's: nothing to compare
+
+
+def _data_source(params: Any) -> str | None:
+    data = params.get("data") if isinstance(params, dict) else None
+    return str(data["source"]) if isinstance(data, dict) and "source" in data else None
+
+
+def _prepared_hash(lock: Any) -> str | None:
+    """The data hash of the prepare stage's data outputs a dvc.lock records, as the registry
+    computes it (faultwatch.register.data_hashes: its reports/ are not data)."""
+    stages = lock.get("stages") if isinstance(lock, dict) else None
+    outs = ((stages or {}).get("prepare") or {}).get("outs") or []
+    hashes = {
+        str(o["path"]): str(o["md5"])
+        for o in outs
+        if isinstance(o, dict)
+        and o.get("md5")
+        and not str(o.get("path", "")).startswith("reports/")
+    }
+    return data_hash(hashes) if hashes else None
+
+
+def data_change(root: Path) -> DataChange | None:
+    """data.source (params.yaml) and prepare's splits (dvc.lock) now against HEAD's: what
+    differs, or None. Figures compared across such a change were measured on other data."""
+    change = DataChange()
+    for name, read, attr in (
+        ("params.yaml", _data_source, "source"),
+        ("dvc.lock", _prepared_hash, "prepared"),
+    ):
+        path = root / name
+        now = read(_yaml_or_none(path.read_text() if path.is_file() else None))
+        then = read(_yaml_or_none(_git(root, "show", f"HEAD:{name}")))
+        if now is not None and then is not None and now != then:
+            setattr(change, attr, (then, now))
+    return change if change.source or change.prepared else None
+
+
 def metrics_baseline(root: Path, paths: list[str]) -> Baseline:
-    """`dvc metrics diff HEAD` (every figure, changed or not) of `paths`, through DVC's API."""
+    """`dvc metrics diff HEAD` (every figure, changed or not) of `paths`, through DVC's API,
+    and whether the data behind them changed since (`data_change`)."""
     commit = head(root)
     if commit is None:
         return Baseline(note="no commit yet: nothing to compare with")
-    base = Baseline(commit["commit"], commit["subject"])
+    base = Baseline(commit["commit"], commit["subject"], data=data_change(root))
     if not paths:
         return base
     from dvc.exceptions import DvcException
@@ -215,8 +268,16 @@ def registry_state(root: Path) -> dict[str, Any]:
         events = registry.events(root)
     except FaultwatchError as e:
         return {"versions": [], "events": [], "production": None, "error": str(e)}
+    from faultwatch.deploy.live import serving
+
     prod = [v for v in versions if registry.PRODUCTION in v.stages]
-    return {"versions": versions, "events": events, "production": prod[-1] if prod else None}
+    return {
+        "versions": versions,
+        "events": events,
+        "production": prod[-1] if prod else None,
+        # what serves here (the deployment's state) and any disagreement with the registry
+        "serving": serving(root).to_dict(),
+    }
 
 
 def monitor_state(root: Path) -> dict[str, Any] | None:

@@ -1,0 +1,120 @@
+"""What serves here, and whether the registry says the same.
+
+The registry calls a version `prod` only while it takes all the traffic: the deploy commands
+assign it when that happens (`up`, `switch`, a canary reaching 100 %, a rollback to it) and
+record a refusal on the version they turned away (`canary-aborted`, `rolled-back`). `serving`
+reads the deployment's state (no lock) and the registry, and names any disagreement: a
+production version that nothing serves here, or a live version the registry does not call
+production. `deploy status`, `registry list` and the report page all show it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from faultwatch import registry
+from faultwatch.deploy import router as rt
+from faultwatch.deploy.state import Colour, State, load
+from faultwatch.errors import FaultwatchError
+
+SERVER_MARKER = "faultwatch"  # in the command line of every process deploy starts
+ROUTER_MARKER = "haproxy"
+
+
+def alive(c: Colour | None) -> bool:
+    """Its supervisor runs (a worker left behind by a dead supervisor does not count); a
+    container runs."""
+    if c is not None and c.container:
+        from faultwatch.deploy import containers
+
+        return containers.running(c.container)
+    return c is not None and rt.pid_alive(c.pid, SERVER_MARKER)
+
+
+def router_up(st: State) -> bool:
+    return rt.pid_alive(st.router_pid, ROUTER_MARKER)
+
+
+def live_colour(st: State) -> Colour | None:
+    """The colour that has the traffic, when the router and it run."""
+    c = st.colours.get(st.live) if st.live else None
+    return c if c is not None and router_up(st) and alive(c) else None
+
+
+@dataclass
+class Serving:
+    """The deployment here against the registry."""
+
+    live_version: str | None  # what the router sends the traffic to (None: nothing runs)
+    live_colour: str | None
+    share: int  # % of the traffic on the live colour (less during a canary)
+    url: str | None
+    production: str | None  # the registry's `prod` version
+    problem: str | None  # a disagreement between the two, in words; None when they agree
+
+    def line(self) -> str:
+        """One line for a person."""
+        if self.live_version:
+            here = (
+                f"{self.live_version} live on {self.live_colour} at {self.url} "
+                f"({self.share} % of the traffic)"
+            )
+        else:
+            here = "nothing deployed here"
+        return f"serving: {here}; registry production: {self.production or 'none'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def serving(root: Path) -> Serving:
+    """What serves here and what the registry says (see the module docstring)."""
+    try:
+        st = load(root)
+    except FaultwatchError:
+        st = State()
+    c = live_colour(st)
+    try:
+        prod = registry.production(root)
+    except FaultwatchError as e:
+        return Serving(c.version if c else None, st.live if c else None, 0, st.url, None, str(e))
+    version = c.version if c else None
+    share = st.weights.get(st.live, 0) if c and st.live else 0
+    problem = None
+    if version and (prod is None or prod.version != version):
+        problem = (
+            f"{version} serves the traffic here (on {st.live}), but the registry's production is "
+            f"{prod.version if prod else 'none'}: `faultwatch deploy up {version}` records it"
+        )
+    elif prod is not None and version is None:
+        why = "the router is down" if st.live and not router_up(st) else "nothing deployed"
+        problem = (
+            f"the registry's production is {prod.version}, but nothing serves it here ({why}): "
+            f"`faultwatch deploy up {prod.version}`"
+        )
+    return Serving(
+        version, st.live if c else None, share, st.url, prod.version if prod else None, problem
+    )
+
+
+def mark_live(root: Path, version: str, why: str) -> str | None:
+    """The registry follows the traffic: `version` has all of it, so it is `prod`. Returns the
+    line to print, or None when it already was. A registry that cannot be written is a
+    warning, not a failure: the traffic has moved, and `deploy status` shows the disagreement."""
+    try:
+        changed = registry.set_production(version, why, root)
+    except FaultwatchError as e:
+        return f"  warning: the registry could not record {version} as production: {e}"
+    return f"  registry: {version} is production ({why})" if changed else None
+
+
+def mark_refused(root: Path, version: str, outcome: str, why: str) -> str:
+    """Record on `version` that the deployment turned it away (`canary-aborted`,
+    `rolled-back`), with the reason."""
+    try:
+        registry.record_outcome(version, outcome, why, root)
+    except FaultwatchError as e:
+        return f"  warning: the registry could not record {outcome} on {version}: {e}"
+    return f"  registry: {version} {outcome} ({why})"
