@@ -96,9 +96,10 @@ def make_project(
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / "data/prepared").mkdir(parents=True, exist_ok=True)
     split = split_frame()
-    split.assign(values=split["values"].map(list)).to_parquet(
-        root / "data/prepared/test.parquet", index=False
-    )
+    for name in ("test", "train"):  # register learns the signal-quality thresholds from train
+        split.assign(values=split["values"].map(list)).to_parquet(
+            root / f"data/prepared/{name}.parquet", index=False
+        )
     write_lock(root)
     shutil.copy2(REPO / ".gitignore", root / ".gitignore")  # the project's own ignore rules
     if git:

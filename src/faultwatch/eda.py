@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ from pydantic import Field
 
 from faultwatch.params import Section
 from faultwatch.preprocess import to_matrix
+from faultwatch.signal_quality import QUALITIES, QualityParams, learn_thresholds, qualities
 
 SPLITS = ("train", "val", "test")
 
@@ -62,6 +64,17 @@ def value_quality(df: pd.DataFrame) -> dict[str, int]:
         "n_empty_signals": int(sum(len(v) == 0 for v in values)),
         "n_constant_signals": int(sum(len(v) > 0 and float(np.ptp(v)) == 0.0 for v in values)),
     }
+
+
+def sensor_quality(df: pd.DataFrame, quality: Mapping[str, Any]) -> tuple[pd.DataFrame, dict]:
+    """How many signals of each split each sensor rule (faultwatch.signal_quality) flags, with
+    the thresholds the register stage learns from the training split and params.yaml
+    `quality`: (signals per split and quality, the thresholds)."""
+    params = QualityParams.model_validate(dict(quality))
+    thresholds = learn_thresholds(df.loc[df["split"] == "train", "values"].tolist(), params)
+    found = pd.Series(qualities(df["values"], thresholds), index=df.index)
+    counts = pd.crosstab(df["split"], found).reindex(index=list(SPLITS), columns=list(QUALITIES))
+    return counts.fillna(0).astype(int), thresholds.as_metadata()
 
 
 def missing_counts(prepare_metrics: Path) -> dict[str, int]:

@@ -1,6 +1,7 @@
 """The notebook runner: one notebook = one pipeline stage.
 
-papermill injects the stage's params.yaml section, the executed copy and an HTML copy go
+papermill injects the stage's params.yaml section (and, as a dict, any other section the
+notebook's parameters cell names: 01_eda's `quality`), the executed copy and an HTML copy go
 under reports/notebooks/, the scraps become reports/metrics/<stage>.json. Outputs are replaced
 only when every cell ran; volatile metadata (timestamps, durations, paths) is dropped so the
 same inputs give the same bytes.
@@ -89,7 +90,13 @@ def stage_parameters(stage: str, nb: nbformat.NotebookNode, params_file: Path) -
             f"{params_file.name}: {', '.join(f'{stage}.{k}' for k in unknown)}: "
             f"the notebook's parameters cell has no such name (it has: {', '.join(sorted(known))})"
         )
-    return values
+    # a parameters-cell name that is another section (01_eda's `quality`) gets it as a dict
+    shared = {
+        name: section(name, raw, source=str(params_file.name)).model_dump()
+        for name in sorted((known & set(SECTIONS)) - {stage})
+        if name in raw
+    }
+    return {**values, **shared}
 
 
 VOLATILE_CELL_KEYS = ("papermill", "execution", "ploomber")

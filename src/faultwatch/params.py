@@ -37,6 +37,7 @@ SECTIONS: dict[str, type[Section] | str] = {
     "train": "faultwatch.model.params:TrainParams",
     "deploy": "faultwatch.deploy.analysis:DeployParams",
     "monitor": "faultwatch.monitor.params:MonitorParams",
+    "quality": "faultwatch.signal_quality:QualityParams",
 }
 
 

@@ -8,7 +8,11 @@ test metrics) reuses the existing store entry, so `dvc repro -f register` adds n
 Every registered entry holds its golden set (`golden.json`, faultwatch.serve.golden): a few
 signals of the test split and the model's answers on them, which a deployment's smoke test
 compares a running server with. An entry reused without one (registered before golden sets
-existed), or with a malformed one, gets it.
+existed), or with a malformed one, gets it. Golden signals are of `ok` quality.
+
+The signal-quality thresholds the service checks with (faultwatch.signal_quality) are learnt
+here from the training split with params.yaml `quality`, and recorded in the entry's metadata
+(`signal_quality`): a change of them registers a new entry.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from faultwatch.errors import FaultwatchError
-from faultwatch.params import load_params
+from faultwatch.params import load_params, section
 from faultwatch.paths import display_path, write_text_atomic
 
 if TYPE_CHECKING:
@@ -34,6 +38,7 @@ THRESHOLD_FILE = Path("reports/evaluate/threshold.json")
 # run-to-run values of training (W&B run id, timings): read for provenance, not a dvc dependency
 TRAIN_RUN_FILE = Path("reports/train/run.json")
 TEST_SPLIT = Path("data/prepared/test.parquet")  # the golden set comes from it
+TRAIN_SPLIT = Path("data/prepared/train.parquet")  # the signal-quality thresholds come from it
 
 
 class ProvenanceError(FaultwatchError):
@@ -191,6 +196,23 @@ def _threshold(root: Path) -> float:
     return float(value)
 
 
+def quality_thresholds(root: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """The signal-quality thresholds learnt from the training split (metadata `signal_quality`)."""
+    import pandas as pd
+
+    from faultwatch.signal_quality import learn_thresholds
+
+    split = root / TRAIN_SPLIT
+    try:
+        signals = pd.read_parquet(split, columns=["values"])["values"].tolist()
+    except (OSError, ValueError) as e:  # a missing file is an OSError, pyarrow's errors ValueErrors
+        raise FaultwatchError(
+            f"{display_path(split, root)}: cannot read the training split, which the "
+            f"signal-quality thresholds are learnt from ({e}); run `dvc repro`"
+        ) from None
+    return learn_thresholds(signals, section("quality", params)).as_metadata()
+
+
 def provenance(root: Path, model_dir: Path) -> tuple[dict[str, str], dict[str, Any], float]:
     """Labels (short strings, for listing), metadata (everything), and the threshold."""
     evaluation = read_json(root / EVALUATE_FILE, "the evaluate stage's scores", root)
@@ -242,6 +264,7 @@ def provenance(root: Path, model_dir: Path) -> tuple[dict[str, str], dict[str, A
         },
         "class_names": model_json.get("class_names"),
         "weights_sha256": weights_sha,
+        "signal_quality": quality_thresholds(root, params),
     }
     return labels, _no_none(metadata), threshold
 
@@ -278,6 +301,7 @@ def same_model_in_store(metadata: dict[str, Any]) -> bentoml.Model | None:
         metadata["weights_sha256"],
         metadata["threshold"],
         _canonical(metadata["metrics"]["test"]),
+        _canonical(metadata.get("signal_quality")),
     )
     for entry in sorted(entries, key=lambda m: m.info.creation_time, reverse=True):
         meta = entry.info.metadata
@@ -285,6 +309,7 @@ def same_model_in_store(metadata: dict[str, Any]) -> bentoml.Model | None:
             meta.get("weights_sha256"),
             meta.get("threshold"),
             _canonical((meta.get("metrics") or {}).get("test")),
+            _canonical(meta.get("signal_quality")),
         )
         if have != want:
             continue
@@ -330,6 +355,7 @@ def ensure_golden(root: Path, entry: bentoml.Model) -> Path:
     )
     from faultwatch.serve.schema import ServingLimits
     from faultwatch.serve.store import load_entry, read_threshold
+    from faultwatch.signal_quality import OK, QualityThresholds, quality_of
 
     folder = Path(entry.path)
     try:
@@ -356,7 +382,10 @@ def ensure_golden(root: Path, entry: bentoml.Model) -> Path:
         int(schema.get("min_length", ServingLimits.min_length)),
         int(schema.get("max_length", ServingLimits.max_length)),
     )
-    chosen = select_golden(test, *lengths, where=shown)
+    checks = QualityThresholds.from_metadata(entry.info.metadata)
+    # a smoke test compares probabilities: a bad-quality signal may be answered without one
+    clean = test[[quality_of(v, checks) == OK for v in test["values"]]]
+    chosen = select_golden(clean, *lengths, where=shown)
     golden = compute_golden(
         load_entry(entry),
         str(entry.tag),

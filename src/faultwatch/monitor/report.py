@@ -24,8 +24,10 @@ The decision rule, and why:
   `min_labels` labelled rows (raw scores are not probabilities).
 
 Each of these is a reason {kind, feature, score, threshold, model_version}; any reason sets
-`retrain_needed`. Malformed requests and latency are reported but are never a reason:
-retraining does not fix a client that sends bad data or a slow host.
+`retrain_needed`. Malformed requests, latency and signal quality (the share of each sensor
+rule, `signal_quality`) are reported but are never a reason: retraining does not fix a client
+that sends bad data, a slow host or a dead sensor. Signals answered "unscored" (a sensor fault,
+no verdict) are left out of the drift and performance figures.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from faultwatch.monitor.performance import (
     realised_performance,
 )
 from faultwatch.monitor.reference import DRIFT_COLUMNS
+from faultwatch.signal_quality import UNSCORED, rule_counts
 
 # version -> (reference embeddings aligned with the reference frame's rows, or None; source)
 ReferenceEmbeddings = Callable[[str], tuple[np.ndarray | None, str]]
@@ -349,7 +352,8 @@ def monitor_report(
     start, end = window
     versions: dict[str, Any] = {}
     reasons: list[dict[str, Any]] = []
-    for version, rows in sorted(predictions.groupby("model_version", sort=True)):
+    answered = predictions[predictions["label"] != UNSCORED]
+    for version, rows in sorted(answered.groupby("model_version", sort=True)):
         version = str(version)
         fig: dict[str, Any] = {"n": len(rows)}
         fig["input_drift"] = input_drift(rows, reference.frame, params, html_dir, version)
@@ -385,6 +389,10 @@ def monitor_report(
                 "test_fault_rate": reference.test_fault_rate,
             },
             "malformed": malformed(rejected),
+            "signal_quality": {
+                **rule_counts(predictions.get("quality", pd.Series(dtype=object))),
+                "n_unscored": int((predictions["label"] == UNSCORED).sum()),
+            },
             "versions": versions,
             "config": {
                 "stattest": params.stattest,

@@ -13,6 +13,10 @@ shutting_down) is recorded there too, unchanged; prediction_log_unavailable cann
 Every refusal, prediction_log_unavailable included, is also passed to `on_reject` (the service
 counts them in faultwatch_rejected_total{reason}). The guarded paths include /feedback.
 
+One refusal, one log line: every 4xx is logged at WARNING as one line naming the status, the
+rule, the field and the request id (the service logs its own 5xx), and BentoML's traceback of
+the validation error behind a 400 is dropped (faultwatch.serve.logs.quiet_client_errors).
+
 Request identity (faultwatch.serve.identity): the guard reads `X-Request-ID` and
 `X-Faultwatch-Role` first, answers 400 naming the header and its rule to a bad value, makes
 the identity visible to the service for the request, writes it into every `rejected` row, and
@@ -48,6 +52,7 @@ from faultwatch.serve.identity import (
     identity_of,
     new_id,
 )
+from faultwatch.serve.logs import refusal_line
 from faultwatch.serve.predlog import ROLES, PredictionLog
 
 logger = logging.getLogger(__name__)
@@ -331,11 +336,14 @@ class RequestGuard:
         await send({"type": "http.response.body", "body": body})
 
     async def _record(self, path: str, status: int, reason: str, msg: str, size: int | None):
-        """A `rejected` row, with the identity of the request being answered."""
+        """A `rejected` row, with the identity of the request being answered, and its log line."""
         self._count(reason)
+        ident = CURRENT.get() or RequestIdentity(new_id())
+        if status < 500:  # the service logs its own 5xx (model failure, overload) as errors
+            # WARNING: `bentoml serve` shows its root logger from WARNING up
+            logger.warning(refusal_line(path, status, reason, msg, ident.request_id))
         if self._log_factory is None:
             return
-        ident = CURRENT.get() or RequestIdentity(new_id())
         try:
             if self._log is None:
                 self._log = self._log_factory()

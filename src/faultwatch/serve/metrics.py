@@ -5,6 +5,8 @@
                                                        rate is faults / predictions in PromQL
     faultwatch_rejected_total{reason}                  counter: refused requests by rule (the
                                                        `rejected` table's reason)
+    faultwatch_signal_quality_total{rule}              counter: answered signals by quality,
+                                                       ok or the sensor rule (flat_line ...)
     faultwatch_realised_f1{model_version}              gauge: F1 of the fault class over every
                                                        labelled prediction in the log
     faultwatch_labels_total{model_version}             gauge: labelled predictions in the log
@@ -34,6 +36,8 @@ from typing import Any
 
 import anyio.to_thread
 
+from faultwatch.signal_quality import UNSCORED
+
 logger = logging.getLogger(__name__)
 
 # the series the service exports (and the dashboard may name), by metric name in PromQL
@@ -41,6 +45,7 @@ EXPORTED = (
     "faultwatch_predictions_total",
     "faultwatch_faults_total",
     "faultwatch_rejected_total",
+    "faultwatch_signal_quality_total",
     "faultwatch_realised_f1",
     "faultwatch_labels_total",
 )
@@ -53,14 +58,19 @@ class ServiceMetrics:
     predictions: Any
     faults: Any
     rejected: Any
+    signal_quality: Any
     realised_f1: Any
     labels: Any
 
-    def answered(self, model_version: str, label: str, is_fault: bool) -> None:
+    def answered(
+        self, model_version: str, label: str, is_fault: bool, quality: str | None = None
+    ) -> None:
         """Count one answered (and logged) signal."""
         self.predictions.labels(model_version=model_version, label=label).inc()
         if is_fault:
             self.faults.labels(model_version=model_version).inc()
+        if quality is not None:
+            self.signal_quality.labels(rule=quality).inc()
 
 
 @functools.cache
@@ -76,6 +86,9 @@ def service_metrics() -> ServiceMetrics:
             "faultwatch_faults", "answered signals predicted faulty", ["model_version"]
         ),
         rejected=pc.Counter("faultwatch_rejected", "refused requests by rule", ["reason"]),
+        signal_quality=pc.Counter(
+            "faultwatch_signal_quality", "answered signals by quality: ok or the rule", ["rule"]
+        ),
         realised_f1=pc.Gauge(
             "faultwatch_realised_f1",
             "F1 of the fault class on the labelled predictions in the log",
@@ -107,13 +120,14 @@ class LabelCounts:
         return 2 * self.tp / denominator if denominator else None
 
 
-COUNTS_SQL = """
+# a signal answered "unscored" (a sensor fault) has no verdict to score against its label
+COUNTS_SQL = f"""
 SELECT p.model_version, count(*),
        sum(CASE WHEN p.is_fault = 1 AND l.label = ? THEN 1 ELSE 0 END),
        sum(CASE WHEN p.is_fault = 1 AND l.label <> ? THEN 1 ELSE 0 END),
        sum(CASE WHEN p.is_fault = 0 AND l.label = ? THEN 1 ELSE 0 END)
 FROM labels l JOIN predictions p ON p.prediction_id = l.prediction_id
-WHERE p.role = 'live'
+WHERE p.role = 'live' AND p.label <> '{UNSCORED}'
 GROUP BY p.model_version
 """
 

@@ -77,13 +77,23 @@ class Prediction(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    probability: float = Field(description="probability of the fault class, 0 to 1")
-    label: str = Field(description="the fault class name when probability >= threshold")
-    is_fault: bool
+    probability: float | None = Field(
+        description="probability of the fault class, 0 to 1; null: not scored (see quality)"
+    )
+    label: str = Field(
+        description='the fault class name when probability >= threshold; "unscored" when the '
+        "signal's quality kept it from being scored"
+    )
+    is_fault: bool | None = Field(description="null: not scored (a sensor fault, see quality)")
     threshold: float
     model_version: str
     prediction_id: str = Field(
         description="this answer's id (uuid4 hex), also in the prediction log"
+    )
+    quality: str = Field(
+        "ok",
+        description="the signal's quality: ok, or the sensor rule it breaks (flat_line, "
+        "clipping, stuck): a sensor or acquisition fault, not a machine fault",
     )
 
 

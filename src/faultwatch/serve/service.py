@@ -32,6 +32,13 @@ already, 422 for a label that is not one of the model's classes. /metrics adds t
 and gauges of faultwatch.serve.metrics. bench/logging_cost.py measures what the extra logging
 costs per request.
 
+Signal quality (issue 19). Every answered signal is checked for a dead sensor or a failed
+acquisition (faultwatch.signal_quality: flat_line, clipping, stuck) with the thresholds recorded
+in the store entry at registration; the answer's `quality` is `ok` or the rule. A bad-quality
+signal is answered with probability and is_fault null and label "unscored", unless the entry
+was registered with `quality.score_bad_signals: true`. The log keeps the model's probability
+for every signal (is_fault 0, label "unscored" when it was not answered) and the quality.
+
 Batching. By default both endpoints put their signals in one continuous micro-batcher
 (faultwatch.serve.batching): a signal that arrives while the model is idle is computed at
 once, signals that arrive while it is busy share the next model call. BentoML's own adaptive
@@ -67,6 +74,7 @@ from faultwatch.serve.batching import BatchCancelled, MicroBatcher, Overloaded, 
 from faultwatch.serve.embedding import check_embeddable, proba_and_embedding
 from faultwatch.serve.guard import RequestGuard, error_body
 from faultwatch.serve.identity import RequestIdentity, current, new_id
+from faultwatch.serve.logs import quiet_client_errors
 from faultwatch.serve.metrics import RealisedF1, RefreshOnScrape, service_metrics
 from faultwatch.serve.predlog import (
     FeedbackError,
@@ -77,6 +85,7 @@ from faultwatch.serve.predlog import (
     default_target,
 )
 from faultwatch.serve.predlog import open_log as open_log_at
+from faultwatch.serve.probes import ReadyBody
 from faultwatch.serve.schema import (
     BatchPrediction,
     FeedbackAccepted,
@@ -95,6 +104,7 @@ from faultwatch.serve.store import (
     store_location,
     verify_entry_files,
 )
+from faultwatch.signal_quality import OK, UNSCORED, QualityThresholds, quality_of
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +148,8 @@ SignalValues = signal_type(LIMITS)
 Signal = signal_model(LIMITS)
 SignalBatch = Annotated[list[Signal], Field(min_length=1, max_length=LIMITS.max_batch)]
 Feedback = feedback_model(LIMITS)
+# the sensor checks the model was registered with (faultwatch.signal_quality)
+QUALITY = QualityThresholds.from_metadata(ENTRY.info.metadata)
 
 PREDICTION_ROUTES = ("/predict", "/predict_batch")
 ROUTES = (*PREDICTION_ROUTES, "/feedback")
@@ -234,6 +246,7 @@ class FaultDetector:
         self.log_signals = SETTINGS.log_signals  # the share of raw signals logged
         self._sampler = random.Random()
         self.metrics = service_metrics()
+        quiet_client_errors()  # a 4xx is one line (the guard's), not BentoML's traceback
         # the first model call pays for lazy initialisation: not a client's request
         self._score([np.zeros(LIMITS.min_length)])
 
@@ -277,17 +290,22 @@ class FaultDetector:
                 answers.append(failed[it.request])
                 continue
             p = scored.probability
-            fault = p >= self.threshold
-            label = self.fault_label if fault else self.healthy_label
+            quality = quality_of(it.values, QUALITY)
+            scored_answer = quality == OK or QUALITY.score_bad_signals
+            fault = scored_answer and p >= self.threshold
+            label = (
+                (self.fault_label if fault else self.healthy_label) if scored_answer else UNSCORED
+            )
             prediction_id = new_id()
             answers.append(
                 Prediction(
-                    probability=p,
+                    probability=p if scored_answer else None,
                     label=label,
-                    is_fault=fault,
+                    is_fault=fault if scored_answer else None,
                     threshold=self.threshold,
                     model_version=self.version,
                     prediction_id=prediction_id,
+                    quality=quality,
                 )
             )
             entries.append(
@@ -302,6 +320,7 @@ class FaultDetector:
                     latency_ms=(now - it.received) * 1e3,
                     batch_size=len(items),
                     prediction_id=prediction_id,
+                    quality=quality,
                     request_id=it.identity.request_id,
                     role=it.identity.role,
                     features=scored.features,
@@ -311,7 +330,7 @@ class FaultDetector:
             )
         self.log.append(entries)  # raises PredictionLogError: then no answer of the batch leaves
         for e in entries:
-            self.metrics.answered(e.model_version, e.label, e.is_fault)
+            self.metrics.answered(e.model_version, e.label, e.is_fault, e.quality)
         return answers
 
     @functools.cached_property
@@ -445,3 +464,4 @@ FaultDetector.add_asgi_middleware(
     on_reject=_count_rejection,
 )
 FaultDetector.add_asgi_middleware(RefreshOnScrape, refresh=REALISED.refresh_quietly)
+FaultDetector.add_asgi_middleware(ReadyBody, model_tag=str(ENTRY.tag))

@@ -58,7 +58,8 @@ class InputSummary:
 
 @dataclass(frozen=True, eq=False)  # arrays inside: compare fields, not entries
 class LoggedPrediction:
-    """One answered prediction. `features` in faultwatch.monitor.features.FEATURES order,
+    """One answered prediction. `probability` is the model's, also for a signal answered
+    "unscored" (its `label`; `is_fault` False) because of its `quality`. `features` in faultwatch.monitor.features.FEATURES order,
     `embedding` the model's penultimate layer, `signal` the raw signal only when sampled
     (FAULTWATCH_LOG_SIGNALS); None: not logged (NULL, or no signals row)."""
 
@@ -72,6 +73,7 @@ class LoggedPrediction:
     latency_ms: float
     batch_size: int
     prediction_id: str | None = None
+    quality: str | None = None  # faultwatch.signal_quality: ok or the rule; None: not checked
     request_id: str | None = None
     role: str = "live"
     features: Sequence[float] | None = None

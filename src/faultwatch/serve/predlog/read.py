@@ -54,6 +54,7 @@ PREDICTION_FIELDS = (
     "is_fault",
     "threshold",
     "latency_ms",
+    "quality",
     *FEATURE_COLUMNS,
 )
 FLOAT_FIELDS = (

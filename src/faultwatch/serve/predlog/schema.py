@@ -25,8 +25,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     n INTEGER NOT NULL,            -- input summary: length and moments of the raw signal
     mean REAL, std REAL, min REAL, max REAL,
     n_nonfinite INTEGER NOT NULL,
-    probability REAL NOT NULL,
-    label TEXT NOT NULL,
+    probability REAL NOT NULL,     -- the model's, also when the answer was "unscored"
+    label TEXT NOT NULL,           -- as answered: a class name, or "unscored"
     is_fault INTEGER NOT NULL,
     threshold REAL NOT NULL,
     latency_ms REAL NOT NULL,      -- validated request to committed row (queue, batch, model)
@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS predictions (
     prediction_id TEXT,            -- the answer's prediction_id, one per signal
     colour TEXT NOT NULL DEFAULT '',   -- FAULTWATCH_COLOUR of the process that answered
     role TEXT NOT NULL DEFAULT 'live', -- X-Faultwatch-Role: live, shadow or smoke
+    quality TEXT,                  -- ok or the sensor rule (faultwatch.signal_quality), NULL: older rows
 {_FEATURE_DDL}    embedding BLOB                 -- penultimate layer, float32 little-endian bytes
 );
 CREATE TABLE IF NOT EXISTS rejected (
@@ -69,6 +70,7 @@ ADDED_COLUMNS = {
         "prediction_id": "TEXT",
         "colour": "TEXT NOT NULL DEFAULT ''",
         "role": "TEXT NOT NULL DEFAULT 'live'",
+        "quality": "TEXT",
         **{name: "REAL" for name in FEATURE_COLUMNS},
         "embedding": "BLOB",
     },

@@ -65,6 +65,7 @@ PREDICTION_COLUMNS = (
     "prediction_id",
     "colour",
     "role",
+    "quality",
     *FEATURE_COLUMNS,
     "embedding",
 )
@@ -165,6 +166,7 @@ def prediction_row(e: LoggedPrediction, now: float, colour: str) -> tuple:
         e.prediction_id,
         colour,
         e.role,
+        e.quality,
         *features,
         None if e.embedding is None else encode_embedding(e.embedding),
     )
