@@ -163,3 +163,18 @@ def write_log(
         log.reject("predict", 422, "finite_number", "signal.3: not a finite number", 100)
     log.close()
     return str(path)
+
+
+def log_for_project(root: Path, path: Path, n: int = 120, noise: float = 0.6) -> str:
+    """A prediction log for the project's trained model (models/fault_cnn): `n` requests in
+    the last ten minutes, `noise` extra noise (a drift), half of them labelled."""
+    import time
+
+    from faultwatch.model.io import load_model
+    from faultwatch.monitor.reference import model_embeddings
+
+    rng = np.random.default_rng(4)
+    signals, y = make_signals(n, 0.2, rng, noise=noise)
+    frame = logged_window(signals, y, rng, time.time() - 600, 300, label_share=0.5)
+    embeddings = model_embeddings(load_model(root / "models/fault_cnn"), signals)
+    return write_log(path, frame, signals, embeddings, source="t", refused=False)

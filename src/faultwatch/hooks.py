@@ -73,10 +73,18 @@ def write_environment() -> int:
     return 0
 
 
+def check_lock(files: list[str]) -> list[str]:
+    """dvc.lock must hold the hashes of the code, notebooks and params git versions."""
+    from faultwatch.lockcheck import check
+
+    return check(".")
+
+
 CHECKS = {
     "yaml": check_yaml,
     "parameters": check_parameters_cell,
     "environment": check_environment,
+    "lock": check_lock,
 }
 
 
