@@ -8,6 +8,9 @@ STAMP := $(VENV)/.faultwatch-installed
 # This machine kind keeps a CPU build of torch on disk; elsewhere the ordinary wheel is used.
 TORCH_WHEELS ?= /opt/wheels
 HAVE_CPU_TORCH := $(wildcard $(TORCH_WHEELS)/torch-2.13.0+cpu-*.whl)
+# Without that wheel, torch's build from PyTorch's index: the CPU one unless a GPU is asked for
+# (`make clean setup TORCH_BACKEND=auto`: the CUDA build the machine's driver takes; or cu126...)
+TORCH_BACKEND ?= cpu
 # dvc.yaml commands call the venv's tools (faultwatch, papermill) by name
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export WANDB_MODE ?= offline
@@ -18,7 +21,7 @@ export PYTHONHASHSEED = 0
 
 setup: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml tests/npm/package-lock.json
+$(STAMP): requirements.lock pyproject.toml tests/npm/package-lock.json jupyter-config/jupyter_server_config.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check "$$(grep -E '^uv==' requirements.lock)"
 ifneq ($(HAVE_CPU_TORCH),)
@@ -26,10 +29,12 @@ ifneq ($(HAVE_CPU_TORCH),)
 else
 	grep -vE '^torch==' requirements.lock > $(VENV)/requirements-no-torch.lock
 	$(BIN)/uv pip sync -q --python $(BIN)/python $(VENV)/requirements-no-torch.lock
-	$(BIN)/uv pip install -q --python $(BIN)/python "torch==$$(grep -E '^torch==' requirements.lock | sed -E 's/^torch==([^+]*).*/\1/')"
+	$(BIN)/uv pip install -q --python $(BIN)/python --torch-backend $(TORCH_BACKEND) "torch==$$(grep -E '^torch==' requirements.lock | sed -E 's/^torch==([^+]*).*/\1/')"
 endif
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name faultwatch --display-name "faultwatch (.venv)" >/dev/null
+	@# `jupyter lab` as root too (containers, CI): the venv's Jupyter reads its etc/jupyter first
+	@mkdir -p $(VENV)/etc/jupyter && cp jupyter-config/jupyter_server_config.json $(VENV)/etc/jupyter/
 	@test -d .git && $(BIN)/pre-commit install >/dev/null || true
 	@# the schemas the manifest tests validate against (Gateway API CRDs, compose-spec), from npm
 	@mkdir -p $(VENV)/npm && cp tests/npm/package.json tests/npm/package-lock.json tests/npm/.npmrc $(VENV)/npm/
@@ -52,7 +57,7 @@ system:
 
 run: setup
 	$(BIN)/dvc repro
-	@$(BIN)/faultwatch reports
+	@$(BIN)/faultwatch report --list
 
 # Two workers (pytest-xdist): the suite waits on servers and subprocesses more than it
 # computes. Modules that share a fixture or podman's image store share a worker
@@ -74,7 +79,8 @@ TINY_PARAMS := data.source=bundled:PLAID data.positive_label=9 data.limit=400 da
 tiny: setup
 	$(BIN)/dvc exp run --temp $(addprefix -S ,$(TINY_PARAMS))
 
-# The container image of the packaged bento (reports/package.json), tagged faultwatch:<version>
+# The container image of the packaged bento (reports/package.json), tagged
+# faultwatch-<project folder>:<version>
 image: setup system
 	$(BIN)/faultwatch image build
 

@@ -71,6 +71,7 @@ def tool_env(**extra: str) -> dict[str, str]:
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["WANDB_MODE"] = "offline"
     env.pop("FAULTWATCH_ROOT", None)
+    env.pop("MAKELEVEL", None)  # under `make test`: the commands' hints are the shell's, not make's
     env.update(extra)
     return env
 
@@ -243,7 +244,8 @@ def postgres_url(postgres_instance) -> str:
 # than it computes. Work is handed out a module at a time, so a module's fixtures run once, on
 # one worker; modules that share something a worker cannot hold twice share a group:
 # - the session's tiny pipeline (one `dvc repro`, about 90 s, built once per worker that uses it);
-# - podman's image store: the README walk-through and test_container both tag faultwatch:v0.0.1;
+# - podman's image store: the README walk-through and test_container both build the base image
+#   and images from it (each its own project's name: faultwatch-proj, faultwatch-fwimages);
 # - the deploy modules; the users of npm_modules() (one `npm ci` into .venv/npm at a time).
 # (xdist's own `--dist loadgroup` marks do nothing with pytest 9: it renames `item._nodeid`,
 # which pytest 9 no longer reads; so the grouping is this scheduler.)

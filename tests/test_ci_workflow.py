@@ -91,6 +91,18 @@ def test_setup_installs_from_the_lock_only(cpu_torch):
             )
 
 
+@pytest.mark.parametrize("asked,backend", [((), "cpu"), (("TORCH_BACKEND=auto",), "auto")])
+def test_without_the_local_wheel_setup_installs_the_cpu_torch_unless_a_gpu_is_asked(asked, backend):
+    """Without the machine's CPU wheel (TORCH_WHEELS), PyPI's torch would be the multi-gigabyte
+    CUDA build, on a laptop with no GPU too: set-up asks uv for PyTorch's CPU build
+    (`--torch-backend cpu`) unless a GPU build is asked for (`TORCH_BACKEND=auto`, `cu126`...)."""
+    proc = make("-n", "-W", "requirements.lock", "setup", "HAVE_CPU_TORCH=", *asked)
+    assert proc.returncode == 0, proc.stderr
+    installs = [ln for ln in proc.stdout.splitlines() if re.search(r"pip install .*torch==", ln)]
+    assert len(installs) == 1, proc.stdout
+    assert re.search(rf"--torch-backend {backend}\b", installs[0]), installs[0]
+
+
 def test_the_python_of_the_job_is_the_one_pyproject_requires(workflow):
     requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
     for name, job in workflow["jobs"].items():

@@ -36,6 +36,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 RUN_ID = uuid.uuid4().hex[:8]
 ENGINE = "podman"
+# the project's folder, so its images are faultwatch-fwimages:<version>: not the README
+# walk-through's (its project is proj, its images faultwatch-proj)
+PROJECT = "fwimages"
+IMAGE = f"faultwatch-{PROJECT}"
 
 
 def fw(root: Path, *args: str, check: bool = True, **extra: str):
@@ -95,24 +99,51 @@ def images(tmp_path_factory, deploy_template):
     assert check.returncode == 0, (
         "containers cannot be built or run on this machine:\n" + check.stdout + check.stderr
     )
-    root = copy_tree(deploy_template[0], tmp_path_factory.mktemp("image") / "proj")
+    root = copy_tree(deploy_template[0], tmp_path_factory.mktemp("image") / PROJECT)
     versions = dict(deploy_template[1])
     builds = {}
     try:
         for v in ("v0.0.1", "v0.0.2"):
             out = fw(root, "image", "build", v, "--json")
             builds[v] = json.loads(out.stdout[out.stdout.index("{") :])
+            builds[v]["progress"] = out.stderr
         yield root, versions, builds
     finally:
         fw(root, "deploy", "down", check=False)
         remove_test_containers()
 
 
+def test_images_are_named_by_project(tmp_path):
+    """Two projects on one host each tag their own v0.0.1: the name carries the project's
+    folder, made an OCI name; `faultwatch image name` prints it."""
+    from faultwatch.image import image_name
+
+    assert image_name(Path("/srv/proj")) == "faultwatch-proj"
+    assert image_name(Path("/home/u/My Clone_2")) == "faultwatch-my-clone-2"
+    assert image_name(Path("/x/.__")) == "faultwatch-project"
+    folder = tmp_path / "Pump Lab"
+    folder.mkdir()
+    (folder / "params.yaml").write_text("{}\n")
+    assert run(["faultwatch", "image", "name"], folder).stdout == "faultwatch-pump-lab\n"
+
+
+def test_image_build_shows_buildahs_output(images):
+    """`image build` says that buildah's output follows, and it does: its steps, indented."""
+    _, _, builds = images
+    for v, b in builds.items():
+        lines = b["progress"].splitlines()
+        (said,) = [i for i, ln in enumerate(lines) if ln.startswith("[3/3] building the image")]
+        assert lines[said].endswith("buildah's output follows"), lines[said]
+        followed = [ln for ln in lines[said + 1 :] if ln.startswith("  | ")]
+        assert any(ln.startswith("  | STEP ") for ln in followed), (v, lines[said:][:20])
+        assert any("COMMIT" in ln for ln in followed), (v, followed[-5:])
+
+
 def test_image_is_labelled_non_root_cpu_only_and_without_compilers(images):
     root, versions, builds = images
     b = builds["v0.0.2"]
-    assert b["tags"] == ["faultwatch:v0.0.2", f"faultwatch:{versions['v0.0.2']}"], b
-    info = json.loads(podman("image", "inspect", "faultwatch:v0.0.2").stdout)[0]
+    assert b["tags"] == [f"{IMAGE}:v0.0.2", f"{IMAGE}:{versions['v0.0.2']}"], b
+    info = json.loads(podman("image", "inspect", f"{IMAGE}:v0.0.2").stdout)[0]
     labels = info["Config"]["Labels"]
     entry = root / ".bentoml/models/fault_cnn" / versions["v0.0.2"] / "model.yaml"
     meta = yaml.safe_load(entry.read_text())["metadata"]
@@ -122,13 +153,14 @@ def test_image_is_labelled_non_root_cpu_only_and_without_compilers(images):
     assert labels["io.faultwatch.registry_version"] == "v0.0.2"
     assert labels["io.faultwatch.model_tag"] == f"fault_cnn:{versions['v0.0.2']}"
     assert labels["io.faultwatch.weights_sha256"] == meta["weights_sha256"]
+    assert labels["io.faultwatch.project"] == str(root.resolve())
     assert len(meta["weights_sha256"]) == 64
     commit = labels["io.faultwatch.git_commit"]
     assert commit == labels["org.opencontainers.image.revision"] and len(commit) >= 12
     assert registered_at.startswith(commit), (registered_at, commit)
     assert info["Config"]["User"] == "bentoml"
     inside = podman(
-        "run", "--rm", "--network", "none", "--entrypoint", "sh", "faultwatch:v0.0.2", "-c",
+        "run", "--rm", "--network", "none", "--entrypoint", "sh", f"{IMAGE}:v0.0.2", "-c",
         "id -u; for t in gcc cc make git; do command -v $t || true; done; "
         "python -c 'import torch; print(torch.__version__, torch.cuda.is_available())'; "
         "ls /app/.venv/lib/python3.11/site-packages | grep -ciE '^nvidia($|_cu)' || true",
@@ -151,7 +183,7 @@ def test_the_container_answers_like_the_process_and_its_log_survives_a_restart(i
     url = f"http://127.0.0.1:{port}"
     name = f"fwtest-{RUN_ID}-answers"
     argv = ["run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:3000"]
-    argv += ["-v", f"{logs}:/home/bentoml/predictions:U", "faultwatch:v0.0.2"]
+    argv += ["-v", f"{logs}:/home/bentoml/predictions:U", f"{IMAGE}:v0.0.2"]
     try:
         podman(*argv)
         wait_ready(url)
@@ -194,8 +226,8 @@ def test_deploy_with_containers_switches_and_rolls_back_without_a_failed_request
     assert s["runtime"] == "container"
     names = {c: s["colours"][c]["container"] for c in ("blue", "green")}
     running = podman("ps", "--format", "{{.Names}} {{.Image}}").stdout
-    assert f"{names['blue']} localhost/faultwatch:v0.0.1" in running, running
-    assert f"{names['green']} localhost/faultwatch:v0.0.2" in running, running
+    assert f"{names['blue']} localhost/{IMAGE}:v0.0.1" in running, running
+    assert f"{names['green']} localhost/{IMAGE}:v0.0.2" in running, running
     bodies = [json.dumps({"signal": list(map(float, v))}).encode() for v in split_frame()["values"]]
     blue, green = versions["v0.0.1"], versions["v0.0.2"]
     load = Load(url, bodies, concurrency=16, total=None, duration_s=240).start()
@@ -269,6 +301,7 @@ def test_compose_file_runs_unchanged_with_podman_compose(images):
     port, admin_port = free_port(), free_port()
     project = f"fwtest{RUN_ID}"
     env = {
+        "FAULTWATCH_IMAGE": fw(root, "image", "name").stdout.strip(),
         "FAULTWATCH_BLUE": "v0.0.1",
         "FAULTWATCH_GREEN": "v0.0.2",
         "FAULTWATCH_ROUTER_IMAGE": router,

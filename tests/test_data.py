@@ -97,6 +97,16 @@ def test_too_few_fault_examples(tmp_path, signals):
     assert err.rule == "min_fault_examples" and "found 2" in str(err)
 
 
+def test_a_multivariate_ts_without_a_dimensions_line_says_how_many_in_the_row(tmp_path):
+    rows = ["1,2,3:4,5,6:7,8,9:fault", "1,2,3:4,5,6:7,8,9:ok"]
+    text = "@problemName three\n@classLabel true fault ok\n@data\n" + "\n".join(rows) + "\n"
+    err = _error(tmp_path, "three.ts", text)
+    assert err.rule == "univariate" and err.rows == [4], err
+    assert "the file has 3 dimensions in a row: a multivariate signal set; only univariate" in str(
+        err
+    )
+
+
 def test_unknown_extension(tmp_path):
     err = _error(tmp_path, "data.xlsx", "a,1,2\n")
     assert err.rule == "known_format" and "'.xlsx'" in str(err) and ".csv" in str(err)

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from browser import artifact, headless_browser
-from conftest import REPO, copy_tree, run, store_env, tool_env
+from conftest import REPO, VENV_BIN, copy_tree, run, store_env, tool_env
 from pg import free_port
 
 # the pipeline (tiny_pipeline, once per session) plus about 2 minutes of notebooks on 2 cores
@@ -140,7 +140,7 @@ def lab(tiny_pipeline, tmp_path_factory) -> Iterator[Lab]:
     port, token = free_port(), secrets.token_hex(16)
     cmd = [str(root / ".venv/bin/jupyter"), "lab", "--no-browser", "--ip=127.0.0.1"]
     cmd += [f"--port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"]
-    cmd += [f"--ServerApp.root_dir={root}"] + (["--allow-root"] if os.geteuid() == 0 else [])
+    cmd += [f"--ServerApp.root_dir={root}"]  # no --allow-root: the venv's config allows root
     log_path = base / "jupyterlab.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -163,6 +163,47 @@ def lab(tiny_pipeline, tmp_path_factory) -> Iterator[Lab]:
     finally:
         _stop(proc, home / "runtime")
         shutil.copy(log_path, artifact("jupyterlab/jupyterlab.log"))
+
+
+def test_jupyter_lab_starts_without_allow_root_for_whoever_runs_it(tmp_path):
+    """`.venv/bin/jupyter lab` as the README types it, as the user the tests run as (root in CI
+    and in containers): no `--allow-root` needed, since `make setup` copies the project's server
+    config (jupyter-config/jupyter_server_config.json: ServerApp.allow_root) into the venv's
+    etc/jupyter, which the venv's Jupyter reads first; the server answers."""
+    installed = VENV_BIN.parent / "etc/jupyter/jupyter_server_config.json"
+    assert installed.is_file(), f"{installed}: missing; `make setup` installs it"
+    assert json.loads(installed.read_text()) == json.loads(
+        (REPO / "jupyter-config/jupyter_server_config.json").read_text()
+    ), f"{installed} is not jupyter-config/jupyter_server_config.json: run `make setup`"
+    home = tmp_path / "jupyter"
+    env = tool_env(
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_DATA_DIR=str(home / "data"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        IPYTHONDIR=str(home / "ipython"),
+    )
+    port, token = free_port(), secrets.token_hex(16)
+    cmd = [str(VENV_BIN / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}"]
+    cmd += ["--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"]
+    log_path = tmp_path / "jupyterlab.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        server, deadline = Lab(tmp_path, f"http://127.0.0.1:{port}", token), time.monotonic() + 60
+        while True:
+            try:
+                assert "started" in server.api("status")
+                break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                pytest.fail(f"jupyter lab (uid {os.geteuid()}) did not answer:\n{tail}")
+            time.sleep(0.3)
+    finally:
+        _stop(proc, home / "runtime")
 
 
 @pytest.fixture(scope="module")

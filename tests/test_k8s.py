@@ -391,6 +391,35 @@ def compose() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE.read_text())
 
 
+def readme_compose_block() -> str:
+    """The README's block that runs deploy/compose.yaml (a ```sh block: the walk-through does
+    not run it, it needs the colours' images and a router image)."""
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"^```(?:sh|bash)\n(.*?)^```", text, re.S | re.M)
+    (block,) = [b for b in blocks if "-f deploy/compose.yaml up -d" in b]
+    return block
+
+
+def test_the_readme_compose_block_uses_versions_the_walk_through_builds():
+    """FAULTWATCH_BLUE/GREEN name versions whose image the README's own (```bash) blocks build,
+    FAULTWATCH_IMAGE the project's image name, and every program it calls is installed by the
+    README's steps (Debian's packages of `make system`, bash's /dev/tcp, the venv)."""
+    block = readme_compose_block()
+    text = (ROOT / "README.md").read_text()
+    walked = "".join(re.findall(r"^```bash\n(.*?)^```", text, re.S | re.M))
+    built = set(re.findall(r"faultwatch image build (v\d+\.\d+\.\d+)", walked))
+    assert built, "the README's walk-through builds no image"
+    for colour in ("BLUE", "GREEN"):
+        (version,) = re.findall(rf"FAULTWATCH_{colour}=(\S+)", block)
+        assert version in built, f"README: FAULTWATCH_{colour}={version}, images built: {built}"
+    assert "FAULTWATCH_IMAGE=$(.venv/bin/faultwatch image name)" in block, block
+    system = re.search(r"^SYSTEM_PACKAGES := (.*)$", (ROOT / "Makefile").read_text(), re.M)
+    programs = {ln.split()[0] for ln in block.splitlines() if ln.strip()}
+    programs |= {m for m in re.findall(r"\| *(\w[\w-]*)", block)}
+    known = set(system.group(1).split()) | {"buildah", "export", "echo"}
+    assert programs <= known, f"README compose block calls {programs - known}, not installed"
+
+
 def haproxy_config() -> tuple[Path, str]:
     router = yaml.safe_load(COMPOSE.read_text())["services"]["router"]
     (mount,) = [
@@ -431,9 +460,11 @@ def test_compose_references_resolve(compose):
         ]
         logs[colour] = volume
         assert str(SERVE_PORT) in [str(p) for p in svc["expose"]], f"{colour} exposes {SERVE_PORT}"
+        # the project's image (named by project: FAULTWATCH_IMAGE) of the colour's version
         assert re.fullmatch(
-            r"faultwatch:\$\{FAULTWATCH_" + colour.upper() + r":\?.+\}", svc["image"]
-        )
+            r"\$\{FAULTWATCH_IMAGE:\?[^}]+\}:\$\{FAULTWATCH_" + colour.upper() + r":\?.+\}",
+            svc["image"],
+        ), svc["image"]
     assert logs["blue"] != logs["green"], f"blue and green share a prediction log volume: {logs}"
     # the official image by default; a local one (deploy/router.Containerfile) where no registry is
     assert (
@@ -560,9 +591,14 @@ def test_compose_router_config_routes_by_weight_and_sets_request_ids(tmp_path):
         assert all(ids) and len(set(ids)) == 20, f"one new X-Request-ID per request: {ids}"
         assert all(a["echoed"] == a["request_id"] for a in answers), "the answer carries the id"
         assert get({"X-Request-ID": "client-1"})["request_id"] == "client-1", "a client's id stays"
-        runtime_api("set weight faultwatch/green 100")
-        runtime_api("set weight faultwatch/blue 0")
+        # the README's own lines, as written (bash), on this test's admin port
+        weights = [ln for ln in readme_compose_block().splitlines() if "set weight" in ln]
+        assert len(weights) == 2, weights
+        script = "\n".join(weights).replace("127.0.0.1/9999", f"127.0.0.1/{admin}")
+        done = subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
         assert {get()["colour"] for _ in range(20)} == {"green"}, "weights move traffic"
+        assert "faultwatch,green," in runtime_api("show stat")
     finally:
         proc.terminate()
         try:

@@ -151,14 +151,15 @@ def test_contents_links_point_at_headings():
 
 
 def test_the_mermaid_diagram_draws_every_stage():
-    """The diagram is the pipeline: every stage of dvc.yaml and the on-demand monitor, by name."""
+    """The diagram is the pipeline: every stage of dvc.yaml and the on-demand monitor (no DVC
+    stage: `faultwatch monitor`), by name."""
     import yaml
 
     text = (REPO / "README.md").read_text()
     diagram = re.search(r"^```mermaid\n(.*?)^```", text, re.S | re.M)
     assert diagram, "README has no mermaid diagram"
     stages = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
-    stages += list(yaml.safe_load((REPO / "ondemand/dvc.yaml").read_text())["stages"])
+    stages.append("monitor")
     nodes = set(re.findall(r"\b([a-z]+)\b(?:\[|\(|\s*-->|\s*&)", diagram.group(1)))
     assert not [s for s in stages if s not in nodes], (stages, nodes)
 
@@ -182,3 +183,23 @@ def test_troubleshooting_quotes_messages_the_code_prints():
         assert in_code, f"{fragment!r}: no longer in src/faultwatch"
     for fragment in ours[:-1]:
         assert fragment in section, f"{fragment!r}: not in the troubleshooting table"
+
+
+def test_what_the_readme_commands_leave_is_git_ignored():
+    """After the walk-through, `git status` lists only what a person means to commit: the
+    container's log folder, the background traffic's output, the monitor's reports (a view of
+    a log DVC does not version), the plots page and the report page are git-ignored."""
+    left = [
+        "predictions/predictions.sqlite",  # `podman run -v "$PWD/predictions:..."`
+        "traffic.log",  # `simulate-traffic ... > traffic.log &`
+        "reports/metrics/monitor.json",  # `faultwatch monitor`
+        "reports/monitor/drift_v0.0.1.html",
+        "reports/notebooks/05_monitor.ipynb",
+        "reports/notebooks/05_monitor.html",
+        "dvc_plots/index.html",  # `dvc plots diff ... -o dvc_plots`
+        "reports/index.html",  # `faultwatch report`
+    ]
+    proc = subprocess.run(
+        ["git", "check-ignore", "--no-index", *left], cwd=REPO, capture_output=True, text=True
+    )
+    assert sorted(proc.stdout.split()) == sorted(left), sorted(set(left) - set(proc.stdout.split()))

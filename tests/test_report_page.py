@@ -9,15 +9,22 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import numpy as np
 import pytest
 import yaml
 from browser import artifact, headless_browser
-from conftest import REPO, copy_tree, git_commit, run, store_env
+from conftest import (
+    REPO,
+    copy_project,
+    copy_tree,
+    git_commit,
+    make_signals,
+    run,
+    store_env,
+    write_tsv,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -115,16 +122,9 @@ def assert_metrics_table(root: Path, table: dict) -> None:
 def monitor_log(root: Path) -> str:
     """A prediction log of 120 noisy (drifted) requests in the last ten minutes, half of them
     labelled, written through the service's own log (faultwatch.serve.predlog)."""
-    from monitor_synthetic import logged_window, make_signals, write_log
+    from monitor_synthetic import log_for_project
 
-    from faultwatch.model.io import load_model
-    from faultwatch.monitor.reference import model_embeddings
-
-    rng = np.random.default_rng(4)
-    signals, y = make_signals(120, 0.2, rng, noise=0.6)
-    frame = logged_window(signals, y, rng, time.time() - 600, 300, label_share=0.5)
-    embeddings = model_embeddings(load_model(root / "models/fault_cnn"), signals)
-    return write_log(root / "log.sqlite", frame, signals, embeddings, source="t", refused=False)
+    return log_for_project(root, root / "log.sqlite")
 
 
 def test_the_report_stage_ends_the_pipeline_and_the_page_is_complete(reported):
@@ -133,7 +133,7 @@ def test_the_report_stage_ends_the_pipeline_and_the_page_is_complete(reported):
     ran = [ln.split("'")[1] for ln in first.stdout.splitlines() if ln.startswith("Running stage")]
     assert ran[-1] == "report" and "wrote reports/index.html" in first.stdout
     assert run(["git", "check-ignore", PAGE], root).returncode == 0  # never committed
-    listed = run(["faultwatch", "reports"], root, **env).stdout.splitlines()
+    listed = run(["faultwatch", "report", "--list"], root, **env).stdout.splitlines()
     assert PAGE in listed[-1] and "`faultwatch promote`" in listed[-1]
     assert not any(PAGE in ln for ln in listed[:-1])
 
@@ -176,6 +176,12 @@ def test_the_report_stage_ends_the_pipeline_and_the_page_is_complete(reported):
         prod = page.inner_text("#models")
         assert f"{version} prod" in prod and tag in prod and "data/raw/tiny.tsv" in prod
         assert "why in production\napproved by hand (test)" in prod
+        # production by hand with nothing deployed here: the page says that they disagree
+        assert "Serving: nothing deployed here" in prod
+        assert (
+            f"the registry's production is {version}, but nothing serves it here "
+            f"(nothing deployed): `faultwatch deploy up {version}`"
+        ) in page.inner_text("#serving-problem")
         assert "approved by hand (test)" in page.inner_text("#registry")
         history = page.eval_on_selector_all(
             "#registry table:last-of-type tbody tr", "rs => rs.map(r => r.cells[2].textContent)"
@@ -196,8 +202,8 @@ def test_the_report_stage_ends_the_pipeline_and_the_page_is_complete(reported):
         assert "none yet" not in text and "not run yet" not in text
         page.screenshot(path=artifact("report/index.png"), full_page=True)
 
-    # refreshing the page from what DVC does not watch leaves the pipeline up to date
-    status = run(["dvc", "status", "dvc.yaml"], root, **env).stdout
+    # refreshing the page from what DVC does not watch leaves the project up to date
+    status = run(["dvc", "status"], root, **env).stdout
     assert status.strip() == "Data and pipelines are up to date."
 
 
@@ -244,3 +250,41 @@ def test_a_project_with_no_commit_and_no_outputs_yet(tmp_path):
     assert "not drawn: reports/evaluate/pr_curve.json not written yet" in text
     assert "No candidate yet" in text and "No version registered yet" in text
     assert "No monitoring report yet" in text and "01_eda (not run yet)" in text
+
+
+def test_the_metrics_table_says_when_the_data_changed_since_head(tmp_path):
+    """The prepare stage run (`dvc repro prepare`) on another data.source than HEAD's: the
+    metrics section says that the source and the prepared splits differ from HEAD's, with the
+    data hashes the registry uses, before the reader compares figures; on HEAD's own data it
+    says nothing of the kind."""
+    from faultwatch.register import data_hash, data_hashes
+
+    root = copy_project(tmp_path / "proj")
+    env = store_env(root)
+    run(["dvc", "repro", "prepare"], root, **env)
+    run(["git", "add", "-A"], root)
+    git_commit(root, "prepared tiny.tsv")
+    before = data_hash(data_hashes(root))
+
+    def metrics_text() -> str:
+        run(["faultwatch", "report"], root, **env)
+        with headless_browser() as browser:
+            page = browser.new_page()
+            page.goto((root / PAGE).as_uri())
+            return page.inner_text("#metrics")
+
+    assert "data changed" not in metrics_text().lower()
+    write_tsv(make_signals(50, 15, seed=5), root / "data/raw/other.tsv")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["data"]["source"] = "data/raw/other.tsv"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["dvc", "repro", "prepare"], root, **env)
+    after = data_hash(data_hashes(root))
+    assert after != before
+    text = metrics_text()
+    assert (
+        "The data changed since HEAD: data.source was data/raw/tiny.tsv at HEAD and is "
+        f"data/raw/other.tsv now (params.yaml); the prepared splits differ (data hash {before} "
+        f"at HEAD, {after} now; dvc.lock). The changes below compare figures measured on other "
+        "data."
+    ) in text, text

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
 
 import pytest
 import yaml
-from conftest import make_signals, run, write_tsv
+from conftest import VENV_BIN, make_signals, run, write_tsv
 
 
 def digests(project):
@@ -31,6 +33,17 @@ BAD_FILES = {
     "data.xlsx": ("fault,1,2,3\n", "unknown extension '.xlsx'"),
     "comma.tsv": ("fault,1,2,3\n", "one column found: is the file tab-separated?"),
     "empty.tsv": ("", "the file is empty"),
+    # a UEA multivariate set (6 sensor channels per signal): its header names the dimensions
+    "multivariate.ts": (
+        "@problemName pumps6\n@univariate false\n@dimensions 6\n@equalLength true\n"
+        "@classLabel true fault ok\n@data\n"
+        + "".join(
+            ":".join(",".join(str(c + i / 8) for i in range(8)) for c in range(6)) + f":{lab}\n"
+            for lab in ("fault", "ok", "ok")
+        ),
+        "row 3: rule 'univariate' failed: the file has @dimensions 6: a multivariate signal "
+        "set; only univariate signals",
+    ),
 }
 
 
@@ -79,6 +92,33 @@ def test_prepare_prints_the_split(project):
         "done: train, val and test splits (80 signals) in data/prepared; "
         "next: dvc repro (the stages after prepare)",
     ]
+
+
+def test_the_next_command_can_be_pasted_without_the_venv_on_path(project):
+    """After `make run` the venv is not on the person's PATH: the hint names the venv's tools by
+    their path from the project root (.venv/bin/dvc), and bare where PATH finds the same."""
+    write_tsv(make_signals(60, 20), project / "data/raw/tiny.tsv")
+    skip = ("DVC_STAGE", "FAULTWATCH_ROOT", "MAKELEVEL")
+    plain = {k: v for k, v in os.environ.items() if k not in skip}
+    argv = [str(project / ".venv/bin/faultwatch"), "prepare"]
+    venv_first = f"{VENV_BIN}:/usr/bin:/bin"
+    for path, make, dvc in (
+        (venv_first, {}, "dvc"),  # an activated venv
+        ("/usr/bin:/bin", {}, ".venv/bin/dvc"),  # a shell after `make run`
+        (venv_first, {"MAKELEVEL": "1"}, ".venv/bin/dvc"),  # in `make run`: make's PATH
+    ):
+        env = {**plain, **make, "PATH": path}
+        proc = subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines()[-1].endswith(
+            f"; next: {dvc} repro (the stages after prepare)"
+        )
+    # from a folder below the root, the same tool, relative to there
+    below = {"cwd": project / "data", "env": {**plain, "PATH": "/usr/bin:/bin"}}
+    proc = subprocess.run(argv, capture_output=True, text=True, **below)
+    assert proc.stdout.splitlines()[-1].endswith(
+        "; next: ../.venv/bin/dvc repro (the stages after prepare)"
+    )
 
 
 def test_a_dvc_experiment_copy_uses_its_projects_bentoml_store(tmp_path, monkeypatch):

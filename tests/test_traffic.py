@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, run
+from conftest import REPO, run, tool_env
 from gate_project import put_model, split_frame
 from test_serve import free_port, serve_cmd, server_env, started, wait_ready
 
@@ -63,6 +63,9 @@ def simulate(root: Path, monkeypatch, capsys, *args: str) -> tuple[int, str, str
     """`faultwatch simulate-traffic ARGS` in this process, from the project."""
     monkeypatch.chdir(root)
     monkeypatch.setenv("BENTOML_HOME", str(root / ".bentoml"))  # main() sets it: restored after
+    # the shell of the other tests' commands (conftest.tool_env): the venv on PATH, not under make
+    monkeypatch.setenv("PATH", tool_env()["PATH"])
+    monkeypatch.delenv("MAKELEVEL", raising=False)
     capsys.readouterr()
     code = main(["simulate-traffic", *args])
     out, err = capsys.readouterr()

@@ -216,3 +216,30 @@ def test_training_prints_nothing_that_is_not_the_users_business(root, monkeypatc
     text = out.out + out.err + caplog.text
     assert "litlogger" not in text and "anonymous setting" not in text
     assert [str(w.message) for w in caught if "LeafSpec" in str(w.message)] == []
+
+
+@pytest.mark.slow
+def test_in_a_kernel_lightnings_hardware_lines_are_no_error_box(tmp_path):
+    """03_train in a Jupyter kernel, as JupyterLab runs it: Lightning's "GPU available: ..."
+    lines are information, not a red stderr box under the cell: they land in the cell's plain
+    output (stdout); stderr of every cell holds none of Lightning's information lines."""
+    import nbformat
+    from conftest import copy_project, run
+
+    project = copy_project(tmp_path / "proj", TINY_STAGES)
+    run(["faultwatch", "prepare"], project)
+    small = ["train_path=data/prepared/train.parquet", "length=64", "channels=[4, 8]"]
+    small += ["kernel_size=5", "batch_size=8", "max_epochs=1", "wandb=false", "accelerator=cpu"]
+    argv = ["faultwatch", "nb", "run", "notebooks/03_train.ipynb", "--kernel", "--no-html"]
+    run([*argv, *(a for p in small for a in ("-p", p))], project)
+    executed = project / "reports/adhoc/03_train/reports/notebooks/03_train.ipynb"
+    streams = [
+        o
+        for cell in nbformat.read(executed, as_version=4).cells
+        for o in cell.get("outputs", [])
+        if o.output_type == "stream"
+    ]
+    errors = "".join(o.text for o in streams if o.name == "stderr")
+    assert "available:" not in errors and "GPU" not in errors, errors
+    told = "".join(o.text for o in streams if o.name == "stdout")
+    assert "GPU available: False, used: False" in told, streams

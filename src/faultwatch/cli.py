@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import math
 import os
@@ -150,9 +151,28 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 NEXT_AFTER_PIPELINE = "`git add -A && git commit -m candidate`, then `faultwatch promote`"
 
+# `faultwatch --help`: what a person runs, in order (the commands one by one: their own --help)
+ORDER_OF_THINGS = """\
+faultwatch: a fault detector for 1-D signals, from the data to a served and watched model.
 
-def cmd_reports(args: argparse.Namespace) -> int:
-    """The files under reports/, one line per folder, then the page that shows them all."""
+The order of things, from the project root (faultwatch and dvc are in .venv/bin):
+  1. make run (or .venv/bin/dvc repro)  the pipeline: data, EDA, training, evaluation, the
+                                        model in the store, its bento, reports/index.html
+  2. faultwatch promote                 after a commit: the candidate against production
+  3. faultwatch deploy up               production behind the router; then deploy stage
+                                        VERSION, canary, switch (or rollback)
+  4. faultwatch monitor                 drift and performance of what was served
+  5. faultwatch retrain --from-log      the labelled production signals: a new model, gated
+                                        and rolled out by canary
+
+faultwatch report writes reports/index.html (all of it on one page); report --list lists the
+files under reports/.
+"""
+
+
+def list_reports(args: argparse.Namespace) -> int:
+    """The files under reports/, one line per folder, then the page that shows them all
+    (`faultwatch report --list`; `faultwatch reports`, its old name, still works)."""
     import textwrap
 
     from faultwatch.report_page import PAGE
@@ -178,41 +198,37 @@ def cmd_reports(args: argparse.Namespace) -> int:
             subsequent_indent=" " * (width + 2),
         )
         print(text)
-    page = PAGE.as_posix()
+    page, nxt = PAGE.as_posix(), progress.pasteable(NEXT_AFTER_PIPELINE)
     if (root / PAGE).is_file():
-        print(f"all of it on one page: {page} (open it in a browser); next: {NEXT_AFTER_PIPELINE}")
+        print(f"all of it on one page: {page} (open it in a browser); next: {nxt}")
     else:
-        print(
-            f"{page} is not written yet: `faultwatch report` writes it; next: {NEXT_AFTER_PIPELINE}"
-        )
+        write = progress.pasteable("faultwatch report")
+        print(f"{page} is not written yet: `{write}` writes it; next: {nxt}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from faultwatch.report_page import write_page
 
+    if args.list:
+        return list_reports(args)
     root = project_root()
     path = write_page(root)
     size = path.stat().st_size / 1024
     print(
         f"wrote {path.relative_to(root)} ({size:.0f} KB, one offline page: open it in a browser); "
-        f"next: {NEXT_AFTER_PIPELINE}"
+        f"next: {progress.pasteable(NEXT_AFTER_PIPELINE)}"
     )
     return 0
 
 
 def refresh_page(root: Path) -> None:
-    """Rewrite reports/index.html after a command whose results DVC does not watch (the
-    monitor's report, the registry's tags). Its failure is a warning: the command's own work
-    is done and recorded."""
-    from faultwatch.report_page import PAGE, write_page
+    """Rewrite reports/index.html after a command whose results DVC does not watch; a failure
+    is a warning on stderr."""
+    from faultwatch.report_page import refresh
 
-    try:
-        write_page(root)
-    except FaultwatchError as e:
-        print(f"warning: {PAGE} not refreshed: {e}", file=sys.stderr)
-        return
-    print(f"refreshed {PAGE}")
+    line = refresh(root)
+    print(line, file=sys.stderr if line.startswith("warning") else sys.stdout)
 
 
 def cmd_register(args: argparse.Namespace) -> int:
@@ -257,6 +273,9 @@ def cmd_image(args: argparse.Namespace) -> int:
     from faultwatch import image
 
     root = project_root()
+    if args.image_command == "name":
+        print(image.image_name(root))
+        return 0
     if args.image_command == "check":
         base = image.base_image(root) or "localhost/faultwatch-base:bookworm"
         eng = image.engine()
@@ -296,13 +315,14 @@ def cmd_promote(args: argparse.Namespace) -> int:
     where = f"the registry's git tags (faultwatch registry show {version}) and {PROMOTION_FILE}"
     if d.approved:
         progress.done(
-            f"{version} approved: the production model",
+            f"{version} approved: production once the deployment puts the traffic on it",
             where,
-            "dvc repro -f -s package (the bento of the new production model)",
+            f"dvc repro -f -s package (its bento), then faultwatch deploy stage {version} "
+            f"(or deploy up {version})",
         )
     else:
         progress.done(
-            f"{version} rejected: production unchanged",
+            f"{version} rejected: the current model stays",
             where,
             "dvc exp show (look for a better candidate: dvc exp run -S train.KEY=VALUE)",
         )
@@ -315,8 +335,10 @@ def _fmt(v: object) -> str:
 
 def cmd_registry_list(args: argparse.Namespace) -> int:
     from faultwatch import registry
+    from faultwatch.deploy.live import serving
 
-    vs = registry.versions(project_root())
+    root = project_root()
+    vs = registry.versions(root)
     if not vs:
         print("no versions registered yet: run `faultwatch promote`")
         return 0
@@ -332,6 +354,27 @@ def cmd_registry_list(args: argparse.Namespace) -> int:
             f"{v.version:<10} {stage:<18} {v.approval:<10} {_fmt(t.get('f1')):>8} "
             f"{_fmt(t.get('recall')):>7} {_fmt(t.get('pr_auc')):>7}  {v.model_tag}"
         )
+    here = serving(root)  # prod is what serves: the deployment here says the same, or not
+    print(here.line())
+    if here.problem:
+        print(f"DISAGREE: {here.problem}")
+    return 0
+
+
+def cmd_registry_production(args: argparse.Namespace) -> int:
+    from faultwatch import registry
+
+    root = project_root()
+    v = registry.get(args.version, root)  # a named error for an unknown version
+    changed = registry.set_production(v.version, args.reason, root)
+    if v.approval != registry.APPROVED:
+        print(f"note: the promotion gate's decision on {v.version} is '{v.approval}'")
+    refresh_page(root)
+    progress.done(
+        f"{v.version} is production ({args.reason})" if changed else f"{v.version} already was",
+        "the registry's git tags",
+        "faultwatch registry list",
+    )
     return 0
 
 
@@ -508,7 +551,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     target = None
     if args.from_log is not None:
         target = args.from_log or default_log_target(root)
-    return retrain(
+    code = retrain(
         root,
         Path(args.file).resolve() if args.file else None,
         from_log=target,
@@ -518,6 +561,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         interval=args.interval,
         dry_run=args.dry_run,
     )
+    if code in (0, 3) and not args.dry_run:
+        refresh_page(root)  # the registry's word changed: approved, rejected, or production
+    return code
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -554,8 +600,18 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="faultwatch", description=__doc__)
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap = argparse.ArgumentParser(
+        prog="faultwatch",
+        description=ORDER_OF_THINGS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {importlib.metadata.version('faultwatch')}",
+    )
+    # COMMAND: the usage line lists no hidden alias (a parser added without help)
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("prepare", help="ingest, validate and split the data source")
     p.add_argument("--params", help="params file (default: params.yaml at the project root)")
@@ -591,7 +647,9 @@ def parser() -> argparse.ArgumentParser:
 
     img = sub.add_parser("image", help="the bento as an OCI image (buildah/podman or Docker)")
     imgs = img.add_subparsers(dest="image_command", required=True)
-    ib = imgs.add_parser("build", help="build the image of a bento, tagged faultwatch:VERSION")
+    ib = imgs.add_parser(
+        "build", help="build the image of a bento, tagged faultwatch-<project folder>:VERSION"
+    )
     ib.add_argument(
         "what",
         nargs="?",
@@ -606,6 +664,9 @@ def parser() -> argparse.ArgumentParser:
     imgs.add_parser(
         "check", help="build the base image if missing and check that containers run here"
     )
+    imgs.add_parser(
+        "name", help="the name of this project's images (faultwatch-<project folder>), alone"
+    )
     img.set_defaults(func=cmd_image)
 
     pro = sub.add_parser("promote", help="gate the registered candidate against production")
@@ -619,6 +680,14 @@ def parser() -> argparse.ArgumentParser:
     show = rg.add_parser("show", help="one version with its provenance")
     show.add_argument("version")
     show.set_defaults(func=cmd_registry_show)
+    live = rg.add_parser(
+        "production",
+        help="record that VERSION now serves all the traffic where `faultwatch deploy` does not "
+        "run it (Kubernetes, compose); deploy records it itself",
+    )
+    live.add_argument("version")
+    live.add_argument("--reason", required=True, help="what put it live (kept in the tag)")
+    live.set_defaults(func=cmd_registry_production)
 
     srv = sub.add_parser(
         "serve", help="serve the packaged bento (or VERSION) from the project store"
@@ -645,14 +714,22 @@ def parser() -> argparse.ArgumentParser:
         choices=["process", "container"],
         default="process",
         help="the colours as `faultwatch serve` processes (default) or as containers of "
-        "faultwatch:VERSION (`faultwatch image build VERSION`); stage follows up's choice",
+        "faultwatch-<project folder>:VERSION (`faultwatch image build VERSION`); stage follows "
+        "up's choice",
     )
     st = dep.add_parser("stage", help="VERSION as the standby colour, smoke-tested, no traffic")
     st.add_argument("version")
     dep.add_parser("switch", help="all traffic to the staged colour")
     dep.add_parser("rollback", help="back to the previous colour (or the canary to 0 %%)")
     can = dep.add_parser("canary", help="PCT of the traffic to the staged colour, or --steps")
-    can.add_argument("pct", nargs="?", type=_percent)
+    can.add_argument(
+        "pct",
+        nargs="?",
+        type=_percent,
+        metavar="PCT",
+        help="the staged colour's share of the traffic, a whole percentage (10: green takes 10 %%, "
+        "blue 90 %%; 0 takes it out)",
+    )
     can.add_argument(
         "--steps",
         nargs="?",
@@ -807,13 +884,17 @@ def parser() -> argparse.ArgumentParser:
     mon.add_argument("--no-html", action="store_true", help="skip the notebook's HTML copy")
     mon.set_defaults(func=cmd_monitor)
 
-    rep = sub.add_parser("reports", help="list the reports the pipeline wrote")
-    rep.set_defaults(func=cmd_reports)
     page = sub.add_parser(
         "report",
-        help="write reports/index.html: notebooks, metrics, plots, provenance, registry, monitoring",
+        help="write reports/index.html: notebooks, metrics, plots, provenance, registry, "
+        "monitoring (--list: the files under reports/)",
+    )
+    page.add_argument(
+        "--list", action="store_true", help="list the files under reports/ instead, by folder"
     )
     page.set_defaults(func=cmd_report)
+    # the old name of `report --list`, hidden (no help: not listed)
+    sub.add_parser("reports").set_defaults(func=list_reports)
     return ap
 
 

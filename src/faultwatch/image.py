@@ -1,8 +1,11 @@
 """`faultwatch image`: the bento as an OCI image, built with buildah (or Docker where it runs).
 
-`faultwatch image build [WHAT]` builds the image of a bento, tagged `faultwatch:<registry
-version>` (when the bento packages one) and `faultwatch:<model store version>`, labelled with
-the bento's provenance (registry version, model tag, the weights' sha256, the git commit).
+`faultwatch image build [WHAT]` builds the image of a bento, tagged `<name>:<registry version>`
+(when the bento packages one) and `<name>:<model store version>`, labelled with the bento's
+provenance (registry version, model tag, the weights' sha256, the git commit, the project's
+folder). <name> is the project's (`image_name`): `faultwatch-<project folder>`, so that two
+projects on one host (two clones, each with its own v0.0.1) never tag over each other's images;
+`faultwatch image name` prints it.
 WHAT is what `faultwatch serve` takes: nothing (the bento of reports/package.json), a registry
 version (the newest bento packaging its model, built now when there is none), or a bento tag.
 
@@ -18,12 +21,16 @@ project's machine kind), writes a containers.conf drop-in that works and says so
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 import os
+import re
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +41,13 @@ from faultwatch import progress
 from faultwatch.errors import FaultwatchError
 from faultwatch.serve.launch import REGISTRY_VERSION
 
-IMAGE_NAME = "faultwatch"
+IMAGE_NAME = "faultwatch"  # the bento's name, and the prefix of the images' (`image_name`)
 TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 LABEL_PREFIX = "io.faultwatch."
 BUILD_TIMEOUT_S = 1800
+# BentoML hands each line of buildah's output to this logger at INFO, which nothing shows by
+# default: the build is silent for minutes (`builder_output_shown` passes the lines on)
+BUILDER_LOGGER = "bentoml._internal.container.base"
 # what podman needs on machines that refuse its defaults (see ../shared/MEASURED.md)
 CONTAINERS_CONF = """\
 # written by faultwatch (faultwatch.image.check_runtime): podman's defaults failed here
@@ -58,6 +68,35 @@ class ImageError(FaultwatchError):
 def say(msg: str) -> None:
     """A step of the build: progress, on stderr (faultwatch.progress); stdout is the result."""
     progress.step(msg)
+
+
+class _BuilderOutput(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        say(f"  | {record.getMessage()}")
+
+
+@contextlib.contextmanager
+def builder_output_shown() -> Iterator[None]:
+    """While it lasts, each line of the builder's output (BUILDER_LOGGER) is a progress line."""
+    logger = logging.getLogger(BUILDER_LOGGER)
+    handler = _BuilderOutput(logging.INFO)
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # once, not again through whatever handler BentoML configured
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def image_name(root: Path) -> str:
+    """The repository name of the project's images: `faultwatch-<the project folder's name>`,
+    lower-cased, every run of other characters than a-z and 0-9 made one `-` (OCI names)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", root.resolve().name.lower()).strip("-")
+    return f"{IMAGE_NAME}-{slug or 'project'}"
 
 
 # ---------------------------------------------------------------------- engines
@@ -204,9 +243,10 @@ class Plan:
     labels: dict[str, str]
 
 
-def plan(bento: Any, registry_version: str | None = None) -> Plan:
-    """Tags and labels of the image of `bento`; `registry_version`: the version it was asked for
-    (the bento packages its model, even when it was packaged before the version existed)."""
+def plan(bento: Any, root: Path, registry_version: str | None = None) -> Plan:
+    """Tags and labels of the image of `bento` in the project at `root` (`image_name`);
+    `registry_version`: the version it was asked for (the bento packages its model, even when
+    it was packaged before the version existed)."""
     import bentoml
 
     labels = {str(k): str(v) for k, v in bento.info.labels.items()}
@@ -219,11 +259,12 @@ def plan(bento: Any, registry_version: str | None = None) -> Plan:
             pass
     version = registry_version or labels.get("registry_version", "none")
     model_version = model_tag.split(":", 1)[-1] if model_tag else str(bento.tag.version)
-    tags = [f"{IMAGE_NAME}:{model_version}"]
+    name = image_name(root)
+    tags = [f"{name}:{model_version}"]
     if version and version != "none":
-        tags.insert(0, f"{IMAGE_NAME}:{version}")
+        tags.insert(0, f"{name}:{version}")
     oci = {
-        "org.opencontainers.image.title": IMAGE_NAME,
+        "org.opencontainers.image.title": name,
         "org.opencontainers.image.version": version if version != "none" else model_version,
         "org.opencontainers.image.revision": labels.get("git_commit", "unknown"),
         "org.opencontainers.image.description": "faultwatch: fault probability of 1-D signals",
@@ -236,6 +277,7 @@ def plan(bento: Any, registry_version: str | None = None) -> Plan:
         "git_commit": labels.get("git_commit", "unknown"),
         "stage": labels.get("stage", "unknown"),
         "data_hash": labels.get("data_hash", "unknown"),
+        "project": str(root.resolve()),
     }
     return Plan(
         str(bento.tag), tuple(tags), {**oci, **{LABEL_PREFIX + k: v for k, v in mine.items()}}
@@ -277,7 +319,7 @@ def build(
     eng = engine()
     say(f"[1/3] the bento ({eng})")
     bento = resolve_bento(root, what)
-    p = plan(bento, what if what and REGISTRY_VERSION.fullmatch(what) else None)
+    p = plan(bento, root, what if what and REGISTRY_VERSION.fullmatch(what) else None)
     say(f"  {p.bento_tag} -> {', '.join(p.tags)}")
     if not force and cache and up_to_date(eng, p):
         say(f"  {p.tags[0]} is already the image of {p.bento_tag}: nothing to build")
@@ -287,7 +329,6 @@ def build(
     if base:
         say("  " + ensure_base(root, eng, base))
     args, volume, source = torch_source(eng)
-    say(f"[3/3] building the image (torch from {source}); buildah's output follows")
     options: dict[str, Any] = {"build_arg": args, "label": p.labels, "no_cache": not cache}
     if eng == "podman":
         options.update(isolation="chroot", layers=True)
@@ -296,8 +337,10 @@ def build(
         backend = "buildah"
     else:
         backend = "docker"
+    say(f"[3/3] building the image (torch from {source}); {backend}'s output follows")
     try:
-        bentoml.container.build(p.bento_tag, backend=backend, image_tag=p.tags, **options)
+        with builder_output_shown():
+            bentoml.container.build(p.bento_tag, backend=backend, image_tag=p.tags, **options)
     except Exception as e:
         raise ImageError(f"building the image of {p.bento_tag} failed: {e}") from None
     for tag in p.tags:

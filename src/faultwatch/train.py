@@ -18,6 +18,7 @@ import logging
 import netrc
 import os
 import shutil
+import sys
 import time
 import uuid
 import warnings
@@ -209,16 +210,28 @@ def _run_state(run_dir: Path, params: TrainParams) -> dict[str, Any]:
     return state
 
 
-class _DropTip(logging.Filter):
+class _RankZeroInfo(logging.Filter):
+    """Lightning's rank-zero messages: its adverts (`Tip:`) dropped; its information (the
+    hardware it found, why fit stopped) printed as plain output (stdout), not through the
+    stderr handler Lightning installs at import, which a notebook shows as a red error box;
+    its warnings go on to that handler."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip:" not in str(record.msg)
+        message = record.getMessage()
+        if "Tip:" in message:
+            return False
+        if record.levelno < logging.WARNING:
+            print(message, file=sys.stdout, flush=True)
+            return False
+        return True
 
 
 @contextmanager
 def quiet_lightning() -> Iterator[None]:
     """Drop what Lightning prints that is not the user's business: its advert for litlogger
-    and a deprecation inside its own code (torch's LeafSpec). Its other warnings stay."""
-    tip = _DropTip()
+    and a deprecation inside its own code (torch's LeafSpec); its information lines are plain
+    output (`_RankZeroInfo`). Its other warnings stay."""
+    tip = _RankZeroInfo()
     loggers = [logging.getLogger(n) for n in ("pytorch_lightning.utilities.rank_zero",)]
     for lg in loggers:
         lg.addFilter(tip)

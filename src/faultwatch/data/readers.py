@@ -282,6 +282,18 @@ def read_csv(path: Path, file: str | None = None) -> pd.DataFrame:
     return _read_wide(path, file, sep, csv.QUOTE_MINIMAL)
 
 
+def _multivariate(file: str, what: str, row: int) -> DataError:
+    """A multivariate `.ts` file: how many dimensions, and that only one is read today."""
+    return DataError(
+        file,
+        "univariate",
+        f"the file {what}: a multivariate signal set; only univariate signals (one dimension, "
+        "`@univariate true`) are read today: keep one dimension per signal (one file per "
+        "sensor channel)",
+        [row],
+    )
+
+
 def read_sktime_ts(
     path: Path, file: str | None = None, id_prefix: str | None = None
 ) -> pd.DataFrame:
@@ -297,9 +309,12 @@ def read_sktime_ts(
             if s.startswith("#"):
                 continue
             if s.startswith("@"):
-                key = s.split()[0].lower()
-                if key == "@classlabel" and s.split()[1:2] == ["false"]:
+                key, *rest = s.split()
+                key = key.lower()
+                if key == "@classlabel" and rest[:1] == ["false"]:
                     has_labels = False
+                if key == "@dimensions" and rest[:1] != ["1"]:
+                    raise _multivariate(file, f"has @dimensions {' '.join(rest)}", n)
                 in_data = in_data or key == "@data"
                 continue
             if not in_data:
@@ -307,6 +322,8 @@ def read_sktime_ts(
             parts = s.split(":")
             if not has_labels:
                 raise DataError(file, "label_present", "@classLabel is false: no labels")
+            if len(parts) > 2:
+                raise _multivariate(file, f"has {len(parts) - 1} dimensions in a row", n)
             if len(parts) != 2:
                 raise DataError(
                     file, "univariate", f"expected 'values:label', found {len(parts)} fields", [n]

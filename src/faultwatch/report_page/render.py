@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from faultwatch.report_page.gather import MetricRow
+from faultwatch.report_page.gather import DataChange, MetricRow
 from faultwatch.report_page.plots import Drawn
 
 CSS = """
@@ -117,6 +117,28 @@ def change(row: MetricRow) -> str:
     return f'<span class="{"up" if d > 0 else "down"}">{"+" if d > 0 else "−"}{fmt(abs(d))}</span>'
 
 
+def data_change_note(change: DataChange | None) -> str:
+    """What a reader must know before reading the Change column: the data is not HEAD's."""
+    if change is None:
+        return ""
+    parts = []
+    if change.source:
+        parts.append(
+            f"<code>data.source</code> was <code>{escape(change.source[0])}</code> at HEAD and "
+            f"is <code>{escape(change.source[1])}</code> now (params.yaml)"
+        )
+    if change.prepared:
+        parts.append(
+            f"the prepared splits differ (data hash <code>{escape(change.prepared[0])}</code> "
+            f"at HEAD, <code>{escape(change.prepared[1])}</code> now; dvc.lock)"
+        )
+    return (
+        f' <span class="data-changed">{badge("data changed", "warn")} The data changed since '
+        f"HEAD: {'; '.join(parts)}. The changes below compare figures measured on other "
+        "data.</span>"
+    )
+
+
 def metrics_section(data: dict[str, Any]) -> str:
     base, rows = data["baseline"], data["metrics"]
     if base.commit:
@@ -131,6 +153,7 @@ def metrics_section(data: dict[str, Any]) -> str:
         against, intro = "HEAD", escape(base.note)
     if base.commit and base.note:
         intro += f" {escape(base.note)}"
+    intro += data_change_note(base.data)
     body = []
     spans: dict[str, int] = {}
     for r in rows:
@@ -244,6 +267,25 @@ def _prod_reason(prod: Any, events: list[dict[str, Any]]) -> str:
     return "; ".join(prod.record.get("reasons") or []) or "—"
 
 
+def serving_note(serving: dict[str, Any] | None) -> str:
+    """What serves here, and a warning when the registry says otherwise."""
+    if not serving:
+        return ""
+    if serving["live_version"]:
+        here = (
+            f"{escape(serving['live_version'])} live on {escape(serving['live_colour'])} at "
+            f"<code>{escape(serving['url'])}</code> ({serving['share']} % of the traffic)"
+        )
+    else:
+        here = "nothing deployed here (<code>faultwatch deploy status</code>)"
+    note = f'<p id="serving"><b>Serving</b>: {here}</p>'
+    if serving["problem"]:
+        note += (
+            f'<p id="serving-problem">{badge("disagree", "bad")} {escape(serving["problem"])}</p>'
+        )
+    return note
+
+
 def models_section(data: dict[str, Any]) -> str:
     reg, pkg = data["register"], data["package"]
     if reg:
@@ -273,8 +315,10 @@ def models_section(data: dict[str, Any]) -> str:
     prod = data["registry"]["production"]
     if pkg and prod and pkg.get("registry_version") != prod.version:
         cand += (
-            f"<p>{badge('stale', 'warn')} production is {escape(prod.version)} since this bento "
-            "was built: <code>dvc repro -f -s package</code> packages it.</p>"
+            f"<p>{badge('differs', 'warn')} this bento holds "
+            f"{escape(pkg.get('registry_version') or 'the candidate')} ({e(pkg.get('stage'))}); "
+            f"production (serving) is {escape(prod.version)}. "
+            "<code>dvc repro -f -s package</code> packages the current model again.</p>"
         )
     if prod:
         rec = prod.record
@@ -297,8 +341,10 @@ def models_section(data: dict[str, Any]) -> str:
     else:
         production = (
             '<p class="note">No model in production yet: <code>faultwatch promote</code> gates the '
-            "candidate (commit first: a registry version names a commit).</p>"
+            "candidate (commit first: a registry version names a commit), and a version becomes "
+            "production when <code>faultwatch deploy</code> puts the traffic on it.</p>"
         )
+    production += serving_note(data["registry"].get("serving"))
     return (
         '<section id="models"><h2>Models and their provenance</h2><div class="grid2">'
         f"<div><h3>Candidate (reports/register.json)</h3>{cand}</div>"

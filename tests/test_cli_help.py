@@ -1,0 +1,52 @@
+"""The `faultwatch` command as a newcomer meets it: --help tells the order of things, --version
+answers, every argument has a help line, and no two commands are a letter apart."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+
+from conftest import run
+
+
+def test_version_comes_from_the_package_metadata(tmp_path):
+    out = run(["faultwatch", "--version"], tmp_path).stdout
+    assert out == f"faultwatch {importlib.metadata.version('faultwatch')}\n"
+
+
+def test_help_tells_the_order_of_things(tmp_path):
+    out = run(["faultwatch", "--help"], tmp_path).stdout
+    assert "dvc.yaml" not in out
+    steps = ["make run", "faultwatch promote", "faultwatch deploy up", "faultwatch monitor"]
+    steps.append("faultwatch retrain")
+    at = [out.find(s) for s in steps]
+    assert -1 not in at and at == sorted(at), dict(zip(steps, at, strict=True))
+
+
+def test_no_two_listed_commands_are_a_letter_apart(tmp_path):
+    out = run(["faultwatch", "--help"], tmp_path).stdout
+    listed = re.findall(r"^    ([a-z][\w-]*)", out, re.M)
+    assert "report" in listed and "reports" not in listed, listed
+    for a in listed:
+        for b in listed:
+            assert a == b or not (a.startswith(b) and len(a) - len(b) == 1), (a, b)
+
+
+def test_every_argument_has_help(tmp_path):
+    out = run(["faultwatch", "deploy", "canary", "--help"], tmp_path).stdout
+    (pct,) = re.findall(r"^  PCT +(.+)$", out, re.M)
+    assert "share of the traffic" in pct, out
+
+
+def test_report_list_lists_the_files_and_the_old_name_still_works(tmp_path):
+    (tmp_path / "params.yaml").write_text("{}\n")
+    for f in ("metrics/train.json", "metrics/evaluate.json", "notebooks/03_train.html"):
+        (tmp_path / "reports" / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "reports" / f).write_text("{}")
+    listed = run(["faultwatch", "report", "--list"], tmp_path).stdout
+    lines = listed.splitlines()
+    assert lines[1].split() == ["metrics/", "evaluate.json,", "train.json"], lines
+    assert lines[2].split() == ["notebooks/", "03_train.html"], lines
+    assert "reports/index.html is not written yet" in lines[-1], lines
+    assert not (tmp_path / "reports/index.html").exists()  # --list writes nothing
+    assert run(["faultwatch", "reports"], tmp_path).stdout == listed
