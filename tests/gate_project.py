@@ -191,11 +191,16 @@ class Cli:
 
 def deploy_project(root: Path) -> dict[str, str]:
     """A project for the deploy tests: deploy params fit for tiny load, then three registered
-    and promoted versions (v0.0.1 flags every signal and is production, v0.0.2 detects the
-    faults, v0.0.3 flags every signal again and is rejected). Returns {registry version: model
+    and promoted versions (v0.0.1 flags every signal and is approved, production once a test
+    deploys it; v0.0.2 detects the faults, v0.0.3 flags every signal again and is rejected). Returns {registry version: model
     store version}."""
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["deploy"].update({"min_requests": 20, "canary_interval_s": 4, "ready_timeout_s": 120})
+    # p99 slack 60 ms: on two shared cores a colour staged seconds ago answers its first
+    # requests tens of ms slower than the warm live one (seen: 49 ms against 15 ms under the
+    # other test worker's load): these tests are about moving traffic, not about latency
+    params["deploy"].update(
+        {"min_requests": 20, "canary_interval_s": 4, "ready_timeout_s": 120, "p99_slack_ms": 60}
+    )
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "add", "-A"], root)
     git_commit(root, "deploy params")

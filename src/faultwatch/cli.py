@@ -551,7 +551,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     target = None
     if args.from_log is not None:
         target = args.from_log or default_log_target(root)
-    code = retrain(
+    return retrain(
         root,
         Path(args.file).resolve() if args.file else None,
         from_log=target,
@@ -561,9 +561,6 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         interval=args.interval,
         dry_run=args.dry_run,
     )
-    if code in (0, 3) and not args.dry_run:
-        refresh_page(root)  # the registry's word changed: approved, rejected, or production
-    return code
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:

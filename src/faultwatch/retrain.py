@@ -325,6 +325,11 @@ def retrain(
     if not decision.approved:
         loop.report("promote", "REJECTED", t0, f"{version}: the promotion gate refused: {reasons}")
         out("stopped at the promotion gate: nothing staged, nothing switched")
+        from faultwatch.report_page import refresh
+
+        # the page shows the registry's refusal (on approval the report stage and the deploy
+        # commands, which change the registry, rewrite it)
+        out(refresh(root))
         return EXIT_REFUSED
     loop.report("promote", "approved", t0, f"{version} approved: {reasons}")
 
