@@ -21,7 +21,7 @@ from gate_project import kill_leftover_deployment
 from pg import PASSWORD
 from test_deploy import bodies, free_port, fw
 
-from faultwatch.deploy.analysis import shadow_agreement, window_rows
+from faultwatch.deploy.analysis import DeployParams, analyse, shadow_agreement, window_rows
 from faultwatch.deploy.containers import check_reachable
 from faultwatch.deploy.load import Load
 from faultwatch.deploy.state import DeployError
@@ -76,6 +76,8 @@ def test_the_analysis_queries_give_the_same_figures_on_both_backends(log_target)
         green.append(
             entry(f"g{i}", ["fault", "healthy"][i > 0], 0.3, "live", 5.0) for i in range(3)
         )
+        # and a dead sensor's signal, answered unscored: answered, but no fault nor health
+        green.append([entry("g3", "unscored", 0.9, "live", 5.0)])
         green.reject("/predict", 503, "overloaded", "busy", 10)
         green.reject("/predict", 422, "finite_number", "nan", 10)
     finally:
@@ -84,13 +86,18 @@ def test_the_analysis_queries_give_the_same_figures_on_both_backends(log_target)
     t1 = time.time()
     mine = window_rows(log_target, "green", t0, t1)
     assert mine == {
-        "latencies": [5.0, 5.0, 5.0],
+        "latencies": [5.0, 5.0, 5.0, 5.0],
         "faults": 1,
-        "answered": 3,
+        "answered": 4,
+        "scored": 3,
         "nonfinite": 0,
         "errors": 1,
     }
     assert window_rows(log_target, "blue", t0, t1)["latencies"] == [10.0, 11.0, 12.0, 13.0]
+    # the canary's fault rate is over what the model scored: 1 of 3, not 1 of 4
+    result = analyse(log_target, "green", "blue", t0, DeployParams(min_requests=1), 1 / 3, until=t1)
+    rate = next(c for c in result.checks if c.name == "fault_rate_delta")
+    assert rate.value == pytest.approx(0.0) and "(1 unscored answers left out)" in rate.detail
     assert window_rows(log_target, "green", t1 + 1, t1 + 2)["answered"] == 0
     agreement = shadow_agreement(log_target, "blue", "green", t0)
     assert agreement["shadow_answers"] == 4 and agreement["joined"] == 4
@@ -99,7 +106,7 @@ def test_the_analysis_queries_give_the_same_figures_on_both_backends(log_target)
     with read_only(log_target) as select:  # read-only: no write goes through
         with pytest.raises(PredictionLogError, match="(?i)read.?only"):
             select("DELETE FROM predictions")
-        assert select("SELECT count(*) FROM predictions")[0][0] == 11
+        assert select("SELECT count(*) FROM predictions")[0][0] == 12
 
 
 def test_the_realised_f1_the_service_exports_reads_both_backends(log_target):

@@ -8,7 +8,9 @@ role), for the staged colour's live answers:
 - p99 latency against the live colour's p99 over the same window (ratio, with an absolute slack
   for the few-millisecond figures where a ratio is noise);
 - fault rate against the training fault rate (the share of faults in the model's evaluation
-  split, recorded at registration).
+  split, recorded at registration), over the answers the model scored: a signal of bad quality
+  (a dead sensor: faultwatch.signal_quality), answered `unscored`, is no machine's fault nor
+  health.
 
 Fewer answered requests than `min_requests` make the result *inconclusive*: it never promotes
 (Flagger and Argo Rollouts analyses that pass with no traffic are the complaint this answers).
@@ -29,6 +31,7 @@ from pydantic import Field, field_validator
 
 from faultwatch.params import Section
 from faultwatch.serve.predlog.read import log_exists, read_only
+from faultwatch.signal_quality import UNSCORED
 
 Verdict = Literal["pass", "fail", "inconclusive"]
 
@@ -120,10 +123,17 @@ def window_rows(log: Path | str, colour: str, since: float, until: float) -> dic
     """The colour's live answers and 5xx refusals in [since, until] from the prediction log
     (a SQLite file, or a postgresql:// URL); no log file yet: none."""
     if not log_exists(log):
-        return {"latencies": [], "faults": 0, "answered": 0, "nonfinite": 0, "errors": 0}
+        return {
+            "latencies": [],
+            "faults": 0,
+            "answered": 0,
+            "scored": 0,
+            "nonfinite": 0,
+            "errors": 0,
+        }
     with read_only(log) as select:
         rows = select(
-            "SELECT latency_ms, is_fault, probability FROM predictions"
+            "SELECT latency_ms, is_fault, probability, label FROM predictions"
             " WHERE colour = ? AND role = 'live' AND time >= ? AND time <= ?",
             (colour, since, until),
         )
@@ -137,6 +147,7 @@ def window_rows(log: Path | str, colour: str, since: float, until: float) -> dic
         "latencies": [r[0] for r in rows],
         "faults": sum(1 for r in rows if r[1]),
         "answered": len(rows),
+        "scored": sum(1 for r in rows if r[3] != UNSCORED),
         "nonfinite": nonfinite,
         "errors": int(errors),
     }
@@ -193,8 +204,13 @@ def analyse(
                 f"{against}: {base:.1f} ms",
             )
         )
-    fault_rate = mine["faults"] / mine["answered"]
-    if reference_fault_rate is None:
+    fault_rate = mine["faults"] / mine["scored"] if mine["scored"] else None
+    unscored = mine["answered"] - mine["scored"]
+    if fault_rate is None:
+        a.checks.append(
+            Check("fault_rate", None, None, False, f"all {unscored} answers unscored (quality)")
+        )
+    elif reference_fault_rate is None:
         a.checks.append(
             Check("fault_rate", fault_rate, None, False, "no training fault rate recorded")
         )
@@ -206,7 +222,8 @@ def analyse(
                 delta,
                 params.max_fault_rate_delta,
                 delta <= params.max_fault_rate_delta,
-                f"{fault_rate:.3f} against {reference_fault_rate:.3f} in training",
+                f"{fault_rate:.3f} against {reference_fault_rate:.3f} in training"
+                + (f" ({unscored} unscored answers left out)" if unscored else ""),
             )
         )
     failed = [c.name for c in a.checks if not c.passed]
