@@ -17,16 +17,18 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))  # tests.helpers: the tests' free port and readiness wait
+
+from tests.helpers.ports import free_port  # noqa: E402
+from tests.helpers.ready import NotReady, until_ready  # noqa: E402
 
 
 def fw(*args: str) -> str:
@@ -36,21 +38,12 @@ def fw(*args: str) -> str:
     return p.stdout
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def ready_after(url: str, t0: float, timeout_s: float = 180) -> float:
-    while time.monotonic() - t0 < timeout_s:
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return time.monotonic() - t0
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"{url}/readyz: no answer within {timeout_s} s")
+    """Seconds from `t0` (time.monotonic) to the first 200 of `url`/readyz."""
+    try:
+        return until_ready(url, timeout_s, interval_s=0.05, t0=t0)
+    except NotReady as e:
+        raise SystemExit(f"{url}/readyz: {e}") from None
 
 
 def pick_version() -> str:

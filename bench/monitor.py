@@ -34,7 +34,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from faultwatch.monitor.features import FEATURES, monitor_features  # noqa: E402
+from faultwatch.features import FEATURES, monitor_features  # noqa: E402
 from faultwatch.monitor.params import MonitorParams  # noqa: E402
 from faultwatch.monitor.reference import (  # noqa: E402
     DRIFT_COLUMNS,

@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,16 +41,15 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))  # tests.helpers: the tests' free port and readiness wait
+
+from tests.helpers.ports import free_port  # noqa: E402
+from tests.helpers.ready import until_ready  # noqa: E402
+
 CONCURRENCY = (1, 32)
 
 
 # ---------------------------------------------------------------- helpers
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def percentile(xs: list[float], q: float) -> float:
     return float(np.percentile(xs, q)) if xs else float("nan")
 
@@ -75,22 +73,6 @@ def cpu_seconds(pid: int) -> float:
         t = p.cpu_times()
         total += t.user + t.system
     return total
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"{url} not ready after {timeout} s")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -225,7 +207,7 @@ def start_server(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.Popen,
         cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
+        until_ready(f"http://127.0.0.1:{port}", 90, proc, interval_s=0.3)
     except Exception:
         stop(proc)
         print(proc.stderr.read().decode()[-3000:] if proc.stderr else "", file=sys.stderr)

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from faultwatch.model.io import load_model
-from faultwatch.serve.predlog import InputSummary, LoggedPrediction, PredictionLog
+from faultwatch.serve.predlog import InputSummary, LoggedPrediction, open_log
 from faultwatch.serve.schema import Prediction, ServingLimits, signal_type
 from faultwatch.serve.store import THRESHOLD_FILE, read_threshold
 
@@ -34,7 +34,7 @@ def create_app(model_dir: Path, log_path: Path) -> FastAPI:
     torch.set_num_threads(1)
     model = load_model(model_dir)
     threshold = read_threshold(model_dir) if (model_dir / THRESHOLD_FILE).exists() else 0.5
-    log = PredictionLog(log_path)
+    log = open_log(log_path)
     app = FastAPI()
 
     @app.post("/predict")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic_signals import FAULT_LABEL, make_split
+from helpers.signals import FAULT_LABEL, make_split
 
 from faultwatch.augment import (
     COLUMNS,

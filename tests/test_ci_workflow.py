@@ -20,7 +20,8 @@ import tomllib
 
 import pytest
 import yaml
-from conftest import NPM_SRC, REPO, npm_modules
+from helpers.npm import NPM_SRC, npm_modules
+from helpers.paths import REPO
 from packaging.specifiers import SpecifierSet
 
 from faultwatch.params import SECTIONS, section
@@ -115,7 +116,7 @@ def test_the_python_of_the_job_is_the_one_pyproject_requires(workflow):
 
 
 def test_test_artifacts_are_uploaded_even_on_failure(workflow, monkeypatch):
-    from browser import artifact
+    from helpers.browser import artifact
 
     monkeypatch.delenv("FAULTWATCH_TEST_ARTIFACTS", raising=False)
     folder = artifact("probe.png").parent.relative_to(REPO).as_posix()  # test-artifacts

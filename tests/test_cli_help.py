@@ -3,10 +3,13 @@ answers, every argument has a help line, and no two commands are a letter apart.
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import re
 
-from conftest import run
+from helpers.cli import run
+
+from faultwatch.cli import parser
 
 
 def test_version_comes_from_the_package_metadata(tmp_path):
@@ -50,3 +53,53 @@ def test_report_list_lists_the_files_and_the_old_name_still_works(tmp_path):
     assert "reports/index.html is not written yet" in lines[-1], lines
     assert not (tmp_path / "reports/index.html").exists()  # --list writes nothing
     assert run(["faultwatch", "reports"], tmp_path).stdout == listed
+
+
+# what `faultwatch --help` lists, in this order (scripts and the README name them)
+COMMANDS = [
+    "prepare",
+    "nb",
+    "register",
+    "package",
+    "image",
+    "promote",
+    "registry",
+    "serve",
+    "deploy",
+    "simulate-traffic",
+    "retrain",
+    "monitor",
+    "report",
+    "config",
+]
+
+
+def commands(p: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """(path, parser) of every command and sub-command under `p`, depth first."""
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sp in action.choices.items():
+                yield (*path, name), sp
+                yield from commands(sp, (*path, name))
+
+
+def test_help_lists_the_commands_in_their_order(tmp_path):
+    out = run(["faultwatch", "--help"], tmp_path).stdout
+    assert re.findall(r"^    ([a-z][\w-]*)", out, re.M) == COMMANDS, out
+
+
+def test_every_command_runs_its_own_handler():
+    """Each command group registers its handlers next to its sub-parsers (set_defaults): every
+    command that takes no sub-command has a handler from its group's module, and no two
+    deploy verbs share one (no dispatch by name)."""
+    leaves = {
+        path: sp.get_default("func")
+        for path, sp in commands(parser())
+        if not any(isinstance(a, argparse._SubParsersAction) for a in sp._actions)
+    }
+    assert len(leaves) >= 25, sorted(leaves)
+    for path, func in leaves.items():
+        assert callable(func), path
+        assert func.__module__.startswith("faultwatch.cli."), (path, func.__module__)
+    deploy = [func for path, func in leaves.items() if path[0] == "deploy"]
+    assert len(deploy) == 9 and len(set(deploy)) == len(deploy), deploy

@@ -1,7 +1,7 @@
 """The bento as an OCI image, built with buildah and run with podman on loopback; blue/green with
 the colours as containers (`faultwatch deploy up --runtime container`).
 
-One project (tests/gate_project.py) holds three registered versions of crafted models:
+One project (tests/helpers/gate_project.py) holds three registered versions of crafted models:
 v0.0.1 flags every signal, v0.0.2 detects the faults, v0.0.3 has no image (refused). The images
 of v0.0.1 and v0.0.2 are built once for the module (`faultwatch image build VERSION`); buildah's
 layer cache keeps the Python packages' layer between runs on a machine that keeps its image
@@ -26,9 +26,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, copy_tree, run
-from gate_project import env as project_env
-from gate_project import split_frame
+from helpers.cli import fw, run
+from helpers.gate_project import split_frame
+from helpers.paths import REPO
+from helpers.ports import free_port
+from helpers.projects import copy_tree
+from helpers.ready import until_ready
 
 from faultwatch.deploy.load import Load
 
@@ -42,23 +45,11 @@ PROJECT = "fwimages"
 IMAGE = f"faultwatch-{PROJECT}"
 
 
-def fw(root: Path, *args: str, check: bool = True, **extra: str):
-    return run(["faultwatch", *args], root, check=check, **project_env(root), **extra)
-
-
 def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
     p = subprocess.run([ENGINE, *args], capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:
         raise AssertionError(f"podman {' '.join(args)} failed: {p.stderr}")
     return p
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post(url: str, payload: object, path: str = "/predict") -> tuple[int, dict]:
@@ -70,18 +61,6 @@ def post(url: str, payload: object, path: str = "/predict") -> tuple[int, dict]:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"{}")
-
-
-def wait_ready(url: str, timeout_s: float = 120) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return time.monotonic() - t0
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url}/readyz did not answer within {timeout_s} s")
 
 
 def remove_test_containers() -> None:
@@ -186,7 +165,7 @@ def test_the_container_answers_like_the_process_and_its_log_survives_a_restart(i
     argv += ["-v", f"{logs}:/home/bentoml/predictions:U", f"{IMAGE}:v0.0.2"]
     try:
         podman(*argv)
-        wait_ready(url)
+        until_ready(url)
         # the recorded answers of the in-process model (register's golden set)
         code, answer = post(url + "/predict_batch", {"signals": golden.signals}, path="")
         assert code == 200, answer
@@ -202,7 +181,7 @@ def test_the_container_answers_like_the_process_and_its_log_survives_a_restart(i
         # the log is on the mounted folder and survives the container
         podman("rm", "-f", name)
         podman(*argv)
-        wait_ready(url)
+        until_ready(url)
         code, again = post(url, {"signal": golden.signals[0]})
         assert code == 200
         db = sqlite3.connect(logs / "predictions.sqlite")

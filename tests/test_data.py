@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, write_parquet, write_ts, write_tsv
+from helpers.datafiles import write_parquet, write_ts, write_tsv
+from helpers.paths import REPO
 
 from faultwatch.data.params import DataParams, SplitParams
 from faultwatch.data.prepare import fault_target, prepare

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import make_signals, write_tsv
+from helpers.datafiles import write_tsv
+from helpers.signals import make_signals
 
 from faultwatch.data.params import DataParams, SplitParams
 from faultwatch.data.prepare import fault_target, prepare

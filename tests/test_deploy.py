@@ -1,6 +1,6 @@
 """`faultwatch deploy` with real processes on loopback: HAProxy and two bento servers.
 
-One project (tests/gate_project.py) holds three registered versions of crafted models whose
+One project (tests/helpers/gate_project.py) holds three registered versions of crafted models whose
 behaviour is known: v0.0.1 flags every signal (approved, the first production), v0.0.2 detects
 the faults (approved, better), v0.0.3 flags every signal again (rejected by the gate: not
 better). The tests run in order on one deployment (module scope) and each states where it
@@ -24,9 +24,10 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import copy_tree, run
-from gate_project import env as project_env
-from gate_project import kill_leftover_deployment, make_project, split_frame
+from helpers.cli import fw, run
+from helpers.gate_project import bodies, kill_leftover_deployment, make_project
+from helpers.ports import free_port
+from helpers.projects import copy_tree
 
 from faultwatch.deploy import router as rt
 from faultwatch.deploy.load import Load
@@ -36,25 +37,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 CONCURRENCY = 16
 
 
-def fw(root: Path, *args: str, check: bool = True, **extra: str):
-    """`faultwatch ARGS` as a person types it, in the project."""
-    return run(["faultwatch", *args], root, check=check, **project_env(root), **extra)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def status(root: Path) -> dict:
     return json.loads(fw(root, "deploy", "status", "--json").stdout)
-
-
-def bodies() -> list[bytes]:
-    return [json.dumps({"signal": list(map(float, v))}).encode() for v in split_frame()["values"]]
 
 
 def post(url: str, body: bytes, headers: dict | None = None) -> tuple[int, dict, Any]:

@@ -1,4 +1,4 @@
-"""`faultwatch deploy` with the prediction log in a real PostgreSQL server (tests/pg.py).
+"""`faultwatch deploy` with the prediction log in a real PostgreSQL server (helpers/postgres.py).
 
 FAULTWATCH_PREDICTION_LOG=postgresql://... reaches both colours unchanged (a URL made into a
 path would write a SQLite file named after it), both write the same tables, the canary's
@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import copy_tree
-from gate_project import kill_leftover_deployment
-from pg import PASSWORD
-from test_deploy import bodies, free_port, fw
+from helpers.cli import fw
+from helpers.gate_project import bodies, kill_leftover_deployment
+from helpers.ports import free_port
+from helpers.postgres import PASSWORD
+from helpers.projects import copy_tree
 
 from faultwatch.deploy.analysis import DeployParams, analyse, shadow_agreement, window_rows
 from faultwatch.deploy.containers import check_reachable

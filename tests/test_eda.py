@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import run
+from helpers.cli import run
 
 from faultwatch import eda
 

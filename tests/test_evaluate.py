@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import warnings
@@ -11,8 +10,8 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from conftest import REPO, make_signals, run
+from helpers.cli import run
+from helpers.signals import make_signals
 
 from faultwatch import evaluate as ev
 
@@ -230,17 +229,6 @@ def test_plots_draw(tmp_path):
     assert len(fig.axes) == 3
     fig = ev.plot_pr_curves({"a": (split.y, p), "none": (split.y, np.zeros(len(split)))})
     assert fig.axes[0].get_xlabel() == "recall"
-
-
-def test_parameters_cell_params_yaml_and_section_agree():
-    nb = nbformat.read(REPO / "notebooks" / "04_evaluate.ipynb", as_version=4)
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    defaults = {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse(cell.source).body}
-    assert defaults == ev.EvaluateParams().model_dump()
-    section = yaml.safe_load((REPO / "params.yaml").read_text())["evaluate"]
-    assert ev.EvaluateParams.model_validate(section).model_dump() == defaults | section
-    with pytest.raises(ValueError, match="baseline_model"):
-        ev.EvaluateParams(baseline_model="svm")
 
 
 def test_importing_evaluate_does_not_import_torch():

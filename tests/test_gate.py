@@ -12,8 +12,9 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import VENV_BIN, run, tool_env
-from gate_project import ALWAYS_F1, Cli, entry_dir, env, make_project
+from helpers.cli import project_env, run, tool_env
+from helpers.gate_project import ALWAYS_F1, Cli, entry_dir, make_project
+from helpers.paths import VENV_BIN
 
 from faultwatch.errors import FaultwatchError
 
@@ -231,7 +232,7 @@ def test_a_failing_promote_leaves_the_previous_decision_byte_identical(cli):
     proc = subprocess.run(
         [str(VENV_BIN / "faultwatch"), "promote"],
         cwd=root,
-        env=tool_env(**env(root)),
+        env=tool_env(**project_env(root)),
         capture_output=True,
         text=True,
         preexec_fn=small_files,
@@ -267,7 +268,7 @@ def test_a_production_model_missing_from_the_store_is_named(cli):
 def test_a_production_model_of_another_task_is_not_a_yardstick(cli):
     """After the user points data.source at their own file, production (trained on the bundled
     data) scored on the new test split says nothing: the candidate is gated on the baselines."""
-    from gate_project import set_data_source
+    from helpers.gate_project import set_data_source
 
     root = cli.root
     set_data_source(root, "bundled:PLAID")

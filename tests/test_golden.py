@@ -8,9 +8,13 @@ import json
 import sqlite3
 
 import pytest
-from conftest import run
-from gate_project import entry_dir, env, make_project, put_model
-from test_serve import VENV_BIN, free_port, serve_cmd, started, wait_ready
+from helpers.cli import project_env, run, tool_env
+from helpers.gate_project import entry_dir, make_project, put_model
+from helpers.paths import VENV_BIN
+from helpers.ports import free_port
+from helpers.processes import started
+from helpers.ready import wait_ready
+from helpers.serving import serve_cmd
 
 from faultwatch.serve.golden import GoldenError, load_golden, smoke_test
 from faultwatch.serve.predlog import ROLES
@@ -18,7 +22,7 @@ from faultwatch.serve.predlog import ROLES
 
 def register(root, kind: str, seed: int = 0) -> str:
     put_model(root, kind, seed)
-    run([str(VENV_BIN / "faultwatch"), "register"], root, **env(root))
+    run([str(VENV_BIN / "faultwatch"), "register"], root, **project_env(root))
     return json.loads((root / "reports/register.json").read_text())["model_tag"]
 
 
@@ -38,13 +42,11 @@ def served(project, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("golden_server")
     port, log = free_port(), tmp / "predictions.sqlite"
     server_env = {
-        **env(root),
+        **project_env(root),
         "FAULTWATCH_MODEL_TAG": tag,
         "FAULTWATCH_PREDICTION_LOG": str(log),
         "FAULTWATCH_TORCH_THREADS": "1",
     }
-    from conftest import tool_env
-
     url = f"http://127.0.0.1:{port}"
     with started(serve_cmd(port), root, tool_env(**server_env), tmp / "server.log") as proc:
         wait_ready(url, proc, tmp / "server.log")

@@ -5,8 +5,8 @@ picked in the kernel dialog, Run > Run All Cells clicked, and the executed noteb
 way a reader would: every code cell ran, no cell shows an error, the figures are drawn. The
 notebooks run with the defaults of their `parameters` cell, as in JupyterLab, not params.yaml.
 
-Screenshots of the executed notebooks: test-artifacts/jupyterlab/<notebook>.png (tests/browser.py),
-with the saved .ipynb beside them.
+Screenshots of the executed notebooks: test-artifacts/jupyterlab/<notebook>.png
+(tests/helpers/browser.py), with the saved .ipynb beside them.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import re
 import secrets
 import shutil
 import signal
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +28,13 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from browser import artifact, headless_browser
-from conftest import REPO, VENV_BIN, copy_tree, run, store_env, tool_env
-from pg import free_port
+from helpers.browser import artifact, headless_browser
+from helpers.cli import run, store_env, tool_env
+from helpers.paths import REPO, VENV_BIN
+from helpers.ports import free_port
+from helpers.processes import started
+from helpers.projects import copy_tree
+from helpers.ready import NotReady, wait_for
 
 # the pipeline (tiny_pipeline, once per session) plus about 2 minutes of notebooks on 2 cores
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -94,24 +98,41 @@ def _leftover_kernels(runtime_dir: Path) -> list[int]:
     return pids
 
 
-def _stop(proc: subprocess.Popen, runtime_dir: Path) -> None:
-    """SIGTERM to the server's process group (it shuts its kernels down), SIGKILL if it does not
-    exit in time; then any kernel it left behind, by pid."""
-    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(wait_s)
-            break
-        except subprocess.TimeoutExpired:
-            continue
+def _kill_leftover_kernels(runtime_dir: Path) -> None:
+    """SIGKILL to any kernel the server left behind, by pid."""
     for pid in _leftover_kernels(runtime_dir):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@contextmanager
+def jupyter_lab(
+    cmd: list[str], root: Path, env: dict[str, str], log_path: Path, port: int, token: str
+) -> Iterator[Lab]:
+    """`cmd` (a `jupyter lab` on `port` with `token`) started in `root`, once its API answers;
+    stopped on leaving, also on failure: SIGTERM to its process group (it shuts its kernels
+    down), SIGKILL if it does not exit in time, then any kernel it left behind."""
+    try:
+        with started(cmd, root, env, log_path) as proc:
+            server = Lab(root, f"http://127.0.0.1:{port}", token)
+
+            def answers() -> bool:
+                try:
+                    server.api("status")
+                except OSError:
+                    return False
+                return True
+
+            try:
+                wait_for(answers, READY_S, proc, interval_s=0.3)
+            except NotReady as e:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                pytest.fail(f"jupyter lab (uid {os.geteuid()}) {e}:\n{tail}")
+            yield server
+    finally:
+        _kill_leftover_kernels(Path(env["JUPYTER_RUNTIME_DIR"]))
 
 
 @pytest.fixture(scope="module")
@@ -142,26 +163,10 @@ def lab(tiny_pipeline, tmp_path_factory) -> Iterator[Lab]:
     cmd += [f"--port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"]
     cmd += [f"--ServerApp.root_dir={root}"]  # no --allow-root: the venv's config allows root
     log_path = base / "jupyterlab.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
     try:
-        server = Lab(root, f"http://127.0.0.1:{port}", token)
-        deadline = time.monotonic() + READY_S
-        while True:
-            try:
-                server.api("status")
-                break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-3000:]
-                pytest.fail(f"jupyter lab did not answer within {READY_S} s:\n{tail}")
-            time.sleep(0.3)
-        yield server
+        with jupyter_lab(cmd, root, env, log_path, port, token) as server:
+            yield server
     finally:
-        _stop(proc, home / "runtime")
         shutil.copy(log_path, artifact("jupyterlab/jupyterlab.log"))
 
 
@@ -185,25 +190,8 @@ def test_jupyter_lab_starts_without_allow_root_for_whoever_runs_it(tmp_path):
     port, token = free_port(), secrets.token_hex(16)
     cmd = [str(VENV_BIN / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}"]
     cmd += ["--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"]
-    log_path = tmp_path / "jupyterlab.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        server, deadline = Lab(tmp_path, f"http://127.0.0.1:{port}", token), time.monotonic() + 60
-        while True:
-            try:
-                assert "started" in server.api("status")
-                break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-3000:]
-                pytest.fail(f"jupyter lab (uid {os.geteuid()}) did not answer:\n{tail}")
-            time.sleep(0.3)
-    finally:
-        _stop(proc, home / "runtime")
+    with jupyter_lab(cmd, tmp_path, env, tmp_path / "jupyterlab.log", port, token) as server:
+        assert "started" in server.api("status")
 
 
 @pytest.fixture(scope="module")
@@ -384,8 +372,8 @@ def write_prediction_log(path: Path, n: int = 300) -> Path:
     """Real predictions of the project's registered model on its own prepared signals, logged as
     the service logs them (its embedding and feature functions, faultwatch.serve.predlog), every
     third raw signal sampled: what `faultwatch serve` writes at `path`."""
+    from faultwatch.features import monitor_features
     from faultwatch.model.io import load_model
-    from faultwatch.monitor.features import monitor_features
     from faultwatch.serve import predlog
     from faultwatch.serve.embedding import proba_and_embedding
 

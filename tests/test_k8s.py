@@ -37,7 +37,8 @@ import kubernetes_validate
 import pytest
 import referencing
 import yaml
-from conftest import NPM_SRC, npm_modules
+from helpers.npm import NPM_SRC, npm_modules
+from helpers.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
@@ -526,12 +527,6 @@ class _ColourServer(http.server.ThreadingHTTPServer):
         pass  # HAProxy's health check closes once it has the status line
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.timeout(60)
 def test_compose_router_config_routes_by_weight_and_sets_request_ids(tmp_path):
     """HAProxy runs the compose router's configuration, with the colours' addresses and the
@@ -545,7 +540,7 @@ def test_compose_router_config_routes_by_weight_and_sets_request_ids(tmp_path):
         srv = _ColourServer(colour)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         servers[colour] = srv
-    front, admin = _free_port(), _free_port()
+    front, admin = free_port(), free_port()
     _, cfg = haproxy_config()
     replaced = {
         f"blue:{SERVE_PORT}": f"127.0.0.1:{servers['blue'].server_port}",

@@ -11,7 +11,8 @@ import shutil
 import time
 
 import pytest
-from conftest import REPO, VENV_BIN, git_commit, run
+from helpers.cli import git_commit, run
+from helpers.paths import REPO, VENV_BIN
 
 from faultwatch.lockcheck import check, stale_lock_entries
 

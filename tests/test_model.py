@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from synthetic_signals import FAULT_LABEL, make_split, write_splits
+from helpers.signals import FAULT_LABEL, make_split, write_splits
 from torch import nn
 
 from faultwatch.errors import FaultwatchError

@@ -13,15 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO
-from monitor_synthetic import (
-    FAULT,
-    logged_window,
-    make_signals,
-    reference_split,
-    window,
-    write_log,
-)
+from helpers.monitor_synthetic import FAULT, logged_window, reference_split, window, write_log
+from helpers.paths import REPO
+from helpers.signals import drifting_signals
 
 from faultwatch.errors import ParamsError
 from faultwatch.monitor.params import MonitorParams, parse_duration, parse_time
@@ -264,7 +258,7 @@ def test_the_notebook_runs_through_the_runner_and_writes_monitor_json(tmp_path):
     )
     # a drifted window: noisier signals, 60 % of them labelled
     rng = np.random.default_rng(4)
-    signals, y = make_signals(400, 0.05, rng, noise=0.6)
+    signals, y = drifting_signals(400, 0.05, rng, noise=0.6)
     frame = logged_window(signals, y, rng, label_share=0.6)
     target = write_log(root / "log.sqlite", frame, signals, model_embeddings(model, signals))
     # the log stamps rows with the time of writing: the last hour holds them all
@@ -333,7 +327,8 @@ def test_the_monitor_is_no_dvc_stage(tmp_path):
     """No dvc.yaml of the project declares the monitor: its input, the prediction log, is not
     DVC's, and as a stage (`always_changed`, `frozen` or neither) it would keep a plain
     `dvc status` from being clean (dvc.yaml says why). `faultwatch monitor` runs it."""
-    from conftest import copy_project, run
+    from helpers.cli import run
+    from helpers.projects import copy_project
 
     project = copy_project(tmp_path / "proj")
     every = run(["dvc", "stage", "list", "--all"], project).stdout

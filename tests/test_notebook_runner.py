@@ -7,7 +7,7 @@ import json
 import nbformat
 import pytest
 import yaml
-from conftest import run
+from helpers.cli import run
 from nbformat.v4 import new_code_cell, new_notebook
 
 from faultwatch.errors import ParamsError

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 import yaml
-from conftest import run
-from gate_project import Cli, make_project, set_data_source, write_lock
+from helpers.cli import run
+from helpers.gate_project import Cli, make_project, set_data_source, write_lock
 
 from faultwatch import registry
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 
 import yaml
-from conftest import REPO
+from helpers.paths import REPO
 
 
 def set_params(path, *overrides: str) -> None:

@@ -8,7 +8,8 @@ import shutil
 import nbformat
 import pytest
 import yaml
-from conftest import REPO, VENV_BIN, run
+from helpers.cli import run
+from helpers.paths import REPO, VENV_BIN
 
 # module fixtures train models or run the pipeline: more than the default per-test timeout
 pytestmark = pytest.mark.timeout(600)
@@ -107,7 +108,8 @@ def test_every_notebook_in_git_is_stripped_and_has_parameters():
 def test_test_projects_leave_out_the_users_own_data(tmp_path):
     """After the README's own-data steps (`dvc add data/raw/pumps.tsv`, committed), the tests'
     projects must not carry the user's `.dvc` file or data: they would fail to reproduce it."""
-    from conftest import git_commit, tracked_project_files
+    from helpers.cli import git_commit
+    from helpers.projects import tracked_project_files
 
     repo = tmp_path / "r"
     (repo / "data/raw").mkdir(parents=True)

@@ -1,5 +1,5 @@
 """The prediction log's storage: the new columns and tables (features, embedding, sampled
-signals, labels) on SQLite and on a real PostgreSQL server (tests/pg.py), label validation,
+signals, labels) on SQLite and on a real PostgreSQL server (tests/helpers/postgres.py), label validation,
 migration of an older file, one transaction per append, and two processes writing at once."""
 
 from __future__ import annotations
@@ -17,14 +17,16 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
-from conftest import REPO, tool_env
+from helpers.cli import tool_env
+from helpers.paths import REPO
 
 from faultwatch.errors import FaultwatchError
-from faultwatch.monitor.features import FEATURES
+from faultwatch.features import FEATURES
 from faultwatch.serve.predlog import (
     FeedbackError,
     InputSummary,
     LoggedPrediction,
+    PostgresPredictionLog,
     PredictionLog,
     PredictionLogError,
     mask_url,
@@ -34,7 +36,6 @@ from faultwatch.serve.predlog import (
     read_rejected,
     read_signals,
 )
-from faultwatch.serve.predlog.postgres import PostgresPredictionLog
 from faultwatch.serve.settings import ServeSettings
 
 pytestmark = pytest.mark.timeout(120)
@@ -139,14 +140,14 @@ def test_the_service_setting_keeps_a_postgresql_url_and_the_log_follows_it(
     settings = ServeSettings.from_env({"FAULTWATCH_PREDICTION_LOG": postgres_url})
     assert settings.prediction_log == postgres_url  # not a Path, which would eat the //
     monkeypatch.setenv("FAULTWATCH_PREDICTION_LOG", postgres_url)
-    for log in (open_log(), PredictionLog(), PredictionLog(postgres_url)):
+    for log in (open_log(), open_log(postgres_url)):
         assert isinstance(log, PostgresPredictionLog)
         log.close()
     assert read_predictions().empty  # the read side follows the variable too
 
 
 def test_bad_entries_are_refused_before_writing(tmp_path):
-    log = PredictionLog(tmp_path / "p.sqlite")
+    log = open_log(tmp_path / "p.sqlite")
     with pytest.raises(ValueError, match=r"features: expected 8 values \(rms, crest"):
         log.append([entry(features=[1.0, 2.0])])
     with pytest.raises(ValueError, match="a sampled signal needs its entry's prediction_id"):
@@ -156,7 +157,7 @@ def test_bad_entries_are_refused_before_writing(tmp_path):
         read_predictions(tmp_path / "nothing.sqlite")
     mangled = Path("postgresql://fw:pw@db:5432/log").resolve()  # what Path() makes of a URL
     with pytest.raises(PredictionLogError, match=r"fw:\*\*\*@db:5432/log: a postgresql:// URL"):
-        PredictionLog(mangled)
+        open_log(mangled)
     assert not mangled.parent.exists()
 
 
@@ -244,7 +245,7 @@ def test_an_older_file_gains_the_feature_embedding_signal_and_label_storage(tmp_
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as conn:
         conn.executescript(IDENTITY_ERA_SCHEMA)
-    log = PredictionLog(path)
+    log = open_log(path)
     with sqlite3.connect(path) as conn:
         columns = [r[1] for r in conn.execute("PRAGMA table_info(predictions)")]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -253,7 +254,7 @@ def test_an_older_file_gains_the_feature_embedding_signal_and_label_storage(tmp_
     log.append([entry("new-1", features=list(range(8)), embedding=np.ones(4), signal=np.ones(9))])
     assert log.add_labels([("old-1", "healthy"), ("new-1", "fault")]) == 2
     log.close()
-    PredictionLog(path).close()  # a second open: nothing to add, no error
+    open_log(path).close()  # a second open: nothing to add, no error
 
     df = read_predictions(path)
     assert list(df.prediction_id) == ["old-1", "new-1"]

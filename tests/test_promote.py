@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import git_commit, run
+from helpers.cli import git_commit, run
 
 from faultwatch import registry
 from faultwatch.promote import PromoteParams, decide

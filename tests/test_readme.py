@@ -13,13 +13,16 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TINY_PIPELINE, copy_project, make_signals, write_tsv
+from helpers.datafiles import write_tsv
+from helpers.paths import REPO
+from helpers.ports import free_port
+from helpers.projects import TINY_PIPELINE, copy_project
+from helpers.signals import make_signals
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -29,12 +32,6 @@ LEFT_OUT = ("make test",)  # running the tests from inside the tests
 
 def readme_blocks(text: str) -> list[str]:
     return [m.group(1) for m in BLOCK.finditer(text)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def user_env(home: Path) -> dict[str, str]:

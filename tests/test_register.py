@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run
-from gate_project import Cli, entry_dir, make_project, put_model, store_entries
+from helpers.cli import run
+from helpers.gate_project import Cli, entry_dir, make_project, put_model, store_entries
 
 from faultwatch.register import ProvenanceError, git_commit
 
@@ -159,7 +159,7 @@ def test_register_records_the_golden_set_in_the_store_entry(cli):
     the model's answers as the service computes them; an entry reused without a golden set (or
     with a malformed one) gets it again, the same."""
     import numpy as np
-    from gate_project import N_FAULT, split_frame
+    from helpers.gate_project import N_FAULT, split_frame
 
     from faultwatch.model.io import load_model
     from faultwatch.serve.golden import GoldenError, load_golden

@@ -7,7 +7,8 @@ import json
 
 import pytest
 import yaml
-from conftest import copy_tree, git_commit, run, store_env
+from helpers.cli import git_commit, run, store_env
+from helpers.projects import copy_tree
 
 PROVENANCE_LABELS = {
     "git_commit",
@@ -220,7 +221,7 @@ def test_tampered_weights_are_refused_by_the_store(released):
 def test_the_monitor_leaves_dvc_status_and_git_status_as_they_were(released, tmp_path):
     """`faultwatch monitor` writes a view of the prediction log, which DVC does not version: a
     plain `dvc status` stays clean and git sees nothing new (its reports are git-ignored)."""
-    from monitor_synthetic import log_for_project
+    from helpers.monitor_synthetic import log_for_project
 
     root, env, _ = released
 

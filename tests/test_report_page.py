@@ -14,17 +14,12 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
-from browser import artifact, headless_browser
-from conftest import (
-    REPO,
-    copy_project,
-    copy_tree,
-    git_commit,
-    make_signals,
-    run,
-    store_env,
-    write_tsv,
-)
+from helpers.browser import artifact, headless_browser
+from helpers.cli import git_commit, run, store_env
+from helpers.datafiles import write_tsv
+from helpers.paths import REPO
+from helpers.projects import copy_project, copy_tree
+from helpers.signals import make_signals
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -122,7 +117,7 @@ def assert_metrics_table(root: Path, table: dict) -> None:
 def monitor_log(root: Path) -> str:
     """A prediction log of 120 noisy (drifted) requests in the last ten minutes, half of them
     labelled, written through the service's own log (faultwatch.serve.predlog)."""
-    from monitor_synthetic import log_for_project
+    from helpers.monitor_synthetic import log_for_project
 
     return log_for_project(root, root / "log.sqlite")
 

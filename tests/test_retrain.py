@@ -11,18 +11,21 @@ has to beat it on the same test split. The tests run in order and say where they
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import TINY_PIPELINE, copy_project, git_commit, make_signals, run, write_tsv
-from gate_project import env as project_env
-from gate_project import kill_leftover_deployment, put_model, write_lock
+from helpers import cli
+from helpers.cli import git_commit, project_env, run
+from helpers.datafiles import write_tsv
+from helpers.gate_project import kill_leftover_deployment, put_model, write_lock
+from helpers.ports import free_port
+from helpers.projects import TINY_PIPELINE, copy_project
+from helpers.signals import make_signals
 
 from faultwatch.deploy.load import Load
 
@@ -47,17 +50,10 @@ DEPLOY = {
 }
 
 
-def fw(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """`faultwatch ARGS` as a person types it, in the project; the servers that deploy starts
-    log every raw signal (FAULTWATCH_LOG_SIGNALS), so production signals can be labelled."""
-    env = {**project_env(root), **GIT_ID, "FAULTWATCH_LOG_SIGNALS": "1"}
-    return run(["faultwatch", *args], root, check=check, **env)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# `fw(root, *args)`: `faultwatch ARGS` as a person types it, in the project; the servers that
+# deploy starts log every raw signal (FAULTWATCH_LOG_SIGNALS), so production signals can be
+# labelled
+fw = functools.partial(cli.fw, **GIT_ID, FAULTWATCH_LOG_SIGNALS="1")
 
 
 def status(root: Path) -> dict:

@@ -2,15 +2,16 @@
 
 The server tests (marked slow) share one `bentoml serve` process for the module, on a free
 port, with its own BENTOML_HOME and prediction log under tmp; the tests of isolation, of a
-refused start and of `faultwatch serve` start their own. Every process is started through
-`started`, which stops its whole process group when the test ends, failed or not.
+refused start and of `faultwatch serve` start their own. The servers, store and packaged
+project are fixtures of tests/helpers/serving_fixtures.py. Every process is started through
+`started` (tests/helpers/processes.py), which stops its whole process group when the test ends,
+failed or not.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import socket
 import sqlite3
@@ -23,62 +24,32 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import VENV_BIN, copy_project, make_signals, run, tool_env
+from helpers.cli import tool_env
+from helpers.paths import REPO, VENV_BIN
+from helpers.ports import free_port
+from helpers.processes import running, started
+from helpers.ready import wait_exit, wait_ready
+from helpers.serving import (
+    DRAIN_BYTES,
+    JSON,
+    LOG_TIMEOUT_S,
+    MAX_BATCH,
+    SPIKE,
+    THRESHOLD,
+    entry,
+    good_signal,
+    numbers,
+    serve_cmd,
+    server_env,
+    user_env,
+)
+from helpers.signals import make_signals
 
-from faultwatch.serve.predlog import InputSummary, LoggedPrediction, PredictionLog
+from faultwatch.serve.predlog import InputSummary, open_log
 from faultwatch.serve.schema import ServingLimits
-
-REPO = Path(__file__).resolve().parents[1]
-INPUT_LENGTH = 64
-THRESHOLD = 0.3
-MAX_BATCH = 8  # the server's limit, set small through the environment
-LOG_TIMEOUT_S = 2  # the server waits this long for a locked prediction log
-DRAIN_BYTES = 16 * 1024 * 1024  # the server reads an oversized body this far (default 64 MiB)
 
 
 # ---------------------------------------------------------------- processes
-def group_members(pgid: int) -> list[int]:
-    """The running (not zombie) processes of process group `pgid`."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(stat.parent.name))
-    return members
-
-
-def stop_group(proc: subprocess.Popen, grace_s: float = 20) -> None:
-    """SIGTERM to the process's group, SIGKILL to what is left after `grace_s`; returns once
-    none of the group runs: the server's workers go too, also when the leader already exited."""
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait_s
-        while (proc.poll() is None or group_members(proc.pid)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(10)
-
-
-@contextlib.contextmanager
-def started(cmd: list[str], cwd: Path, env: dict[str, str], log: Path):
-    """A process in its own session, output in `log`; stopped on leaving, also on failure."""
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            yield proc
-        finally:
-            stop_group(proc)
-
-
 def test_a_failing_block_stops_the_whole_process_group(tmp_path):
     """`started` stops the process and what it started, also when the test inside fails."""
     code = (
@@ -99,200 +70,24 @@ def test_a_failing_block_stops_the_whole_process_group(tmp_path):
     assert not running(child)  # the group went, the child with it
 
 
-def running(pid: int) -> bool:
-    """Whether `pid` runs (a zombie, killed but not yet reaped by its new parent, does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
-
-
-def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited ({proc.returncode}):\n{log.read_text()[-4000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"server not ready in {timeout_s} s:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-
-
-def wait_exit(proc: subprocess.Popen, log: Path, url: str | None, timeout_s: float) -> int:
-    """The exit status of a process that must stop by itself; fails if it becomes ready or
-    is still running after `timeout_s` (a restart loop)."""
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while proc.poll() is None:
-        if time.monotonic() > deadline:
-            pytest.fail(f"still running after {timeout_s} s:\n{log.read_text()[-4000:]}")
-        if url is not None:
-            try:
-                ready = httpx.get(f"{url}/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                ready = False
-            assert not ready, f"the server became ready:\n{log.read_text()[-4000:]}"
-        time.sleep(0.25)
-    return proc.returncode
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# ---------------------------------------------------------------- fixtures
-def save_tiny_model(model_dir: Path) -> Path:
-    import torch
-
-    from faultwatch.model.io import save_model
-    from faultwatch.model.network import FaultCNN
-
-    torch.manual_seed(0)
-    net = FaultCNN(channels=(4, 8), kernel_size=5, dropout=0.0)
-    save_model(model_dir, net, {"input_length": INPUT_LENGTH, "positive_label": "fault"})
-    return model_dir
-
-
-def save_spike_failing_model(model_dir: Path) -> Path:
-    """A model whose probability is NaN for a signal with a spike (SPIKE) and finite for smooth
-    ones: its first convolution overflows float32 where the normalised signal passes ~2.3, its
-    second subtracts two equal channels (inf - inf)."""
-    import torch
-
-    from faultwatch.model.io import save_model
-    from faultwatch.model.network import FaultCNN
-
-    torch.manual_seed(1)
-    net = FaultCNN(channels=(4, 8), kernel_size=5, dropout=0.0)
-    conv1, conv2 = net.features[0], net.features[4]
-    with torch.no_grad():
-        conv1.weight.zero_()
-        conv1.weight[:, 0, 2] = 1.5e38
-        conv2.weight.zero_()
-        conv2.weight[:, 0, 2] = 1e-30
-        conv2.weight[:, 1, 2] = -1e-30
-    save_model(model_dir, net, {"input_length": INPUT_LENGTH, "positive_label": "fault"})
-    return model_dir
-
-
-SPIKE = [0.0] * 20 + [1000.0] + [0.0] * 19  # valid input, but the model above fails on it
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> tuple[Path, Path, str]:
-    """(BENTOML_HOME, the saved model folder, the store tag) with one imported model."""
-    from bentoml._internal.configuration.containers import BentoMLContainer
-    from bentoml._internal.models import ModelStore
-
-    from faultwatch.serve.store import import_model
-
-    tmp = tmp_path_factory.mktemp("store")
-    home = tmp / "bentoml"
-    (home / "models").mkdir(parents=True)
-    model_dir = save_tiny_model(tmp / "model")
-    # point this process's model store at the temporary home, whatever BENTOML_HOME says
-    BentoMLContainer.model_store.set(ModelStore(str(home / "models")))
-    try:
-        tag = import_model(
-            model_dir,
-            THRESHOLD,
-            labels={"stage": "test"},
-            metadata={"input_schema": {"min_length": 16, "max_length": 2000}},
-        )
-        yield home, model_dir, str(tag)
-    finally:
-        BentoMLContainer.model_store.reset()
-
-
-@pytest.fixture(scope="module")
-def spike_model(store, tmp_path_factory) -> tuple[Path, str]:
-    """(folder, store tag) of `save_spike_failing_model`, in the same store."""
-    from faultwatch.serve.store import import_model
-
-    model_dir = save_spike_failing_model(tmp_path_factory.mktemp("spike") / "model")
-    meta = {"input_schema": {"min_length": 16, "max_length": 2000}}
-    return model_dir, str(import_model(model_dir, THRESHOLD, metadata=meta))
-
-
-def server_env(home: Path, tag: str, log_path: Path, **extra: str) -> dict[str, str]:
-    return tool_env(
-        BENTOML_HOME=str(home),
-        FAULTWATCH_MODEL_TAG=tag,
-        FAULTWATCH_PREDICTION_LOG=str(log_path),
-        FAULTWATCH_MAX_BATCH=str(MAX_BATCH),
-        FAULTWATCH_TORCH_THREADS="1",
-        BENTOML_DO_NOT_TRACK="true",
-        **extra,
-    )
-
-
-def serve_cmd(port: int) -> list[str]:
-    return [str(VENV_BIN / "bentoml"), "serve", "faultwatch.serve.service:FaultDetector",
-            "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def server(store, tmp_path_factory):
-    """A `bentoml serve` of the service; yields (base url, prediction log path, process)."""
-    home, _, tag = store
-    tmp = tmp_path_factory.mktemp("server")
-    log_path = tmp / "predictions.sqlite"
-    port = free_port()
-    env = server_env(
-        home,
-        tag,
-        log_path,
-        FAULTWATCH_PREDICTION_LOG_TIMEOUT=str(LOG_TIMEOUT_S),
-        FAULTWATCH_MAX_DRAIN_BYTES=str(DRAIN_BYTES),
-    )
-    url = f"http://127.0.0.1:{port}"
-    with started(serve_cmd(port), REPO, env, tmp / "server.log") as proc:
-        wait_ready(url, proc, tmp / "server.log")
-        yield url, log_path, proc
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    import httpx
-
-    with httpx.Client(base_url=server[0], timeout=30) as c:
-        yield c
-
-
 def rows(log_path: Path, table: str = "predictions") -> int:
-
     with sqlite3.connect(log_path) as conn:
         return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
 # ---------------------------------------------------------------- the prediction log
-def entry(p: float = 0.7) -> LoggedPrediction:
-    summary = InputSummary.of(np.arange(10.0))
-    return LoggedPrediction("predict", "v1", summary, p, "fault", p >= 0.5, 0.5, 1.2, 1)
-
-
 def test_prediction_log_is_wal_and_counts_rows(tmp_path):
-    log = PredictionLog(tmp_path / "p.sqlite")
+    log = open_log(tmp_path / "p.sqlite")
     log.append([entry(0.1), entry(0.9)])
     log.reject("/predict", 400, "finite_number", "signal.0: Input should be a finite number", 20)
     assert (log.count(), log.count("rejected")) == (2, 1)
     assert log._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert log._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     log.close()
-    full = PredictionLog(tmp_path / "p.sqlite", synchronous="full")
+    full = open_log(tmp_path / "p.sqlite", synchronous="full")
     assert full._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
     with pytest.raises(ValueError, match="FAULTWATCH_PREDICTION_LOG_SYNC"):
-        PredictionLog(tmp_path / "q.sqlite", synchronous="OFF")
+        open_log(tmp_path / "q.sqlite", synchronous="OFF")
 
 
 def test_input_summary_counts_non_finite_values():
@@ -306,8 +101,8 @@ def test_a_killed_process_loses_no_acknowledged_row(tmp_path):
     code = textwrap.dedent(
         f"""
         import os, signal
-        from faultwatch.serve.predlog import InputSummary, LoggedPrediction, PredictionLog
-        log = PredictionLog({str(path)!r})
+        from faultwatch.serve.predlog import InputSummary, LoggedPrediction, open_log
+        log = open_log({str(path)!r})
         e = LoggedPrediction("predict", "v1", InputSummary.of([1.0, 2.0]), 0.7, "f", True, 0.5, 1.0, 1)
         for i in range(200):
             log.append([e])
@@ -474,7 +269,7 @@ def test_a_failed_log_write_raises_a_named_error_and_leaves_the_log_usable(tmp_p
     from faultwatch.serve.predlog import PredictionLogError
 
     path = tmp_path / "p.sqlite"
-    log = PredictionLog(path, timeout_s=0.2)
+    log = open_log(path, timeout_s=0.2)
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     with pytest.raises(
@@ -612,16 +407,6 @@ def test_concurrent_batches_get_their_own_answers(client, store, server):
     assert min(s for (s,) in sizes) >= 4
 
 
-def good_signal(n: int = 40) -> list[float]:
-    return np.sin(np.linspace(0, 6, n)).round(5).tolist()
-
-
-def numbers(tokens: list[str], n: int = 40) -> bytes:
-    """A /predict body whose samples are raw JSON tokens (NaN and Infinity are not JSON)."""
-    return ('{"signal": [' + ", ".join(tokens + ["0.5"] * (n - len(tokens))) + "]}").encode()
-
-
-JSON = "application/json"
 BODY_10_MB = b'{"signal": [' + b"0.5, " * 2_100_000 + b"0.5]}"
 S, SS = "signal", "signals"
 # id: (path, body bytes, content type, (status, loc of the first error, its rule))
@@ -973,19 +758,6 @@ def test_a_store_entry_whose_files_were_swapped_is_refused_at_start(store, spike
     assert "Application startup" not in out  # no worker was started
 
 
-@pytest.fixture(scope="module")
-def spike_server(store, spike_model, tmp_path_factory):
-    """A server of `save_spike_failing_model`; yields (url, prediction log)."""
-    tmp = tmp_path_factory.mktemp("spike_server")
-    port = free_port()
-    log_path = tmp / "predictions.sqlite"
-    env = server_env(store[0], spike_model[1], log_path, FAULTWATCH_PREDICTION_LOG_TIMEOUT="20")
-    url = f"http://127.0.0.1:{port}"
-    with started(serve_cmd(port), REPO, env, tmp / "server.log") as proc:
-        wait_ready(url, proc, tmp / "server.log")
-        yield url, log_path
-
-
 @pytest.mark.slow
 def test_one_bad_signal_does_not_fail_its_neighbours(spike_server, spike_model):
     """A signal the model fails on (NaN probability) shares a model call with other clients'
@@ -1032,36 +804,6 @@ def test_one_bad_signal_does_not_fail_its_neighbours(spike_server, spike_model):
 
 
 # ---------------------------------------------------------------- faultwatch serve
-def user_env(**extra: str) -> dict[str, str]:
-    """A user's shell: no BENTOML_HOME, no FAULTWATCH_* settings."""
-    env = {k: v for k, v in tool_env().items() if not k.startswith(("FAULTWATCH_", "BENTOML_"))}
-    return {**env, "BENTOML_DO_NOT_TRACK": "true", **extra}
-
-
-@pytest.fixture(scope="module")
-def packaged(tmp_path_factory) -> tuple[Path, dict]:
-    """A project copy whose store holds a registered model and the bento the package stage
-    built from it; (root, reports/package.json)."""
-    tmp = tmp_path_factory.mktemp("packaged")
-    root = copy_project(tmp / "proj")
-    model_dir = save_tiny_model(tmp / "model")
-    home = {"BENTOML_HOME": str(root / ".bentoml")}
-    # the provenance `package` checks: trained for this project's data source and fault class
-    meta = {
-        "input_schema": {"min_length": 16, "max_length": 2000},
-        "data": {"source": "data/raw/tiny.tsv", "positive_label": "fault"},
-    }
-    code = (
-        "from faultwatch.serve.store import import_model; "
-        f"print(import_model({str(model_dir)!r}, {THRESHOLD}, metadata={meta!r}))"
-    )
-    tag = run([sys.executable, "-c", code], root, **home).stdout.strip().splitlines()[-1]
-    (root / "reports").mkdir(exist_ok=True)
-    (root / "reports" / "register.json").write_text(json.dumps({"model_tag": tag}))
-    run([str(VENV_BIN / "faultwatch"), "package"], root, **home)
-    return root, json.loads((root / "reports" / "package.json").read_text())
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_faultwatch_serve_from_a_subfolder_serves_the_packaged_bento(packaged, tmp_path):

@@ -1,11 +1,10 @@
 """Request identity: prediction ids, X-Request-ID, roles and colours in the prediction log, and
 two serving processes (blue and green) writing one log at once.
 
-The servers come from tests/test_serve.py's fixtures (their own instances for this module);
+The servers come from tests/helpers/serving_fixtures.py (their own instances for this module);
 every process is started through `started`, which stops its whole group when the test ends.
 """
 
-# ruff: noqa: F811  (the server fixtures are tests/test_serve.py's, imported by name)
 from __future__ import annotations
 
 import json
@@ -17,25 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import VENV_BIN
-from test_serve import (  # noqa: F401
-    JSON,
-    SPIKE,
-    client,
-    free_port,
-    good_signal,
-    numbers,
-    packaged,
-    server,
-    spike_model,
-    spike_server,
-    started,
-    store,
-    user_env,
-    wait_ready,
-)
+from helpers.paths import VENV_BIN
+from helpers.ports import free_port
+from helpers.processes import started
+from helpers.ready import wait_ready
+from helpers.serving import JSON, SPIKE, good_signal, numbers, user_env
 
-from faultwatch.serve.predlog import PredictionLog
+from faultwatch.serve.predlog import open_log
 from faultwatch.serve.settings import ServeSettings, SettingsError
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -70,16 +57,16 @@ INSERT INTO rejected VALUES (1, 1.0, '/predict', 400, 'finite_number', 'signal.0
 def test_an_old_log_is_migrated_on_open(tmp_path):
     """A log written before request identity existed: opened, it gains the columns (its old
     rows live, colour ''), the indexes, and takes new rows; opening it again changes nothing."""
-    from test_serve import entry
+    from helpers.serving import entry
 
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as conn:
         conn.executescript(OLD_SCHEMA)
-    log = PredictionLog(path, colour="green")
+    log = open_log(path, colour="green")
     log.append([entry(0.9)])
     log.reject("/predict", 503, "overloaded", "overloaded: queue full", 10, "req-1", "shadow")
     log.close()
-    PredictionLog(path).close()  # a second open: nothing to add, no error
+    open_log(path).close()  # a second open: nothing to add, no error
     rows = logged(path, "SELECT id, prediction_id, colour, role FROM predictions ORDER BY id")
     assert [tuple(r) for r in rows] == [(1, None, "", "live"), (2, None, "green", "live")]
     rejected = logged(path, "SELECT status, request_id, colour, role FROM rejected ORDER BY id")
@@ -99,11 +86,11 @@ def test_an_old_log_is_migrated_on_open(tmp_path):
 def test_a_prediction_id_is_logged_once(tmp_path):
     from dataclasses import replace
 
-    from test_serve import entry
+    from helpers.serving import entry
 
     from faultwatch.serve.predlog import PredictionLogError
 
-    log = PredictionLog(tmp_path / "p.sqlite")
+    log = open_log(tmp_path / "p.sqlite")
     log.append([replace(entry(), prediction_id="a" * 32)])
     with pytest.raises(PredictionLogError, match="UNIQUE constraint failed"):
         log.append([replace(entry(), prediction_id="a" * 32)])

@@ -1,14 +1,13 @@
 """What the service logs for monitoring (features, embedding, sampled raw signals), delayed
 labels through POST /feedback, and its Prometheus metrics read back through a real Prometheus.
 
-The servers come from tests/test_serve.py's fixtures (`server`: FAULTWATCH_LOG_SIGNALS unset,
+The servers come from tests/helpers/serving_fixtures.py (`server`: FAULTWATCH_LOG_SIGNALS unset,
 so 0) plus one of this module's own with FAULTWATCH_LOG_SIGNALS=1; every process is started
 through `started`, which stops its whole group when the test ends, failed or not. The log's
 new columns and tables are read with SQL, by the names of the issue-12 contract
 (predictions.rms ... band_3, predictions.embedding, signals, labels).
 """
 
-# ruff: noqa: F811  (the server fixtures are tests/test_serve.py's, imported by name)
 from __future__ import annotations
 
 import json
@@ -20,26 +19,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_signals
-from test_serve import (  # noqa: F401
-    INPUT_LENGTH,
-    JSON,
-    MAX_BATCH,
-    REPO,
-    client,
-    free_port,
-    serve_cmd,
-    server,
-    server_env,
-    started,
-    store,
-    wait_ready,
-)
+from helpers.paths import REPO
+from helpers.ports import free_port
+from helpers.processes import started
+from helpers.ready import wait_ready
+from helpers.serving import MAX_BATCH, serve_cmd, server_env
+from helpers.signals import make_signals
 
-from faultwatch.monitor.features import FEATURES, monitor_features
+from faultwatch.features import FEATURES, monitor_features
 
 PROMETHEUS = Path("/usr/bin/prometheus")
-CHANNELS_LAST = 8  # test_serve.save_tiny_model: FaultCNN(channels=(4, 8))
+CHANNELS_LAST = 8  # helpers.serving.save_tiny_model: FaultCNN(channels=(4, 8))
 DASHBOARD = REPO / "deploy" / "grafana" / "faultwatch.json"
 
 

@@ -21,19 +21,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, make_signals, run, write_tsv
-from monitor_synthetic import window
-from test_serve import (
-    THRESHOLD,
-    free_port,
-    save_tiny_model,
-    serve_cmd,
-    server_env,
-    started,
-    wait_ready,
-)
+from helpers.cli import run
+from helpers.datafiles import write_tsv
+from helpers.monitor_synthetic import window
+from helpers.paths import REPO
+from helpers.ports import free_port
+from helpers.processes import started
+from helpers.ready import wait_ready
+from helpers.serving import THRESHOLD, save_tiny_model, serve_cmd, server_env
+from helpers.signals import make_signals
 
-from faultwatch.serve.predlog import InputSummary, LoggedPrediction, PredictionLog, read_predictions
+from faultwatch.serve.predlog import InputSummary, LoggedPrediction, open_log, read_predictions
 from faultwatch.signal_quality import (
     UNSCORED,
     QualityParams,
@@ -109,7 +107,7 @@ def test_an_old_log_gains_the_quality_column_and_stays_readable(tmp_path):
             " label, is_fault, threshold, latency_ms, batch_size)"
             " VALUES (1, 'predict', 'v0', 8, 0, 0.1, 'healthy', 0, 0.5, 1.0, 1)"
         )
-    log = PredictionLog(path)
+    log = open_log(path)
     log.append(
         [
             LoggedPrediction(
@@ -292,7 +290,7 @@ def test_register_learns_the_thresholds_from_the_training_split(tmp_path):
 
 
 def test_the_monitor_reports_the_share_of_each_rule_and_leaves_unscored_rows_out():
-    from monitor_synthetic import reference_split
+    from helpers.monitor_synthetic import reference_split
 
     from faultwatch.monitor.params import MonitorParams
     from faultwatch.monitor.reference import reference_frame

@@ -8,7 +8,10 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import VENV_BIN, make_signals, run, write_tsv
+from helpers.cli import run
+from helpers.datafiles import write_tsv
+from helpers.paths import VENV_BIN
+from helpers.signals import make_signals
 
 
 def digests(project):

@@ -14,7 +14,8 @@ import json
 import nbformat
 import pytest
 import yaml
-from conftest import copy_tree, run, store_env
+from helpers.cli import run, store_env
+from helpers.projects import copy_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -15,9 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, run, tool_env
-from gate_project import put_model, split_frame
-from test_serve import free_port, serve_cmd, server_env, started, wait_ready
+from helpers.cli import run, tool_env
+from helpers.gate_project import put_model, split_frame
+from helpers.paths import REPO
+from helpers.ports import free_port
+from helpers.processes import started
+from helpers.ready import wait_ready
+from helpers.serving import serve_cmd, server_env
 
 from faultwatch.cli import main
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers.signals import FAULT_LABEL, write_splits
 from pytorch_lightning.callbacks import Callback
-from synthetic_signals import FAULT_LABEL, write_splits
 
 from faultwatch.model.io import load_model
 from faultwatch.model.params import TrainParams
@@ -169,7 +169,7 @@ TINY_STAGES = {
 
 @pytest.mark.slow
 def test_augment_and_train_notebooks_run_as_stages(tmp_path, monkeypatch):
-    from conftest import copy_project
+    from helpers.projects import copy_project
 
     from faultwatch.cli import main
 
@@ -224,7 +224,8 @@ def test_in_a_kernel_lightnings_hardware_lines_are_no_error_box(tmp_path):
     lines are information, not a red stderr box under the cell: they land in the cell's plain
     output (stdout); stderr of every cell holds none of Lightning's information lines."""
     import nbformat
-    from conftest import copy_project, run
+    from helpers.cli import run
+    from helpers.projects import copy_project
 
     project = copy_project(tmp_path / "proj", TINY_STAGES)
     run(["faultwatch", "prepare"], project)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,10 @@ from pydantic import Field, model_validator
 
 from faultwatch.errors import DataError
 from faultwatch.params import Section
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from matplotlib.figure import Figure
 
 COLUMNS = ["id", "label", "y", "length", "source_row", "values"]
 AUG_TAG = "#aug"
@@ -204,10 +208,12 @@ def read_train(data_dir: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def to_arrow(df: pd.DataFrame):
+def to_arrow(df: pd.DataFrame) -> pa.Table:
     """The frame as an Arrow table with the split files' schema."""
     import pyarrow as pa
 
+    # here, not at the top: faultwatch.data.prepare imports scikit-learn and pyarrow, and the
+    # notebook runner imports this module (AugmentParams) only to validate params
     from faultwatch.data.prepare import SCHEMA
 
     return pa.table(
@@ -225,7 +231,7 @@ def to_arrow(df: pd.DataFrame):
 
 def write_augmented(df: pd.DataFrame, out_dir: Path) -> Path:
     """Write `out_dir/train.parquet` atomically; same frame, same bytes."""
-    from faultwatch.data.prepare import write_parquet_atomic
+    from faultwatch.data.prepare import write_parquet_atomic  # heavy: see to_arrow
 
     return write_parquet_atomic({"train": to_arrow(df)}, out_dir)["train"]
 
@@ -235,7 +241,7 @@ def write_augmented(df: pd.DataFrame, out_dir: Path) -> Path:
 
 def plot_before_after(
     before: pd.DataFrame, after: pd.DataFrame, n_signals: int = 3, copies: int = 3
-):
+) -> Figure:
     """Fault signals (black) beside their first augmented copies (colour), one row each."""
     import matplotlib.pyplot as plt
 

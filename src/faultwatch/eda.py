@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,9 @@ from pydantic import Field
 from faultwatch.params import Section
 from faultwatch.preprocess import to_matrix
 from faultwatch.signal_quality import QUALITIES, QualityParams, learn_thresholds, qualities
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SPLITS = ("train", "val", "test")
 
@@ -202,7 +205,8 @@ def examples(df: pd.DataFrame, per_class: int, seed: int = 0) -> pd.DataFrame:
     return shuffled.groupby("label", sort=True).head(per_class).reset_index(drop=True)
 
 
-def plot_examples(ex: pd.DataFrame, max_classes: int):
+def plot_examples(ex: pd.DataFrame, max_classes: int) -> Figure:
+    """One row of axes per label (the fault class first), its example signals overlaid."""
     import matplotlib.pyplot as plt
 
     labels = sorted(ex["label"].unique(), key=lambda s: (-ex.loc[ex.label == s, "y"].max(), s))
@@ -221,7 +225,8 @@ def plot_examples(ex: pd.DataFrame, max_classes: int):
 
 def plot_envelopes(
     env: dict[str, tuple[np.ndarray, np.ndarray]], fault_label: str, max_classes: int
-):
+) -> Figure:
+    """Each label's mean signal with a band of one standard deviation, the fault class first."""
     import matplotlib.pyplot as plt
 
     labels = [fault_label] + [k for k in sorted(env) if k != fault_label]

@@ -7,6 +7,8 @@ import sys
 
 import yaml
 
+from faultwatch.lockcheck import check
+
 
 def check_yaml(files: list[str]) -> list[str]:
     problems = []
@@ -75,8 +77,6 @@ def write_environment() -> int:
 
 def check_lock(files: list[str]) -> list[str]:
     """dvc.lock must hold the hashes of the code, notebooks and params git versions."""
-    from faultwatch.lockcheck import check
-
     return check(".")
 
 

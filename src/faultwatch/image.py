@@ -37,9 +37,10 @@ from typing import Any
 
 import yaml
 
-from faultwatch import progress
+from faultwatch import progress, registry, settings
 from faultwatch.errors import FaultwatchError
-from faultwatch.serve.launch import REGISTRY_VERSION
+from faultwatch.package import package
+from faultwatch.serve.launch import REGISTRY_VERSION, _bento_for_model, _default_bento
 
 IMAGE_NAME = "faultwatch"  # the bento's name, and the prefix of the images' (`image_name`)
 TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -113,12 +114,8 @@ def engine() -> str:
     """`docker` where a Docker engine answers, else `podman` (buildah builds); or what
     FAULTWATCH_CONTAINER_ENGINE says. Asked once per process (`docker info` is slow; every
     container liveness check of a deploy command needs the answer)."""
-    chosen = os.environ.get("FAULTWATCH_CONTAINER_ENGINE")
+    chosen = settings.get("FAULTWATCH_CONTAINER_ENGINE")  # SettingsError names a bad one
     if chosen:
-        if chosen not in ("docker", "podman"):
-            raise ImageError(
-                f"FAULTWATCH_CONTAINER_ENGINE={chosen!r}: expected 'podman' or 'docker'"
-            )
         return chosen
     if shutil.which("docker") and _works(["docker", "info"], 20)[0]:
         return "docker"
@@ -150,7 +147,7 @@ def conf_path() -> Path:
     """The drop-in folder podman reads: system-wide for root, the user's otherwise."""
     if os.geteuid() == 0:
         return Path("/etc/containers/containers.conf.d") / CONF_NAME
-    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    base = settings.get("XDG_CONFIG_HOME") or Path.home() / ".config"
     return base / "containers" / "containers.conf.d" / CONF_NAME
 
 
@@ -211,16 +208,10 @@ def resolve_bento(root: Path, what: str | None) -> Any:
     import bentoml
     from bentoml.exceptions import NotFound
 
-    from faultwatch.serve.launch import _bento_for_model, _default_bento
-
     if what is not None and REGISTRY_VERSION.fullmatch(what):
-        from faultwatch import registry
-
         model_tag = registry.get(what, root).model_tag
         tag = _bento_for_model(model_tag) if model_tag else None
         if tag is None:
-            from faultwatch.package import package
-
             say(f"  no bento packages {what} ({model_tag}): building one")
             tag = package(root, version=what)["bento_tag"]
     elif what is None:
@@ -286,7 +277,7 @@ def plan(bento: Any, root: Path, registry_version: str | None = None) -> Plan:
 
 def torch_source(eng: str) -> tuple[dict[str, str], str | None, str]:
     """(build args, volume, what for a person) for the CPU build of torch."""
-    folder = Path(os.environ.get("FAULTWATCH_TORCH_WHEELS", "/opt/wheels"))
+    folder = settings.get("FAULTWATCH_TORCH_WHEELS")
     wheels = sorted(folder.glob("torch-*+cpu-*.whl")) if folder.is_dir() else []
     if wheels and eng == "podman":
         args = {"UV_FIND_LINKS": "/wheels", "UV_EXTRA_INDEX_URL": ""}

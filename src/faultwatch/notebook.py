@@ -1,10 +1,11 @@
 """The notebook runner: one notebook = one pipeline stage.
 
 papermill injects the stage's params.yaml section (and, as a dict, any other section the
-notebook's parameters cell names: 01_eda's `quality`), the executed copy and an HTML copy go
-under reports/notebooks/, the scraps become reports/metrics/<stage>.json. Outputs are replaced
-only when every cell ran; volatile metadata (timestamps, durations, paths) is dropped so the
-same inputs give the same bytes.
+notebook's parameters cell names: 01_eda's `quality`) with the `-p` overrides on top, all of it
+validated by the sections' models before the first cell runs; the executed copy and an HTML
+copy go under reports/notebooks/, the scraps become reports/metrics/<stage>.json. Outputs are
+replaced only when every cell ran; volatile metadata (timestamps, durations, paths) is dropped
+so the same inputs give the same bytes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +30,12 @@ from typing import Any
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 import nbformat
+import papermill as pm
 import yaml
+from papermill.exceptions import PapermillExecutionError
 
-from faultwatch import progress
+from faultwatch import progress, settings
+from faultwatch.engine import register as register_engine
 from faultwatch.errors import FaultwatchError, ParamsError
 from faultwatch.params import SECTIONS, load_params, section
 from faultwatch.paths import STAGING_ENV, display_path, write_text_atomic
@@ -44,6 +48,8 @@ class NotebookFailed(FaultwatchError):
 
 @dataclass(frozen=True)
 class NotebookRun:
+    """What one run wrote (where its outputs went) and the scraps it glued."""
+
     stage: str
     notebook: Path
     html: Path
@@ -74,7 +80,17 @@ def parameter_names(nb: nbformat.NotebookNode) -> set[str] | None:
     return None
 
 
-def stage_parameters(stage: str, nb: nbformat.NotebookNode, params_file: Path) -> dict[str, Any]:
+def stage_parameters(
+    stage: str,
+    nb: nbformat.NotebookNode,
+    params_file: Path,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The parameters papermill injects: the stage's section of `params_file`, any other
+    section the parameters cell names (01_eda's `quality`, as a dict), then `overrides` (`-p`).
+    All of it is validated as params.yaml is, with the key's name, before any cell runs."""
+    overrides = dict(overrides or {})
+    _check_overrides(overrides, nb)
     raw = load_params(params_file)
     values = raw.get(stage) or {}
     if stage in SECTIONS:
@@ -96,7 +112,36 @@ def stage_parameters(stage: str, nb: nbformat.NotebookNode, params_file: Path) -
         for name in sorted((known & set(SECTIONS)) - {stage})
         if name in raw
     }
-    return {**values, **shared}
+    _validate_overrides(stage, values, overrides, known)
+    # the file's values as written (not the model's dump): the injected cell shows what was set
+    return {**values, **shared, **overrides}
+
+
+def _check_overrides(overrides: Mapping[str, Any], nb: nbformat.NotebookNode) -> None:
+    known = parameter_names(nb) or set()
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ParamsError(
+            f"{', '.join(f'-p {k}' for k in unknown)}: the notebook's parameters cell has no such "
+            f"name (it has: {', '.join(sorted(known))})"
+        )
+
+
+def _validate_overrides(
+    stage: str, values: dict[str, Any], overrides: dict[str, Any], known: set[str]
+) -> None:
+    """`-p` values over the file's section, checked by the section's model: a bad one fails
+    with its dotted key and the rule it broke (`-p: evaluate.worst_n: Input should be ...`).
+    An override of another section's name (`-p quality={...}`) replaces that whole dict, as
+    it is injected, so it is checked alone."""
+    if not overrides:
+        return
+    others = (known & set(SECTIONS)) - {stage}
+    for name in sorted(others & set(overrides)):
+        section(name, {name: overrides[name]}, source="-p")
+    own = {k: v for k, v in overrides.items() if k not in others}
+    if stage in SECTIONS and own:
+        section(stage, {stage: {**values, **own}}, source="-p")
 
 
 VOLATILE_CELL_KEYS = ("papermill", "execution", "ploomber")
@@ -134,26 +179,18 @@ def _stage_context(root: Path, staging: Path, in_process: bool = True) -> Iterat
     """FAULTWATCH_ROOT and FAULTWATCH_STAGING for the cells (and a kernel's environment), quiet
     scrapbook warnings. In this process (not in a kernel, which would send the lines to the
     notebook) the cells may report progress to the terminal (faultwatch.progress)."""
-    keys = ("FAULTWATCH_ROOT", STAGING_ENV, progress.ENV)
-    before = {k: os.environ.get(k) for k in keys}
-    os.environ.update({"FAULTWATCH_ROOT": str(root), STAGING_ENV: str(staging)})
-    if in_process:
-        os.environ[progress.ENV] = "1"
-    else:
-        os.environ.pop(progress.ENV, None)
-    try:
-        with warnings.catch_warnings():
-            # scrapbook warns that glue saw no kernel when cells run in-process; glue still works
-            warnings.filterwarnings("ignore", message="No kernel detected")
-            # IPython's hint when a cell calls sys.exit(): the runner reports the cell instead
-            warnings.filterwarnings("ignore", message="To exit: use 'exit'")
-            yield
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    # the cells and a kernel read these from the environment: no argument reaches them
+    env = {
+        "FAULTWATCH_ROOT": str(root),
+        STAGING_ENV: str(staging),
+        progress.ENV: "1" if in_process else None,
+    }
+    with settings.temporarily(env), warnings.catch_warnings():
+        # scrapbook warns that glue saw no kernel when cells run in-process; glue still works
+        warnings.filterwarnings("ignore", message="No kernel detected")
+        # IPython's hint when a cell calls sys.exit(): the runner reports the cell instead
+        warnings.filterwarnings("ignore", message="To exit: use 'exit'")
+        yield
 
 
 def declared_outputs(root: Path, stage: str) -> list[Path]:
@@ -202,6 +239,7 @@ def commit_staged(staging: Path, target: Path, folders: list[Path]) -> list[Path
 
 
 def to_html(nb: nbformat.NotebookNode) -> str:
+    """The executed notebook as JupyterLab's HTML page (the copy reports/ links to)."""
     from nbconvert import HTMLExporter
 
     with warnings.catch_warnings():
@@ -211,17 +249,84 @@ def to_html(nb: nbformat.NotebookNode) -> str:
     return body
 
 
-def _check_overrides(overrides: dict[str, Any], nb: nbformat.NotebookNode) -> None:
-    known = parameter_names(nb) or set()
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ParamsError(
-            f"{', '.join(f'-p {k}' for k in unknown)}: the notebook's parameters cell has no such "
-            f"name (it has: {', '.join(sorted(known))})"
-        )
-
-
 STAGING_DIR = Path(".faultwatch") / "staging"
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where one run's files go: under the staging folder while the cells run, then moved to
+    the same relative places under the target."""
+
+    source: Path  # the notebook
+    shown: Path  # the notebook as messages name it (relative to the root when inside it)
+    stage: str
+    target: Path
+    staging: Path
+
+    @property
+    def notebook(self) -> Path:
+        return Path("reports") / "notebooks" / f"{self.source.stem}.ipynb"
+
+    @property
+    def html(self) -> Path:
+        return self.notebook.with_suffix(".html")
+
+    @property
+    def metrics(self) -> Path:
+        return Path("reports/metrics") / f"{self.stage}.json"
+
+    @property
+    def failed(self) -> Path:
+        return self.target / self.notebook.with_suffix(".failed.ipynb")
+
+
+def _execute(
+    layout: _Layout, root: Path, parameters: dict[str, Any], kernel: bool
+) -> nbformat.NotebookNode:
+    """Run the cells into the staging folder; a failing cell is a NotebookFailed naming it,
+    with the failed run saved beside the outputs (which stay as they were)."""
+    executed = layout.staging / layout.notebook
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with _stage_context(root, layout.staging, in_process=not kernel):
+            return pm.execute_notebook(
+                str(layout.source),
+                str(executed),
+                parameters=parameters,
+                cwd=str(root),
+                engine_name=register_engine(kernel=kernel),
+                progress_bar=False,
+                log_output=False,
+                progress_label=layout.stage,
+            )
+    except PapermillExecutionError as e:
+        failed = layout.failed
+        if executed.is_file():
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(executed, failed)
+        source = "\n".join("    " + line for line in e.source.splitlines()[-8:])
+        raise NotebookFailed(
+            f"{layout.shown}: cell {e.cell_index} (execution {e.exec_count}) raised {e.ename}: "
+            f"{e.evalue}\n{source}\n(the failed run is saved as {display_path(failed, root)}; "
+            f"earlier outputs are unchanged)"
+        ) from None
+
+
+def _stage_outputs(
+    layout: _Layout, root: Path, nb: nbformat.NotebookNode, html: bool
+) -> dict[str, Any]:
+    """Add the metrics, the HTML copy and the scrubbed notebook to the staging folder, then move
+    everything into place; returns the scraps."""
+    nb = scrub(nb, root)
+    scraps = read_scraps(nb)
+    metrics = json.dumps(json_metrics(scraps), indent=2, sort_keys=True) + "\n"
+    write_text_atomic(layout.staging / layout.metrics, metrics)
+    if html:
+        write_text_atomic(layout.staging / layout.html, to_html(nb))
+    write_text_atomic(layout.staging / layout.notebook, nbformat.writes(nb) + "\n")
+    commit_staged(layout.staging, layout.target, declared_outputs(root, layout.stage))
+    layout.failed.unlink(missing_ok=True)
+    return scraps
 
 
 def run_notebook(
@@ -235,79 +340,39 @@ def run_notebook(
 ) -> NotebookRun:
     """Execute one notebook stage; its outputs are replaced only when every cell succeeded.
 
-    The cells write their outputs through `faultwatch.paths.output`, which points into a
-    staging folder while the notebook runs; the runner adds the executed notebook, its HTML
-    copy and the metrics, then moves everything into place under `output_root` (the project
-    root for a pipeline stage; another folder for an ad-hoc run, which then leaves the
-    pipeline's outputs alone). By default cells run in this process (faultwatch.engine): the
-    same notebook semantics without a kernel start. `kernel=True` runs a Jupyter kernel as
-    JupyterLab does. Each code cell is announced on stderr as it starts (faultwatch.progress).
+    The parameters (the stage's params.yaml section and the overrides) are validated before
+    the first cell. The cells write their outputs through `faultwatch.paths.output`, which
+    points into a staging folder while the notebook runs; the runner adds the executed
+    notebook, its HTML copy and the metrics, then moves everything into place under
+    `output_root` (the project root for a pipeline stage; another folder for an ad-hoc run,
+    which then leaves the pipeline's outputs alone). By default cells run in this process
+    (faultwatch.engine): the same notebook semantics without a kernel start. `kernel=True`
+    runs a Jupyter kernel as JupyterLab does. Each code cell is announced on stderr as it
+    starts (faultwatch.progress).
     """
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
-    from faultwatch.engine import register as register_engine
-
     src = Path(notebook)
     src = src if src.is_absolute() else root / src
     rel = src.relative_to(root) if src.is_relative_to(root) else src
     stage = stage_name(src)
     nb_in = nbformat.read(src, as_version=4)
     nb_in.metadata["path"] = str(rel)
-    params_file = params_file or root / "params.yaml"
-    _check_overrides(overrides or {}, nb_in)
-    parameters = {**stage_parameters(stage, nb_in, params_file), **(overrides or {})}
+    parameters = stage_parameters(stage, nb_in, params_file or root / "params.yaml", overrides)
 
-    target = output_root or root
-    nb_rel = Path("reports") / "notebooks" / f"{src.stem}.ipynb"
-    html_rel, metrics_rel = nb_rel.with_suffix(".html"), Path("reports/metrics") / f"{stage}.json"
-    failed = target / nb_rel.with_suffix(".failed.ipynb")
     (root / STAGING_DIR).mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{src.stem}-", dir=root / STAGING_DIR))
-    executed = staging / nb_rel
-    executed.parent.mkdir(parents=True, exist_ok=True)
+    layout = _Layout(src, rel, stage, output_root or root, staging)
     t0 = time.monotonic()
     try:
-        try:
-            with _stage_context(root, staging, in_process=not kernel):
-                nb = pm.execute_notebook(
-                    str(src),
-                    str(executed),
-                    parameters=parameters,
-                    cwd=str(root),
-                    engine_name=register_engine(kernel=kernel),
-                    progress_bar=False,
-                    log_output=False,
-                    progress_label=stage,
-                )
-        except PapermillExecutionError as e:
-            if executed.is_file():
-                failed.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(executed, failed)
-            source = "\n".join("    " + line for line in e.source.splitlines()[-8:])
-            raise NotebookFailed(
-                f"{rel}: cell {e.cell_index} (execution {e.exec_count}) raised {e.ename}: "
-                f"{e.evalue}\n{source}\n(the failed run is saved as {display_path(failed, root)}; "
-                f"earlier outputs are unchanged)"
-            ) from None
-        nb = scrub(nb, root)
-        scraps = read_scraps(nb)
-        metrics = json.dumps(json_metrics(scraps), indent=2, sort_keys=True) + "\n"
-        write_text_atomic(staging / metrics_rel, metrics)
-        if html:
-            write_text_atomic(staging / html_rel, to_html(nb))
-        write_text_atomic(executed, nbformat.writes(nb) + "\n")
-        commit_staged(staging, target, [p for p in declared_outputs(root, stage)])
-        failed.unlink(missing_ok=True)
+        nb = _execute(layout, root, parameters, kernel)
+        scraps = _stage_outputs(layout, root, nb, html)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    cells = sum(c.cell_type == "code" for c in nb.cells)
     return NotebookRun(
         stage,
-        target / nb_rel,
-        target / html_rel,
-        target / metrics_rel,
+        layout.target / layout.notebook,
+        layout.target / layout.html,
+        layout.target / layout.metrics,
         scraps,
-        cells=cells,
+        cells=sum(c.cell_type == "code" for c in nb.cells),
         seconds=time.monotonic() - t0,
     )

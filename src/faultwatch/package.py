@@ -18,12 +18,14 @@ the store entry, whose labels were written at registration. After `faultwatch pr
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
+from faultwatch import registry, settings
 from faultwatch.errors import FaultwatchError
 from faultwatch.paths import write_text_atomic
 from faultwatch.register import (
@@ -38,8 +40,6 @@ from faultwatch.register import (
 if TYPE_CHECKING:
     import bentoml
 
-    from faultwatch.registry import Version
-
 PACKAGE_FILE = Path("reports/package.json")
 CANDIDATE = "candidate (not promoted)"
 
@@ -50,21 +50,19 @@ class Choice:
 
     model_tag: str
     stage: str  # production, approved, or CANDIDATE
-    version: Version | None
+    version: registry.Version | None
     reason: str
     warnings: list[str] = field(default_factory=list)
 
 
 def choose_model(root: Path) -> Choice:
     """The model to package (see the module's docstring for the order and the data check)."""
-    from faultwatch import registry
-
     current = current_data(root)
     warnings: list[str] = []
     known = registry.versions(root)
     approved = [v for v in known if v.approval == registry.APPROVED]
     in_prod = [v for v in known if registry.PRODUCTION in v.stages]
-    tried: list[Version] = []
+    tried: list[registry.Version] = []
     for v in (registry.current(known), *in_prod, *approved[-1:]):
         if v is not None and v not in tried:
             tried.append(v)
@@ -133,8 +131,6 @@ def bento_labels(choice: Choice, entry: bentoml.Model) -> dict[str, str]:
 def choose_version(root: Path, version: str) -> Choice:
     """A named registry version (`faultwatch package --version`, `faultwatch image build`): its
     model as it is, whatever the gate said of it (the labels say that: stage and approval)."""
-    from faultwatch import registry
-
     v = registry.get(version, root)
     if not v.model_tag:
         raise FaultwatchError(f"registry version {version} names no model store entry")
@@ -151,7 +147,6 @@ def drop_build_tools(bento_path: Path) -> list[str]:
     image (about 300 MB: gcc, make, git). No package of the bento is built from source (all are
     wheels), so the image needs none of it; faultwatch's base image has bash and CA
     certificates already. Returns the commands removed."""
-    import yaml
     from bentoml._internal.container.frontend.dockerfile import CONTAINER_METADATA
 
     defaults = {m["default_install_command"] for m in CONTAINER_METADATA.values()}
@@ -193,20 +188,14 @@ def package(
     choice = choose_model(root) if version is None else choose_version(root, version)
     model = store_entry(choice.model_tag, choice.stage, root)
     labels = bento_labels(choice, model)
-    before = os.environ.get("FAULTWATCH_MODEL_TAG")
-    os.environ["FAULTWATCH_MODEL_TAG"] = str(model.tag)  # the service resolves its model by tag
-    try:
+    # the service, which BentoML imports here, resolves its model by tag
+    with settings.temporarily({"FAULTWATCH_MODEL_TAG": str(model.tag)}):
         bento = bentoml.bentos.build_bentofile(
             str(root / bentofile),
             build_ctx=str(root),
             labels=labels,
             args={"model_tag": str(model.tag)},  # the bento serves this version, not :latest
         )
-    finally:
-        if before is None:
-            os.environ.pop("FAULTWATCH_MODEL_TAG", None)
-        else:
-            os.environ["FAULTWATCH_MODEL_TAG"] = before
     drop_build_tools(Path(bento.path))
     record = {
         "bento_tag": str(bento.tag),

@@ -42,6 +42,7 @@ SECTIONS: dict[str, type[Section] | str] = {
 
 
 def section_model(name: str) -> type[Section]:
+    """The model class of section `name`, imported from its stage's module on first use."""
     model = SECTIONS[name]
     if isinstance(model, str):
         module, _, cls = model.partition(":")

@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from faultwatch import settings
+
 MARKERS = ("params.yaml", "dvc.yaml")
 # Set by the notebook runner while a stage runs: the folder its outputs are staged in
 STAGING_ENV = "FAULTWATCH_STAGING"
@@ -21,9 +23,9 @@ def project_root(start: Path | str | None = None) -> Path:
     `FAULTWATCH_ROOT` overrides the search. A notebook opened in JupyterLab runs with
     cwd=notebooks/, papermill runs it from the root: both resolve to the same root.
     """
-    env = os.environ.get("FAULTWATCH_ROOT")
+    env = settings.get("FAULTWATCH_ROOT")
     if env:
-        return Path(env).resolve()
+        return env.resolve()
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if any((folder / m).exists() for m in MARKERS):
@@ -51,8 +53,8 @@ def output(path: Path | str, root: Path | None = None) -> Path:
     """
     root = root or project_root()
     target = resolve(path, root)
-    staging = os.environ.get(STAGING_ENV)
-    notebook = os.environ.get(JUPYTER_SESSION_ENV)
+    staging = settings.get(STAGING_ENV)
+    notebook = settings.get(JUPYTER_SESSION_ENV)
     if not staging and not notebook:
         return target
     try:
@@ -101,10 +103,15 @@ def bentoml_home(root: Path | None = None) -> Path:
     A queued or temporary DVC experiment uses its project's store, not one in its throw-away
     copy: `dvc exp apply` brings back its register.json, whose model must then be in the
     project's store."""
-    env = os.environ.get("BENTOML_HOME")
+    env = settings.get("BENTOML_HOME")
     if env:
         return Path(env).resolve()
-    root = root or project_root()
+    return project_store(root or project_root())
+
+
+def project_store(root: Path) -> Path:
+    """`bentoml_home`'s default, whatever BENTOML_HOME says: `root`'s own store, or its
+    project's for a DVC experiment's copy."""
     return (experiment_home(root) or root) / ".bentoml"
 
 

@@ -26,6 +26,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from faultwatch import settings
+
 ENV = "FAULTWATCH_PROGRESS"
 # the venv's tools that hints name; a word so named is a command where a space follows it
 # (`faultwatch deploy status`), not in a name (`faultwatch-base`, `faultwatch:v0.0.1`)
@@ -37,7 +39,7 @@ _TOOL_WORD = re.compile(r"(?<![\w./:-])(" + "|".join(VENV_TOOLS) + r")(?= )")
 
 def in_runner() -> bool:
     """True while `faultwatch nb run` (or a command built on it) executes the notebook here."""
-    return bool(os.environ.get(ENV))
+    return settings.get(ENV)
 
 
 def step(message: str) -> None:
@@ -55,7 +57,7 @@ def tool_command(tool: str) -> str:
     mine = venv_bin / tool
     if not mine.is_file():
         return tool  # not a venv's tool here: PATH's, whatever it is
-    found = None if os.environ.get(UNDER_MAKE) else shutil.which(tool)
+    found = None if settings.get(UNDER_MAKE) else shutil.which(tool)
     if found and os.path.samefile(found, mine):
         return tool
     cwd = Path.cwd()
@@ -74,7 +76,7 @@ def done_line(what: str, where: str | None, next_cmd: str | None = None) -> str:
     """A command's last line: what it produced, where, and the command to run next (left out
     inside `dvc repro`, and when there is none), pasteable as it stands (`pasteable`)."""
     line = f"done: {what}" + (f" in {where}" if where else "")
-    if next_cmd and not os.environ.get("DVC_STAGE"):
+    if next_cmd and not settings.get("DVC_STAGE"):
         line += f"; next: {pasteable(next_cmd)}"
     return line
 

@@ -19,14 +19,32 @@ deployment puts all the traffic on it (faultwatch.deploy).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from faultwatch import registry
+from faultwatch.errors import FaultwatchError
+from faultwatch.evaluate import fault_metrics
 from faultwatch.params import Section
+from faultwatch.paths import write_text_atomic
+from faultwatch.register import (
+    EVALUATE_FILE,
+    REGISTER_FILE,
+    head_commit,
+    read_json,
+    store_entry,
+    task,
+    trained_on,
+)
+from faultwatch.serve.store import StoreError, load_entry, read_threshold
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Metric = Literal["f1", "pr_auc", "roc_auc", "recall", "precision"]
 # prod + margin is a float sum: 0.8 + 0.1 is 0.9000000000000001, and a candidate at 0.9 reaches it
@@ -143,9 +161,6 @@ def baselines_of(evaluation: dict[str, Any], key: str) -> dict[str, dict[str, An
     """The baselines of the evaluate stage's scores; a file without them (or without the
     primary metric in one of them) was not written by this evaluate stage: a named error.
     A figure present but null or non-finite is the gate's to refuse, naming it."""
-    from faultwatch.errors import FaultwatchError
-    from faultwatch.register import EVALUATE_FILE
-
     baselines = {
         k.removeprefix("baseline_"): v for k, v in evaluation.items() if k.startswith("baseline_")
     }
@@ -163,10 +178,9 @@ def baselines_of(evaluation: dict[str, Any], key: str) -> dict[str, dict[str, An
     return baselines
 
 
-def read_test_split(path: Path, root: Path):
+def read_test_split(path: Path, root: Path) -> pd.DataFrame:
+    """The test split's signals and labels; a named error for a missing or unreadable file."""
     import pandas as pd
-
-    from faultwatch.errors import FaultwatchError
 
     shown = path.relative_to(root) if path.is_relative_to(root) else path
     if not path.is_file():
@@ -178,14 +192,11 @@ def read_test_split(path: Path, root: Path):
     return test
 
 
-def score_on_test(model_tag: str, test, role: str = "model", root: Path | None = None):
+def score_on_test(
+    model_tag: str, test: pd.DataFrame, role: str = "model", root: Path | None = None
+) -> dict[str, Any]:
     """Load a store entry (sha256 checked against the weights and the registration record) and
     score it on the test split with its own threshold."""
-    from faultwatch.errors import FaultwatchError
-    from faultwatch.evaluate import fault_metrics
-    from faultwatch.register import store_entry
-    from faultwatch.serve.store import StoreError, load_entry, read_threshold
-
     entry = store_entry(model_tag, role, root)
     try:
         model = load_entry(entry)
@@ -194,6 +205,125 @@ def score_on_test(model_tag: str, test, role: str = "model", root: Path | None =
         raise StoreError(f"{role}: {e}") from None
     p = model.predict_proba(list(test["values"]))
     return fault_metrics(test["y"].to_numpy(), p, threshold)
+
+
+@dataclass(frozen=True)
+class Yardstick:
+    """What the candidate is measured against: the current model (production, or a newer
+    approved version waiting for its rollout), or none (then the baselines)."""
+
+    current: registry.Version | None
+    deployed: bool
+    name: str  # what the reasons call it
+    who: str  # the same with production's version, for messages and the record
+
+
+def _candidate_tag(root: Path) -> str:
+    reg = read_json(root / REGISTER_FILE, "the register stage's record", root)
+    candidate_tag = reg.get("model_tag")
+    if not isinstance(candidate_tag, str) or not candidate_tag:
+        raise FaultwatchError(f"{REGISTER_FILE}: no 'model_tag' (run the register stage)")
+    return candidate_tag
+
+
+def _check_commit(known: list[registry.Version], head: str, candidate_tag: str) -> None:
+    """A commit names one version: refused where it already holds another model."""
+    same_commit = [v for v in known if v.commit == head]
+    if same_commit and same_commit[-1].model_tag != candidate_tag:
+        raise FaultwatchError(
+            f"registry: commit {head[:12]} already holds {same_commit[-1].version} "
+            f"({same_commit[-1].model_tag}); commit dvc.lock for the new candidate first"
+        )
+
+
+def _yardstick(known: list[registry.Version]) -> Yardstick:
+    prod = registry.current(known)
+    deployed = prod is not None and registry.PRODUCTION in prod.stages
+    name = "production" if deployed or prod is None else f"approved {prod.version}"
+    return Yardstick(prod, deployed, name, f"{name} {prod.version}" if deployed else name)
+
+
+def _other_task(yard: Yardstick, candidate_tag: str, root: Path) -> str | None:
+    """Why the current model cannot be the yardstick, where it was trained for another task
+    (data source, fault class): its score on this test split says nothing."""
+    prod = yard.current
+    if not prod or prod.model_tag == candidate_tag:
+        return None
+    was = trained_on(store_entry(prod.model_tag, yard.who, root))
+    now = trained_on(store_entry(candidate_tag, "candidate", root))
+    if (was["source"], was["positive_label"]) == (now["source"], now["positive_label"]):
+        return None
+    return (
+        f"{yard.who} ({prod.model_tag}) was trained on {task(was)}, the "
+        f"candidate on {task(now)}: not comparable, the candidate is gated on the baselines"
+    )
+
+
+def _gate(
+    yard: Yardstick,
+    candidate_tag: str,
+    scores: tuple[dict[str, Any], dict[str, Any] | None],
+    baselines: dict[str, dict[str, Any]],
+    p: PromoteParams,
+    root: Path,
+) -> Decision:
+    """The decision: already current, gated on the baselines (another task), or `decide`."""
+    candidate, production = scores
+    prod = yard.current
+    other_task = _other_task(yard, candidate_tag, root)
+    if prod and prod.model_tag == candidate_tag:
+        where = "in production" if yard.deployed else "approved"
+        return Decision(
+            True,
+            [f"{candidate_tag} is already {where} ({prod.version})"],
+            candidate,
+            production,
+            baselines,
+        )
+    if other_task:
+        decision = decide(candidate, None, baselines, p)
+        decision.production = production
+        decision.reasons.insert(0, other_task)
+        return decision
+    return decide(candidate, production, baselines, p, yard.name)
+
+
+FIGURES = ("f1", "precision", "recall", "pr_auc", "roc_auc", "threshold")
+
+
+def _record(
+    candidate_tag: str,
+    decision: Decision,
+    yard: Yardstick,
+    scores: tuple[dict[str, Any], dict[str, Any] | None],
+    baselines: dict[str, dict[str, Any]],
+    key: str,
+) -> dict[str, Any]:
+    """The registry tag's message: the decision and the figures it was made on."""
+    (candidate, production), prod = scores, yard.current
+    return {
+        "model_tag": candidate_tag,
+        "test": {k: candidate.get(k) for k in FIGURES},
+        "decision": "approved" if decision.approved else "rejected",
+        "reasons": decision.reasons,
+        "production_before": prod.version if prod else None,  # the yardstick's version
+        "compared_with": yard.who if prod else "the baselines",
+        "production_test": {k: production.get(k) for k in FIGURES} if production else None,
+        "baselines": {name: base.get(key) for name, base in baselines.items()},
+    }
+
+
+def _write_decision(root: Path, version: str, record: dict[str, Any], decision: Decision) -> None:
+    text = json.dumps(
+        {"version": version, **record, **decision.to_dict()}, indent=2, sort_keys=True, default=str
+    )
+    try:
+        write_text_atomic(root / PROMOTION_FILE, text + "\n")
+    except OSError as e:
+        raise FaultwatchError(
+            f"{PROMOTION_FILE}: could not write the decision ({e}); the registry holds it: "
+            f"`faultwatch registry show {version}`"
+        ) from None
 
 
 def promote_if_better(
@@ -205,99 +335,29 @@ def promote_if_better(
     Every input is read and checked before the registry is touched: a missing file, a store
     entry that fails its sha256 check, or a commit that holds another model stops here.
     """
-    import json
-
-    from faultwatch import registry
-    from faultwatch.errors import FaultwatchError
-    from faultwatch.paths import write_text_atomic
-    from faultwatch.register import (
-        EVALUATE_FILE,
-        REGISTER_FILE,
-        head_commit,
-        read_json,
-        store_entry,
-        task,
-        trained_on,
-    )
-
-    reg = read_json(root / REGISTER_FILE, "the register stage's record", root)
-    candidate_tag = reg.get("model_tag")
-    if not isinstance(candidate_tag, str) or not candidate_tag:
-        raise FaultwatchError(f"{REGISTER_FILE}: no 'model_tag' (run the register stage)")
+    candidate_tag = _candidate_tag(root)
     evaluation = read_json(root / EVALUATE_FILE, "the evaluate stage's scores", root)
     baselines = baselines_of(evaluation, p.primary_metric)
     test = read_test_split(root / data_dir / "test.parquet", root)
 
     head = head_commit(root)
     known = registry.versions(root)
-    same_commit = [v for v in known if v.commit == head]
-    if same_commit and same_commit[-1].model_tag != candidate_tag:
-        raise FaultwatchError(
-            f"registry: commit {head[:12]} already holds {same_commit[-1].version} "
-            f"({same_commit[-1].model_tag}); commit dvc.lock for the new candidate first"
-        )
+    _check_commit(known, head, candidate_tag)
     # one version per model: the same candidate on a later commit is not registered again
     same_model = [v for v in known if v.model_tag == candidate_tag]
-    # the yardstick: production, or a newer approved version waiting for its rollout
-    prod = registry.current(known)
-    deployed = prod is not None and registry.PRODUCTION in prod.stages
-    name = "production" if deployed or prod is None else f"approved {prod.version}"
-    who = f"{name} {prod.version}" if deployed else name
+    yard = _yardstick(known)
+    prod = yard.current
 
     candidate = score_on_test(candidate_tag, test, "candidate", root)
-    production = score_on_test(prod.model_tag, test, who, root) if prod else None
-    other_task = None
-    if prod and prod.model_tag != candidate_tag:
-        # a model trained for another task (data source, fault class) scored on this test
-        # split says nothing: the candidate is gated on the baselines, as a first model is
-        was = trained_on(store_entry(prod.model_tag, who, root))
-        now = trained_on(store_entry(candidate_tag, "candidate", root))
-        if (was["source"], was["positive_label"]) != (now["source"], now["positive_label"]):
-            other_task = (
-                f"{who} ({prod.model_tag}) was trained on {task(was)}, the "
-                f"candidate on {task(now)}: not comparable, the candidate is gated on the baselines"
-            )
-    if prod and prod.model_tag == candidate_tag:
-        where = "in production" if deployed else "approved"
-        decision = Decision(
-            True,
-            [f"{candidate_tag} is already {where} ({prod.version})"],
-            candidate,
-            production,
-            baselines,
-        )
-    elif other_task:
-        decision = decide(candidate, None, baselines, p)
-        decision.production = production
-        decision.reasons.insert(0, other_task)
-    else:
-        decision = decide(candidate, production, baselines, p, name)
-
-    figures = ("f1", "precision", "recall", "pr_auc", "roc_auc", "threshold")
-    record = {  # the registry tag's message: the decision and the figures it was made on
-        "model_tag": candidate_tag,
-        "test": {k: candidate.get(k) for k in figures},
-        "decision": "approved" if decision.approved else "rejected",
-        "reasons": decision.reasons,
-        "production_before": prod.version if prod else None,  # the yardstick's version
-        "compared_with": who if prod else "the baselines",
-        "production_test": {k: production.get(k) for k in figures} if production else None,
-        "baselines": {name: base.get(p.primary_metric) for name, base in baselines.items()},
-    }
+    production = score_on_test(prod.model_tag, test, yard.who, root) if prod else None
+    scores = (candidate, production)
+    decision = _gate(yard, candidate_tag, scores, baselines, p, root)
+    record = _record(candidate_tag, decision, yard, scores, baselines, p.primary_metric)
     version = same_model[-1].version if same_model else registry.register(record, root)
     reason = "; ".join(decision.reasons)
     if decision.approved:  # production only when the deployment puts the traffic on it
         registry.assign(version, registry.APPROVED, reason, root)
     else:
         registry.assign(version, registry.REJECTED, reason, root)
-    text = json.dumps(
-        {"version": version, **record, **decision.to_dict()}, indent=2, sort_keys=True, default=str
-    )
-    try:
-        write_text_atomic(root / PROMOTION_FILE, text + "\n")
-    except OSError as e:
-        raise FaultwatchError(
-            f"{PROMOTION_FILE}: could not write the decision ({e}); the registry holds it: "
-            f"`faultwatch registry show {version}`"
-        ) from None
+    _write_decision(root, version, record, decision)
     return decision, version

@@ -27,7 +27,18 @@ import yaml
 
 from faultwatch.errors import FaultwatchError
 from faultwatch.params import load_params, section
-from faultwatch.paths import display_path, write_text_atomic
+from faultwatch.paths import bentoml_home, display_path, write_text_atomic
+from faultwatch.serve.golden import (
+    GOLDEN_FILE,
+    GoldenError,
+    compute_golden,
+    load_golden,
+    select_golden,
+    write_golden,
+)
+from faultwatch.serve.schema import ServingLimits
+from faultwatch.serve.store import MODEL_NAME, import_model, load_entry, read_threshold
+from faultwatch.signal_quality import OK, QualityThresholds, learn_thresholds, quality_of
 
 if TYPE_CHECKING:
     import bentoml
@@ -143,8 +154,6 @@ def store_entry(tag: str, role: str, root: Path) -> bentoml.Model:
     import bentoml
     from bentoml.exceptions import NotFound
 
-    from faultwatch.paths import bentoml_home
-
     try:
         return bentoml.models.get(tag)
     except NotFound:
@@ -199,8 +208,6 @@ def _threshold(root: Path) -> float:
 def quality_thresholds(root: Path, params: dict[str, Any]) -> dict[str, Any]:
     """The signal-quality thresholds learnt from the training split (metadata `signal_quality`)."""
     import pandas as pd
-
-    from faultwatch.signal_quality import learn_thresholds
 
     split = root / TRAIN_SPLIT
     try:
@@ -291,8 +298,6 @@ def same_model_in_store(metadata: dict[str, Any]) -> bentoml.Model | None:
     import bentoml
     from bentoml.exceptions import NotFound
 
-    from faultwatch.serve.store import MODEL_NAME, load_entry
-
     try:
         entries = bentoml.models.list(MODEL_NAME)
     except NotFound:
@@ -326,8 +331,6 @@ def register(root: Path, model_dir: str = "models/fault_cnn") -> tuple[dict[str,
 
     Returns the record and whether a new store entry was created.
     """
-    from faultwatch.serve.store import import_model
-
     labels, metadata, threshold = provenance(root, root / model_dir)
     existing = same_model_in_store(metadata)
     if existing is not None:
@@ -344,18 +347,6 @@ def register(root: Path, model_dir: str = "models/fault_cnn") -> tuple[dict[str,
 def ensure_golden(root: Path, entry: bentoml.Model) -> Path:
     """The entry's golden set, recorded from the test split unless a valid one is there."""
     import pandas as pd
-
-    from faultwatch.serve.golden import (
-        GOLDEN_FILE,
-        GoldenError,
-        compute_golden,
-        load_golden,
-        select_golden,
-        write_golden,
-    )
-    from faultwatch.serve.schema import ServingLimits
-    from faultwatch.serve.store import load_entry, read_threshold
-    from faultwatch.signal_quality import OK, QualityThresholds, quality_of
 
     folder = Path(entry.path)
     try:

@@ -13,6 +13,7 @@ holds the weights; the tags hold the history.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,7 @@ def _has_artifact(repo: Path | str) -> bool:
     return any(t.name.startswith(f"{ARTIFACT}@") for t in tags)
 
 
-def _gto_call(what: str, call, *args, **kwargs):
+def _gto_call(what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """A GTO call whose failure (no commit yet, a bad ref) is a named error, not a traceback."""
     from gto.exceptions import GTOException
 

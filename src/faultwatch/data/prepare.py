@@ -56,6 +56,7 @@ def fault_target(df: pd.DataFrame, positive_label: str | int | float) -> pd.Seri
 
 
 def to_table(df: pd.DataFrame, y: pd.Series) -> pa.Table:
+    """One split as the prepared Parquet table (SCHEMA), with its source rows and lengths."""
     return pa.table(
         {
             "id": df["id"].tolist(),
@@ -92,6 +93,7 @@ def write_parquet_atomic(tables: dict[str, pa.Table], out_dir: Path) -> dict[str
 
 
 def split_summary(parts: dict[str, pd.DataFrame], y: pd.Series) -> dict[str, dict[str, float]]:
+    """Signals, fault signals and the fault ratio of each split (prepare.json)."""
     out = {}
     for name, part in parts.items():
         n_fault = int(y.loc[part.index].sum())

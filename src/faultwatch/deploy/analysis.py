@@ -30,7 +30,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from faultwatch.params import Section
-from faultwatch.serve.predlog.read import log_exists, read_only
+from faultwatch.serve.predlog import log_exists, read_only
 from faultwatch.signal_quality import UNSCORED
 
 Verdict = Literal["pass", "fail", "inconclusive"]

@@ -25,10 +25,10 @@ import subprocess
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from faultwatch.deploy.state import DeployError
+from faultwatch.deploy.errors import DeployError
 from faultwatch.image import LABEL_PREFIX, engine, image_exists, image_labels, image_name, inspect
 from faultwatch.paths import project_root
-from faultwatch.serve.predlog.sqlite import is_postgres_url, show_target
+from faultwatch.serve.predlog import is_postgres_url, show_target
 
 CONTAINER_LOG_DIR = "/home/bentoml/predictions"
 

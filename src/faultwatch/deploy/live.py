@@ -15,26 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from faultwatch import registry
-from faultwatch.deploy import router as rt
+from faultwatch.deploy.processes import ROUTER_MARKER, alive, pid_alive
+from faultwatch.deploy.results import PRODUCTION, RegistryRecord
 from faultwatch.deploy.state import Colour, State, load
 from faultwatch.errors import FaultwatchError
 
-SERVER_MARKER = "faultwatch"  # in the command line of every process deploy starts
-ROUTER_MARKER = "haproxy"
-
-
-def alive(c: Colour | None) -> bool:
-    """Its supervisor runs (a worker left behind by a dead supervisor does not count); a
-    container runs."""
-    if c is not None and c.container:
-        from faultwatch.deploy import containers
-
-        return containers.running(c.container)
-    return c is not None and rt.pid_alive(c.pid, SERVER_MARKER)
-
 
 def router_up(st: State) -> bool:
-    return rt.pid_alive(st.router_pid, ROUTER_MARKER)
+    return pid_alive(st.router_pid, ROUTER_MARKER)
 
 
 def live_colour(st: State) -> Colour | None:
@@ -99,22 +87,32 @@ def serving(root: Path) -> Serving:
     )
 
 
-def mark_live(root: Path, version: str, why: str) -> str | None:
-    """The registry follows the traffic: `version` has all of it, so it is `prod`. Returns the
-    line to print, or None when it already was. A registry that cannot be written is a
-    warning, not a failure: the traffic has moved, and `deploy status` shows the disagreement."""
+def running(root: Path) -> bool:
+    """A router and a live colour run here (`faultwatch deploy up`)."""
+    return live_colour(load(root)) is not None
+
+
+def mark_live(root: Path, version: str, why: str) -> RegistryRecord | None:
+    """The registry follows the traffic: `version` has all of it, so it is `prod`. None when
+    it already was. A registry that cannot be written is a warning in the record, not a
+    failure: the traffic has moved, and `deploy status` shows the disagreement."""
     try:
         changed = registry.set_production(version, why, root)
     except FaultwatchError as e:
-        return f"  warning: the registry could not record {version} as production: {e}"
-    return f"  registry: {version} is production ({why})" if changed else None
+        return RegistryRecord(version, PRODUCTION, why, str(e))
+    return RegistryRecord(version, PRODUCTION, why) if changed else None
 
 
-def mark_refused(root: Path, version: str, outcome: str, why: str) -> str:
+def mark_refused(root: Path, version: str, outcome: str, why: str) -> RegistryRecord:
     """Record on `version` that the deployment turned it away (`canary-aborted`,
     `rolled-back`), with the reason."""
     try:
         registry.record_outcome(version, outcome, why, root)
     except FaultwatchError as e:
-        return f"  warning: the registry could not record {outcome} on {version}: {e}"
-    return f"  registry: {version} {outcome} ({why})"
+        return RegistryRecord(version, outcome, why, str(e))
+    return RegistryRecord(version, outcome, why)
+
+
+def recorded(*made: RegistryRecord | None) -> tuple[RegistryRecord, ...]:
+    """The records an operation made (`mark_live` gives None when nothing changed)."""
+    return tuple(r for r in made if r is not None)

@@ -32,25 +32,28 @@ import io
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from faultwatch.errors import FaultwatchError
+from faultwatch.deploy.errors import RouterError as RouterError  # where callers have found it
+
+# pid_alive, project_tags, tagged_pids: the process helpers callers (tests among them) have
+# found here; they live in faultwatch.deploy.processes now
+from faultwatch.deploy.processes import (  # noqa: F401
+    pid_alive,
+    project_tags,
+    stop_pid,
+    tagged_pids,
+)
 
 COLOURS = ("blue", "green")
 BACKEND = "live"
 MAP_KEY = "shadow"
 SHADOW_OFF = "off"
-
-
-class RouterError(FaultwatchError):
-    """The router could not be started, reached or changed."""
 
 
 def haproxy_binary() -> str:
@@ -318,164 +321,3 @@ def start(cfg: RouterConfig, ports: dict[str, int | None], shadow_url: str | Non
         time.sleep(0.05)
     stop_pid(proc.pid)
     raise RouterError(f"haproxy did not open its admin socket {cfg.sock} within 10 s")
-
-
-def pid_alive(pid: int | None, marker: str | None = None) -> bool:
-    """Whether `pid` runs, and (with `marker`) its command line contains it: a pid from an old
-    state file may belong to another process by now."""
-    if not pid:
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return False
-    if Path(f"/proc/{pid}/stat").exists():
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
-                return False
-        except (OSError, IndexError):
-            pass
-    return marker is None or marker in cmdline
-
-
-TAG_ENV = "FAULTWATCH_DEPLOY_TAG"
-PROJECT_ENV = "FAULTWATCH_DEPLOY_PROJECT"  # the project root of the deployment that started it
-
-
-def _processes() -> Iterator[tuple[int, Path]]:
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            yield int(d.name), d
-
-
-def project_tags(root: Path) -> set[str]:
-    """The deploy tags of running processes started by this project's deployment."""
-    needle = f"{PROJECT_ENV}={root}\0".encode()
-    tags = set()
-    for pid, d in _processes():
-        try:
-            env = (d / "environ").read_bytes()
-        except OSError:
-            continue
-        if needle in env and pid_alive(pid):
-            for item in env.split(b"\0"):
-                if item.startswith(f"{TAG_ENV}=".encode()):
-                    tags.add(item.split(b"=", 1)[1].decode())
-    return tags
-
-
-def routers_of(cfg_path: Path) -> list[int]:
-    """HAProxy processes running this config file (one project's router)."""
-    found = []
-    for pid, d in _processes():
-        try:
-            argv = (d / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if str(cfg_path).encode() in argv and any(b"haproxy" in a for a in argv[:1]):
-            found.append(pid)
-    return found
-
-
-def tagged_pids(tag: str) -> list[int]:
-    """Processes whose environment holds FAULTWATCH_DEPLOY_TAG=`tag`: a colour's server and
-    all its workers. BentoML's workers run in sessions of their own and outlive a killed
-    supervisor (still answering on its port), so a colour is stopped by its tag, not by its
-    process group."""
-    needle = f"{TAG_ENV}={tag}\0".encode()
-    found = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            if needle in (d / "environ").read_bytes() and pid_alive(int(d.name)):
-                found.append(int(d.name))
-        except OSError:
-            continue
-    return found
-
-
-def set_low_priority(tag: str, low: bool) -> int:
-    """Put every thread of `tag`'s processes in the scheduler's idle class (SCHED_IDLE, nice 19:
-    it runs only on CPU time nobody else wants, and any live request's thread preempts it at
-    once), or back in the normal class; returns how many threads. With the kernel's autogroup
-    scheduling (Debian's default) a server started in a session of its own is weighed against
-    the others by its autogroup's nice value, which is set too. Threads started later inherit
-    their creator's class."""
-    policy, nice = (os.SCHED_IDLE, 19) if low else (os.SCHED_OTHER, 0)
-    n = 0
-    for pid in tagged_pids(tag) if tag else []:
-        try:
-            tids = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
-            try:
-                Path(f"/proc/{pid}/autogroup").write_text(f"{nice}\n")
-            except FileNotFoundError:
-                pass  # a kernel without autogroups
-            for tid in tids:
-                try:
-                    if os.sched_getscheduler(tid) != policy:
-                        os.sched_setscheduler(tid, policy, os.sched_param(0))
-                    if os.getpriority(os.PRIO_PROCESS, tid) != nice:
-                        os.setpriority(os.PRIO_PROCESS, tid, nice)
-                    n += 1
-                except ProcessLookupError:
-                    continue
-        except PermissionError as e:
-            raise RouterError(
-                f"cannot set the CPU priority of {tag}'s process {pid} "
-                f"({'idle' if low else 'normal'}): {e}; raising a priority needs root or "
-                "CAP_SYS_NICE (`deploy.shadow_low_priority: false` leaves it alone)"
-            ) from None
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # the process ended meanwhile
-    return n
-
-
-def stop_tagged(tag: str, timeout_s: float = 20.0) -> int:
-    """SIGTERM every process of `tag`, SIGKILL what is left after `timeout_s`; returns how many
-    there were."""
-    pids = tagged_pids(tag) if tag else []
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout_s
-    while pids and time.monotonic() < deadline:
-        if not any(pid_alive(p) for p in pids):
-            return len(pids)
-        time.sleep(0.05)
-    for pid in tagged_pids(tag):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return len(pids)
-
-
-def stop_pid(pid: int | None, marker: str | None = None, timeout_s: float = 20.0) -> bool:
-    """SIGTERM the process group of `pid` (the server and its workers), SIGKILL after
-    `timeout_s`; returns whether something was stopped."""
-    if not pid_alive(pid, marker):
-        return False
-    assert pid is not None
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        time.sleep(0.05)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    return True

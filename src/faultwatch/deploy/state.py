@@ -4,9 +4,10 @@
 model tag, port, pid, smoke test), which colour is live, the weights, the shadow, the last
 analysis and the history of actions. Every command reads it, acts, and writes it whole through
 a temporary file and a rename, so a reader never sees half a file and a killed command leaves
-the previous state. Commands that change something hold `.faultwatch/deploy/lock` (flock) for
-their whole run: a second one waits up to `FAULTWATCH_DEPLOY_LOCK_WAIT` seconds (default 120),
-then refuses naming the holder; `status` reads without the lock.
+the previous state. Commands that change something run in `deployment(root, verb)`: it holds
+`.faultwatch/deploy/lock` (flock) for their whole run, loads the state and saves it on success;
+a second command waits up to `FAULTWATCH_DEPLOY_LOCK_WAIT` seconds (default 120), then refuses
+naming the holder (LockBusy); `status` reads without the lock.
 """
 
 from __future__ import annotations
@@ -15,21 +16,19 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from faultwatch.errors import FaultwatchError
+from faultwatch import settings
+from faultwatch.deploy.errors import BadStateFile, LockBusy
+from faultwatch.deploy.errors import DeployError as DeployError  # where callers have found it
 from faultwatch.paths import write_text_atomic
 
 LOCK_WAIT_ENV = "FAULTWATCH_DEPLOY_LOCK_WAIT"
 HISTORY_KEPT = 200
-
-
-class DeployError(FaultwatchError):
-    """A deploy command that cannot do what it was asked; the state is unchanged."""
 
 
 def state_dir(root: Path) -> Path:
@@ -107,7 +106,7 @@ def load(root: Path) -> State:
     try:
         return State.from_dict(json.loads(p.read_text()))
     except (ValueError, TypeError) as e:
-        raise DeployError(
+        raise BadStateFile(
             f"{p}: not a deployment state file ({e}); stop what it started (the processes with "
             "FAULTWATCH_DEPLOY_TAG in their environment), move the file away, `deploy up` again"
         ) from None
@@ -117,12 +116,17 @@ def save(root: Path, state: State) -> None:
     write_text_atomic(path(root), json.dumps(state.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
+def _ignore(holder: str) -> None:
+    pass
+
+
 @contextmanager
-def locked(root: Path, command: str) -> Iterator[None]:
-    """Hold the deployment lock for one command (see the module docstring)."""
+def locked(root: Path, command: str, waiting: Callable[[str], None] = _ignore) -> Iterator[None]:
+    """Hold the deployment lock for one command (see the module docstring); `waiting` hears
+    the holder's name once, when another command holds it."""
     d = state_dir(root)
     d.mkdir(parents=True, exist_ok=True)
-    wait_s = float(os.environ.get(LOCK_WAIT_ENV) or 120)
+    wait_s: float = settings.get(LOCK_WAIT_ENV)
     with open(d / "lock", "a+") as f:
         deadline = time.monotonic() + wait_s
         told = False
@@ -134,12 +138,12 @@ def locked(root: Path, command: str) -> Iterator[None]:
                 f.seek(0)
                 holder = f.read().strip() or "another deploy command"
                 if time.monotonic() >= deadline:
-                    raise DeployError(
+                    raise LockBusy(
                         f"{holder} holds the deployment lock {d / 'lock'}; waited {wait_s:g} s "
                         f"({LOCK_WAIT_ENV}); try again when it has finished"
                     ) from None
                 if not told:
-                    print(f"waiting for {holder} to finish ...", flush=True)
+                    waiting(holder)
                     told = True
                 time.sleep(0.1)
         f.seek(0)
@@ -153,3 +157,33 @@ def locked(root: Path, command: str) -> Iterator[None]:
             f.truncate()
             f.flush()
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class Deployment:
+    """The state of one locked command (`deployment`): `state` to read and change, `save()`
+    where a step must be on disk before the next (a reader sees a canary's weights while it
+    waits; the registry's page reads what serves)."""
+
+    def __init__(self, root: Path, state: State):
+        self.root, self.state = root, state
+        self._saved = state.to_dict()
+
+    def save(self) -> None:
+        save(self.root, self.state)
+        self._saved = self.state.to_dict()
+
+    def changed(self) -> bool:
+        return self.state.to_dict() != self._saved
+
+
+@contextmanager
+def deployment(
+    root: Path, command: str, waiting: Callable[[str], None] = _ignore
+) -> Iterator[Deployment]:
+    """Take the lock, load the state; on success save it once more if it changed since the last
+    save. On an exception nothing more is saved: what was saved before stays."""
+    with locked(root, command, waiting):
+        d = Deployment(root, load(root))
+        yield d
+        if d.changed():
+            d.save()

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,11 +130,13 @@ class LoadedModel:
     def input_length(self) -> int:
         return int(self.meta["input_length"])
 
-    def preprocess(self, signals) -> np.ndarray:
+    def preprocess(self, signals: Iterable[np.ndarray]) -> np.ndarray:
         """Raw signals (any lengths) -> float32 (n, input_length), the training transform."""
         return to_matrix([np.asarray(s, dtype="float64") for s in signals], self.input_length)
 
-    def predict_proba(self, signals, preprocessed: bool | None = None) -> np.ndarray:
+    def predict_proba(
+        self, signals: Iterable[np.ndarray] | np.ndarray, preprocessed: bool | None = None
+    ) -> np.ndarray:
         """Fault probability per signal.
 
         `signals`: raw signals of any lengths (a list, or a 2-D array of equal-length rows), or

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -12,6 +13,7 @@ from torchmetrics.classification import BinaryAveragePrecision
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+Batch = tuple[torch.Tensor, torch.Tensor]  # signals (n, length), targets (n,)
 
 
 # val_score = val_pr_auc - TIE_BREAK * val_loss: the PR-AUC decides; at equal PR-AUC (with a
@@ -59,20 +61,20 @@ class FaultClassifier(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
 
-    def model_step(self, batch: tuple[torch.Tensor, torch.Tensor]):
+    def model_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Loss, fault probabilities and targets of one batch: shared by train, val and test."""
         x, y = batch
         logits = self(x)
         return self.loss(logits, y), torch.sigmoid(logits), y
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, _, y = self.model_step(batch)
         self.log(
             "train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True
         )
         return loss
 
-    def _eval_step(self, stage: str, batch) -> None:
+    def _eval_step(self, stage: str, batch: Batch) -> None:
         loss, probs, y = self.model_step(batch)
         metrics = self.eval_metrics[stage]
         metrics["loss"].update(loss.detach(), weight=len(y))
@@ -87,23 +89,25 @@ class FaultClassifier(pl.LightningModule):
         self.log_dict(logged)
         self.eval_metrics[stage].reset()
 
-    def validation_step(self, batch, batch_idx: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step("val", batch)
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
 
-    def test_step(self, batch, batch_idx: int) -> None:
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step("test", batch)
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
 
-    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def predict_step(
+        self, batch: torch.Tensor | Sequence[torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
         x = batch[0] if isinstance(batch, list | tuple) else batch
         return torch.sigmoid(self(x))
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer

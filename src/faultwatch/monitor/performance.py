@@ -10,11 +10,21 @@ predicted healthy is a false negative with probability p. Summing gives the expe
 matrix, hence expected precision, recall and F1 without a single label. The model's raw scores
 are not calibrated (it trains with a class weight on oversampled faults), so the probabilities
 are first calibrated (isotonic regression) on the labelled rows when there are enough of them.
+
+`performance_figures` gives both for one model version's rows of a window (monitor.json).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+import pandas as pd
+
+from faultwatch.monitor.params import MonitorParams, parse_duration
+
+if TYPE_CHECKING:  # scikit-learn is imported when a calibrator is fitted
+    from sklearn.isotonic import IsotonicRegression
 
 
 def _scores(tp: float, fp: float, fn: float) -> dict[str, float | None]:
@@ -35,7 +45,7 @@ def realised_performance(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, fl
     return {**_scores(tp, fp, fn), "n": int(len(y_true)), "tp": tp, "fp": fp, "fn": fn}
 
 
-def calibrator(proba: np.ndarray, y: np.ndarray):
+def calibrator(proba: np.ndarray, y: np.ndarray) -> IsotonicRegression:
     """Isotonic map from score to the observed fault frequency, fitted on labelled rows."""
     from sklearn.isotonic import IsotonicRegression
 
@@ -45,7 +55,7 @@ def calibrator(proba: np.ndarray, y: np.ndarray):
 
 
 def estimate_performance(
-    proba: np.ndarray, y_pred: np.ndarray, calibrate=None
+    proba: np.ndarray, y_pred: np.ndarray, calibrate: IsotonicRegression | None = None
 ) -> dict[str, float | int | None]:
     """CBPE: expected precision, recall and F1 of the fault class from probabilities.
 
@@ -67,3 +77,40 @@ def estimate_performance(
         "expected_fp": fp,
         "expected_fn": fn,
     }
+
+
+def true_fault(rows: pd.DataFrame) -> pd.Series:
+    """Whether each labelled row's true label is the fault class (NaN where unlabelled): the
+    fault class's name is the predicted label of rows predicted fault (else: not the healthy
+    one's)."""
+    labelled = rows["true_label"].notna()
+    faults = rows.loc[rows["is_fault"] == 1, "label"]
+    if len(faults):
+        hit = rows["true_label"].astype("string") == str(faults.mode().iloc[0])
+    else:
+        healthy = rows.loc[rows["is_fault"] == 0, "label"]
+        hit = rows["true_label"].astype("string") != str(healthy.mode().iloc[0])
+    return hit.astype("float64").where(labelled)
+
+
+def performance_figures(rows: pd.DataFrame, params: MonitorParams, end: float) -> dict[str, Any]:
+    """Realised scores over labelled rows with their coverage; CBPE for the unlabelled ones."""
+    y_true = true_fault(rows) if len(rows) else pd.Series(dtype="float64")
+    labelled = y_true.notna()
+    matured = rows["time"] <= end - parse_duration(params.label_delay)
+    n_matured = int(matured.sum())
+    realised = realised_performance(
+        y_true[labelled].to_numpy(), rows.loc[labelled, "is_fault"].to_numpy()
+    )
+    realised["coverage"] = float((labelled & matured).sum() / n_matured) if n_matured else None
+    realised["n_matured"] = n_matured
+    cal = None
+    lab_y = y_true[labelled].to_numpy()
+    if labelled.sum() >= params.min_labels and 0 < lab_y.sum() < len(lab_y):
+        cal = calibrator(rows.loc[labelled, "probability"].to_numpy(), lab_y)
+    waiting = rows[~labelled]
+    estimated = estimate_performance(
+        waiting["probability"].to_numpy(), waiting["is_fault"].to_numpy().astype(bool), cal
+    )
+    estimated["calibrated"] = cal is not None
+    return {"realised": realised, "estimated": estimated}

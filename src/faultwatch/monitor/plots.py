@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:  # matplotlib is imported by the plots only
+    from matplotlib.figure import Figure
 
 
 def version_table(result: dict[str, Any]) -> pd.DataFrame:
@@ -45,7 +48,7 @@ def drift_table(result: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(records, columns=["model_version", "feature", "all", "healthy", "verdict"])
 
 
-def plot_drift_scores(result: dict[str, Any]):
+def plot_drift_scores(result: dict[str, Any]) -> Figure:
     """Bars of the drift score per feature (all rows and predicted healthy), per version, with
     the threshold."""
     import matplotlib.pyplot as plt
@@ -66,7 +69,7 @@ def plot_drift_scores(result: dict[str, Any]):
     return fig
 
 
-def plot_fault_rate(predictions: pd.DataFrame, train_fault_rate: float, bins: int = 24):
+def plot_fault_rate(predictions: pd.DataFrame, train_fault_rate: float, bins: int = 24) -> Figure:
     """The predicted fault rate over the window, per version, against the training rate."""
     import matplotlib.pyplot as plt
 

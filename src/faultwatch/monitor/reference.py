@@ -1,6 +1,6 @@
 """The drift reference: the training signals seen the way the service logs production ones.
 
-The same functions as the service (faultwatch.monitor.features.monitor_features and the log's
+The same functions as the service (faultwatch.features.monitor_features and the log's
 InputSummary for mean and std), so a difference between reference and window is a difference in
 the data, never in the code; and the model's penultimate-layer embedding of the same signals,
 per model version (each version has its own embedding space).
@@ -11,11 +11,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from faultwatch.monitor.features import FEATURES, monitor_features
+from faultwatch.errors import FaultwatchError
+from faultwatch.features import FEATURES, monitor_features
+from faultwatch.serve.embedding import check_embeddable, proba_and_embedding
+from faultwatch.serve.predlog import InputSummary
+from faultwatch.serve.store import MODEL_NAME, load_from_store
+
+if TYPE_CHECKING:
+    from faultwatch.model.io import LoadedModel
 
 SUMMARY = ("mean", "std")  # from the log's input summary
 DRIFT_COLUMNS: tuple[str, ...] = (*SUMMARY, *FEATURES)  # the columns tested for input drift
@@ -24,8 +32,6 @@ DRIFT_COLUMNS: tuple[str, ...] = (*SUMMARY, *FEATURES)  # the columns tested for
 def reference_frame(train: pd.DataFrame) -> pd.DataFrame:
     """One row per training signal: `y` (1 = fault), `n`, `mean`, `std` (as the log's
     InputSummary computes them) and the FEATURES columns."""
-    from faultwatch.serve.predlog import InputSummary
-
     missing = [c for c in ("y", "values") if c not in train.columns]
     if missing:
         raise ValueError(f"the reference needs columns {missing} (prepare's split schema)")
@@ -39,18 +45,16 @@ def reference_frame(train: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def model_embeddings(model, signals: Iterable[np.ndarray]) -> np.ndarray:
+def model_embeddings(model: LoadedModel, signals: Iterable[np.ndarray]) -> np.ndarray:
     """(n, channels[-1]) float32: the embedding the service logs (the globally pooled conv
     features that feed the head), by the service's own function, so both sides compare."""
-    from faultwatch.serve.embedding import check_embeddable, proba_and_embedding
-
     check_embeddable(model)
     return proba_and_embedding(model, list(signals))[1]
 
 
 def model_for_version(
     version: str, model_dir: Path, register_file: Path
-) -> tuple[object | None, str]:
+) -> tuple[LoadedModel | None, str]:
     """The model that logged `version`, to embed the reference with, and where it came from.
 
     The local model directory when `register_file` (reports/register.json) names this version
@@ -58,8 +62,7 @@ def model_for_version(
     (None, why) when neither has it: embedding drift is then skipped for the version, since
     another version's embedding space would not compare.
     """
-    from faultwatch.errors import FaultwatchError
-    from faultwatch.model.io import load_model, read_meta
+    from faultwatch.model.io import load_model, read_meta  # imports torch: only when embedding
 
     try:
         record = json.loads(register_file.read_text())
@@ -70,8 +73,6 @@ def model_for_version(
     except (OSError, ValueError, FaultwatchError):
         pass  # no local record of this version: try the store
     try:
-        from faultwatch.serve.store import MODEL_NAME, load_from_store
-
         return load_from_store(f"{MODEL_NAME}:{version}"), f"store {MODEL_NAME}:{version}"
     except Exception as e:  # bentoml.exceptions.NotFound, a tampered entry, no store at all
         return None, f"no model for version {version} ({type(e).__name__}: {e})"

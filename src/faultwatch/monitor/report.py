@@ -43,12 +43,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from faultwatch.monitor.params import MonitorParams, parse_duration
-from faultwatch.monitor.performance import (
-    calibrator,
-    estimate_performance,
-    realised_performance,
-)
+from faultwatch.monitor.drift import column_drift, embedding_drift
+from faultwatch.monitor.params import MonitorParams
+from faultwatch.monitor.performance import performance_figures
 from faultwatch.monitor.reference import DRIFT_COLUMNS
 from faultwatch.signal_quality import UNSCORED, rule_counts
 
@@ -134,8 +131,6 @@ def input_drift(
     version: str,
 ) -> dict[str, Any]:
     """Per column: the score on all rows and on the predicted-healthy subset, and the verdict."""
-    from faultwatch.monitor.drift import column_drift
-
     tag = _file_safe(version)
     subsets = {
         "all": (rows, reference),
@@ -196,8 +191,6 @@ def embedding_drift_figures(
     read_embeddings: ReadEmbeddings | None,
 ) -> dict[str, Any]:
     """The domain classifier's ROC-AUC on all rows and the healthy subset, and the verdict."""
-    from faultwatch.monitor.drift import embedding_drift
-
     ref_emb, source = reference.embeddings_for(version)
     if ref_emb is None or read_embeddings is None:
         return {"verdict": "untested", "note": source if ref_emb is None else "no log reader"}
@@ -243,43 +236,6 @@ def output_drift(rows: pd.DataFrame, reference: Reference, params: MonitorParams
         "z": z,
         "drifted": drifted,
     }
-
-
-def true_fault(rows: pd.DataFrame) -> pd.Series:
-    """Whether each labelled row's true label is the fault class (NaN where unlabelled): the
-    fault class's name is the predicted label of rows predicted fault (else: not the healthy
-    one's)."""
-    labelled = rows["true_label"].notna()
-    faults = rows.loc[rows["is_fault"] == 1, "label"]
-    if len(faults):
-        hit = rows["true_label"].astype("string") == str(faults.mode().iloc[0])
-    else:
-        healthy = rows.loc[rows["is_fault"] == 0, "label"]
-        hit = rows["true_label"].astype("string") != str(healthy.mode().iloc[0])
-    return hit.astype("float64").where(labelled)
-
-
-def performance(rows: pd.DataFrame, params: MonitorParams, end: float) -> dict[str, Any]:
-    """Realised scores over labelled rows with their coverage; CBPE for the unlabelled ones."""
-    y_true = true_fault(rows) if len(rows) else pd.Series(dtype="float64")
-    labelled = y_true.notna()
-    matured = rows["time"] <= end - parse_duration(params.label_delay)
-    n_matured = int(matured.sum())
-    realised = realised_performance(
-        y_true[labelled].to_numpy(), rows.loc[labelled, "is_fault"].to_numpy()
-    )
-    realised["coverage"] = float((labelled & matured).sum() / n_matured) if n_matured else None
-    realised["n_matured"] = n_matured
-    cal = None
-    lab_y = y_true[labelled].to_numpy()
-    if labelled.sum() >= params.min_labels and 0 < lab_y.sum() < len(lab_y):
-        cal = calibrator(rows.loc[labelled, "probability"].to_numpy(), lab_y)
-    waiting = rows[~labelled]
-    estimated = estimate_performance(
-        waiting["probability"].to_numpy(), waiting["is_fault"].to_numpy().astype(bool), cal
-    )
-    estimated["calibrated"] = cal is not None
-    return {"realised": realised, "estimated": estimated}
 
 
 def reasons_for(version: str, fig: dict[str, Any], params: MonitorParams) -> list[dict[str, Any]]:
@@ -366,7 +322,7 @@ def monitor_report(
             "p50": float(np.percentile(lat, 50)) if len(lat) else None,
             "p99": float(np.percentile(lat, 99)) if len(lat) else None,
         }
-        fig["performance"] = performance(rows, params, end)
+        fig["performance"] = performance_figures(rows, params, end)
         reasons += reasons_for(version, fig, params)
         versions[version] = fig
 

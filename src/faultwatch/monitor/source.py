@@ -16,6 +16,7 @@ from faultwatch.monitor.params import MonitorParams
 from faultwatch.monitor.reference import model_embeddings, model_for_version, reference_frame
 from faultwatch.monitor.report import ReadEmbeddings, Reference
 from faultwatch.paths import resolve
+from faultwatch.serve import predlog
 
 SIGNAL_FIELDS = ("prediction_id", "time", "values", "true_label", "model_version")
 
@@ -35,14 +36,10 @@ class Window:
     def read_embeddings(self) -> ReadEmbeddings:
         """A reader of this log's embeddings by prediction id (the monitor reads only its
         subsample, never the whole window's)."""
-        from faultwatch.serve import predlog
-
         return lambda ids: predlog.read_embeddings(self.target, ids)
 
     def signals(self) -> pd.DataFrame:
         """The sampled raw signals of the window (FAULTWATCH_LOG_SIGNALS)."""
-        from faultwatch.serve import predlog
-
         if self.note is not None:
             return pd.DataFrame(columns=list(SIGNAL_FIELDS))
         return predlog.read_signals(self.target, self.start, self.end)
@@ -51,8 +48,6 @@ class Window:
 def log_target(params: MonitorParams) -> str:
     """`monitor.log`, else the log the service writes (FAULTWATCH_PREDICTION_LOG or the
     project's reports/serving/predictions.sqlite)."""
-    from faultwatch.serve import predlog
-
     if params.log:
         return params.log if "://" in params.log else str(resolve(params.log))
     return str(predlog.default_path())
@@ -73,9 +68,6 @@ def read_window(params: MonitorParams, now: float | None = None) -> Window:
     A SQLite log that does not exist yet (nothing served so far) gives an empty window whose
     `note` says so: the notebook then runs through in JupyterLab on a fresh project, while
     `faultwatch monitor` refuses such a log before running it (check_log_exists)."""
-    from faultwatch.serve import predlog
-    from faultwatch.serve.predlog.read import PREDICTION_FIELDS, REJECTED_FIELDS
-
     start, end = params.window(time.time() if now is None else now)
     target = log_target(params)
     if not predlog.log_exists(target):
@@ -83,8 +75,8 @@ def read_window(params: MonitorParams, now: float | None = None) -> Window:
             start,
             end,
             target,
-            pd.DataFrame(columns=[*PREDICTION_FIELDS, "true_label", "label_time"]),
-            pd.DataFrame(columns=list(REJECTED_FIELDS)),
+            pd.DataFrame(columns=[*predlog.PREDICTION_FIELDS, "true_label", "label_time"]),
+            pd.DataFrame(columns=list(predlog.REJECTED_FIELDS)),
             note=no_log_yet(target),
         )
     predictions = predlog.read_predictions(target, start, end, roles=tuple(params.roles))
@@ -96,8 +88,6 @@ def read_window(params: MonitorParams, now: float | None = None) -> Window:
 
 def check_log_exists(params: MonitorParams) -> None:
     """PredictionLogError (saying what to do) when there is no prediction log to monitor."""
-    from faultwatch.serve import predlog
-
     target = log_target(params)
     if not predlog.log_exists(target):
         raise predlog.PredictionLogError(no_log_yet(target))

@@ -17,13 +17,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from faultwatch.errors import FaultwatchError
+from faultwatch.params import load_params
 from faultwatch.paths import write_text_atomic
 
 PAGE = Path("reports/index.html")
 
 
 def build_page(root: Path) -> str:
-    from faultwatch.params import load_params
+    """The page's HTML from what the project holds now."""
+    # imported here, not above: every CLI command imports this package (for PAGE and refresh)
+    # at start-up, and what gathers and draws the page (the register and deploy modules, DVC)
+    # costs about 0.3 s that a command which never writes the page should not pay
     from faultwatch.report_page import plots, render
     from faultwatch.report_page.gather import gather
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from faultwatch import registry
+from faultwatch.deploy.live import serving
 from faultwatch.errors import FaultwatchError
 from faultwatch.register import REGISTER_FILE, data_hash, read_json
 
@@ -29,6 +31,7 @@ NOTEBOOK_HTML_DIR = Path("reports/notebooks")
 
 
 def read_dvc_yaml(root: Path) -> dict[str, Any]:
+    """The pipeline's dvc.yaml; missing or malformed is an error (the page reports on it)."""
     path = root / "dvc.yaml"
     try:
         spec = yaml.safe_load(path.read_text()) or {}
@@ -261,15 +264,11 @@ def store_info(tag: str | None) -> tuple[dict[str, Any], dict[str, Any]] | None:
 def registry_state(root: Path) -> dict[str, Any]:
     """Versions (oldest first), events (newest first), production; `error` instead when the
     registry cannot be read (not a git repository)."""
-    from faultwatch import registry
-
     try:
         versions = registry.versions(root)
         events = registry.events(root)
     except FaultwatchError as e:
         return {"versions": [], "events": [], "production": None, "error": str(e)}
-    from faultwatch.deploy.live import serving
-
     prod = [v for v in versions if registry.PRODUCTION in v.stages]
     return {
         "versions": versions,

@@ -31,7 +31,7 @@ def embedding_size(model: LoadedModel) -> int:
 
 def check_embeddable(model: LoadedModel) -> None:
     """Raise ModelError if the network is not split as FaultCNN is (features, dropout, head)."""
-    from faultwatch.model.io import ModelError
+    from faultwatch.model.io import ModelError  # imports torch: only a loaded model gets here
 
     net = model.network
     missing = [a for a in ("features", "dropout", "head") if not hasattr(net, a)]

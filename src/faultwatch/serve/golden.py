@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faultwatch.errors import FaultwatchError
+from faultwatch.paths import write_text_atomic
+from faultwatch.serve.identity import REQUEST_ID_HEADER, ROLE_HEADER, new_id
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -125,8 +127,6 @@ def compute_golden(
 
 
 def write_golden(entry_path: Path | str, golden: Golden) -> Path:
-    from faultwatch.paths import write_text_atomic
-
     path = Path(entry_path) / GOLDEN_FILE
     write_text_atomic(path, json.dumps(golden.as_dict()) + "\n")
     return path
@@ -206,8 +206,6 @@ def smoke_test(
     """POST the golden signals to `{base_url}/predict_batch` and compare the answers with the
     recorded ones; never raises for an HTTP problem (passed=False, the reason in `message`)."""
     import httpx
-
-    from faultwatch.serve.identity import REQUEST_ID_HEADER, ROLE_HEADER, new_id
 
     n = len(golden.signals)
     request_id = f"smoke-{new_id()}"

@@ -187,30 +187,36 @@ class RequestGuard:
         bad: BadHeader | None,
     ) -> None:
         path = scope["path"]
-        declared = _int(headers.get("content-length"))
+        early = self._refusal_before_body(scope, headers, bad)
+        if early is not None:
+            return await self._refuse_unread(receive, send, path, headers, *early)
+        body = await self._read_body(receive, send, path)
+        if body is None:  # the client went away, or the body was too large (answered)
+            return None
+        await self.app(scope, _replay(body, receive), self._recording(send, path, len(body)))
 
+    def _refusal_before_body(
+        self, scope: Scope, headers: dict[str, str], bad: BadHeader | None
+    ) -> tuple[int, str, list[Any], str] | None:
+        """(status, rule, loc, message) of a request refused on its headers alone, else None."""
+        path = scope["path"]
         if bad is not None:
-            return await self._refuse_unread(
-                receive, send, path, headers, 400, "invalid_header", ["header", bad.header],
-                str(bad),
-            )  # fmt: skip
+            return 400, "invalid_header", ["header", bad.header], str(bad)
         if scope["method"] != "POST":
             msg = f"{scope['method']} is not allowed on {path}: use POST"
-            return await self._refuse_unread(
-                receive, send, path, headers, 405, "method_not_allowed", ["method"], msg
-            )
+            return 405, "method_not_allowed", ["method"], msg
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype not in JSON_TYPES:
             msg = f"Content-Type must be application/json, got {ctype or 'none'}"
-            return await self._refuse_unread(
-                receive, send, path, headers, 415, "unsupported_media_type", ["body"], msg
-            )
+            return 415, "unsupported_media_type", ["body"], msg
+        declared = _int(headers.get("content-length"))
         if declared is not None and declared > self.max_body_bytes:
-            msg = self._too_large(declared, exact=True)
-            return await self._refuse_unread(
-                receive, send, path, headers, 413, "body_too_large", ["body"], msg
-            )
+            return 413, "body_too_large", ["body"], self._too_large(declared, exact=True)
+        return None
 
+    async def _read_body(self, receive: Receive, send: Send, path: str) -> bytes | None:
+        """The whole body, held in memory no further than the limit. None when the client went
+        away, or when the body passed the limit (then answered 413 here)."""
         body = bytearray()
         while True:
             message = await receive()
@@ -226,14 +232,16 @@ class RequestGuard:
                         return None
                     seen, complete = drained
                 msg = self._too_large(seen, exact=complete)
-                return await self._answer_refusal(
+                await self._answer_refusal(
                     send, path, 413, "body_too_large", ["body"], msg, seen, complete
                 )
+                return None
             if not more:
-                break
-        receive = _replay(bytes(body), receive)
-        size = len(body)
+                return bytes(body)
 
+    def _recording(self, send: Send, path: str, size: int) -> Send:
+        """`send` for the app: an error answer is held until its body is read, then recorded;
+        a 4xx is rewritten to the one shape first, a 5xx is sent as it is."""
         start: Message | None = None  # an error answer's start, held until its body is read
         error = bytearray()
 
@@ -269,7 +277,7 @@ class RequestGuard:
             await send({**start, "headers": kept})
             await send({"type": "http.response.body", "body": new})
 
-        await self.app(scope, receive, watch)
+        return watch
 
     def _too_large(self, size: int, exact: bool) -> str:
         shown = f"{size} bytes" if exact else f"more than {size} bytes"

@@ -23,14 +23,19 @@ import dataclasses
 import json
 import os
 import re
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from faultwatch import registry, settings
 from faultwatch.errors import FaultwatchError
 from faultwatch.paths import bentoml_home
-from faultwatch.serve.predlog.sqlite import resolve_target, show_target
+from faultwatch.serve.predlog import resolve_target, show_target
+from faultwatch.serve.schema import ServingLimits
+from faultwatch.serve.settings import ServeSettings
+from faultwatch.serve.store import MODEL_NAME, verify_entry_files
 
 BENTO_NAME = "faultwatch"
 SERVICE = "faultwatch.serve.service:FaultDetector"
@@ -53,9 +58,9 @@ class ServePlan:
     env: dict[str, str] = field(repr=False)  # the variables the server gets beyond os.environ
 
     def describe(self, host: str, port: int) -> dict[str, Any]:
-        from faultwatch.serve.settings import ServeSettings
-
-        settings = ServeSettings.from_env({**os.environ, **self.env})
+        """What `faultwatch serve --show-config` prints: the plan and the server's settings."""
+        # the server's environment: this one with the plan's variables over it
+        serve_settings = ServeSettings.from_env({**os.environ, **self.env})
         return {
             "serving": self.what,
             "target": self.target,
@@ -64,7 +69,7 @@ class ServePlan:
             "BENTOML_HOME": str(self.bentoml_home),
             "prediction_log": show_target(self.prediction_log),
             "limits": self.limits,
-            "settings": settings.as_dict(),
+            "settings": serve_settings.as_dict(),
         }
 
 
@@ -82,7 +87,7 @@ def _default_bento(root: Path) -> tuple[str, str]:
 
 
 def _bento_for_model(model_tag: str) -> str | None:
-    import bentoml
+    import bentoml  # imported by `plan`, after it set BENTOML_HOME
     from bentoml.exceptions import NotFound
 
     try:
@@ -95,12 +100,10 @@ def _bento_for_model(model_tag: str) -> str | None:
 
 def plan(root: Path, version: str | None = None) -> ServePlan:
     """What to serve and with which environment; raises ServeError naming what is missing."""
-    from faultwatch.serve.settings import ServeSettings
-
     ServeSettings.from_env()  # a bad FAULTWATCH_* value stops here, not in a worker
     home = bentoml_home(root).resolve()
     if not home.is_dir():
-        set_by = "BENTOML_HOME" if os.environ.get("BENTOML_HOME") else "the project's store"
+        set_by = "BENTOML_HOME" if settings.get("BENTOML_HOME") else "the project's store"
         raise ServeError(
             f"{set_by} {home}: no such folder; the pipeline fills {root / '.bentoml'} "
             "(`dvc repro`), or set BENTOML_HOME to an existing BentoML home"
@@ -109,15 +112,10 @@ def plan(root: Path, version: str | None = None) -> ServePlan:
     import bentoml
     from bentoml.exceptions import NotFound
 
-    from faultwatch.serve.schema import ServingLimits
-    from faultwatch.serve.store import MODEL_NAME, verify_entry_files
-
     model_tag: str | None = None
     if version is None:
         bento_tag, why = _default_bento(root)
     elif REGISTRY_VERSION.fullmatch(version):
-        from faultwatch import registry
-
         model_tag = registry.get(version, root).model_tag
         if not model_tag:
             raise ServeError(f"registry version {version} names no model store entry")
@@ -154,7 +152,7 @@ def plan(root: Path, version: str | None = None) -> ServePlan:
     verify_entry_files(entry)
     limits = ServingLimits.resolve(dict(entry.info.metadata))
 
-    log = resolve_target(os.environ.get("FAULTWATCH_PREDICTION_LOG"), root)
+    log = resolve_target(settings.get("FAULTWATCH_PREDICTION_LOG"), root)
     env = {
         "BENTOML_HOME": str(home),
         "FAULTWATCH_MODEL_TAG": str(entry.tag),
@@ -167,8 +165,6 @@ def plan(root: Path, version: str | None = None) -> ServePlan:
 
 def check_port_free(host: str, port: int) -> None:
     """ServeError when `host:port` cannot be bound (another server holds it)."""
-    import socket
-
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

@@ -36,6 +36,7 @@ from typing import Any
 
 import anyio.to_thread
 
+from faultwatch.serve.predlog import log_exists, read_only
 from faultwatch.signal_quality import UNSCORED
 
 logger = logging.getLogger(__name__)
@@ -138,8 +139,6 @@ def label_counts(
     """LabelCounts per model version of the log at `target` (a SQLite path or a postgresql://
     URL, as FAULTWATCH_PREDICTION_LOG); {} while there is no log file yet. The service creates
     the labels table when it opens its log, before any scrape."""
-    from faultwatch.serve.predlog import log_exists, read_only
-
     if not log_exists(target):
         return {}
     with read_only(target, timeout_s) as select:

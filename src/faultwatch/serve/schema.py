@@ -11,7 +11,6 @@ would pull pandas into the serving image).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, RootModel, model_validator
 
+from faultwatch import settings
 from faultwatch.serve.identity import RequestIdentity, current
 
 # no sensor reads more; far inside what z-scoring in float64 handles (squares up to 1e30)
@@ -41,9 +41,9 @@ class ServingLimits:
         for name in ("min_length", "max_length", "max_batch", "max_body_bytes"):
             if name in schema:
                 values[name] = int(schema[name])
-            env = os.environ.get(f"FAULTWATCH_{name.upper()}")
-            if env:
-                values[name] = int(env)
+            env = settings.get(f"FAULTWATCH_{name.upper()}")
+            if env is not None:
+                values[name] = env
         limits = cls(**values)
         if not 2 <= limits.min_length <= limits.max_length:
             raise ValueError(f"serving limits: need 2 <= min_length <= max_length, got {limits}")

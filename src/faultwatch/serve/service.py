@@ -14,8 +14,8 @@ checks and echoes them).
 
 Start fails fast. Importing this module (which `bentoml serve` and `bentoml build` do before
 any worker starts) checks that BENTOML_HOME resolves, that the model is in the store, and that
-its weights are the ones recorded at registration; a failure stops the command with a message
-naming the entry, instead of workers that fail and restart in a loop.
+its weights are the ones recorded at registration (faultwatch.serve.served); a failure stops
+the command with a message naming the entry, instead of workers that fail and restart in a loop.
 
 Failures stay with their request. A model call that fails for a micro-batch is retried signal
 by signal; only the request whose signal fails gets the error (500, naming the signal). A
@@ -23,7 +23,7 @@ prediction is committed to the log before its answer is sent; a log that cannot 
 answers 503 and no prediction.
 
 Monitoring (issue 12). Beside each answer's input summary the log gets, from the same model
-call: the monitor's features (faultwatch.monitor.features.monitor_features, once per model
+call: the monitor's features (faultwatch.features.monitor_features, once per model
 call for the batch), the model's penultimate-layer embedding (faultwatch.serve.embedding: the
 same forward pass as the probability), and, for a share FAULTWATCH_LOG_SIGNALS of the signals,
 the raw signal. `POST /feedback` records the true class of answered predictions (delayed
@@ -54,13 +54,10 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 import logging
-import os
 import random
 import time
-from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated
 
 import anyio.to_thread
 import bentoml
@@ -68,12 +65,19 @@ import numpy as np
 from pydantic import Field
 from starlette.responses import Response
 
-from faultwatch.errors import FaultwatchError
-from faultwatch.monitor.features import monitor_features
+from faultwatch.features import monitor_features
+from faultwatch.serve.answers import (
+    Item,
+    ModelFailure,
+    Scored,
+    error_response,
+    model_failures,
+    refusal,
+)
 from faultwatch.serve.batching import BatchCancelled, MicroBatcher, Overloaded, run_isolated
 from faultwatch.serve.embedding import check_embeddable, proba_and_embedding
-from faultwatch.serve.guard import RequestGuard, error_body
-from faultwatch.serve.identity import RequestIdentity, current, new_id
+from faultwatch.serve.guard import RequestGuard
+from faultwatch.serve.identity import current, new_id
 from faultwatch.serve.logs import quiet_client_errors
 from faultwatch.serve.metrics import RealisedF1, RefreshOnScrape, service_metrics
 from faultwatch.serve.predlog import (
@@ -82,140 +86,48 @@ from faultwatch.serve.predlog import (
     LoggedPrediction,
     PredictionLog,
     PredictionLogError,
-    default_target,
+    open_log,
 )
-from faultwatch.serve.predlog import open_log as open_log_at
 from faultwatch.serve.probes import ReadyBody
 from faultwatch.serve.schema import (
     BatchPrediction,
     FeedbackAccepted,
     FeedbackItem,
     Prediction,
-    ServingLimits,
     feedback_model,
     signal_model,
     signal_type,
 )
+from faultwatch.serve.served import served_model
 from faultwatch.serve.settings import ServeSettings
-from faultwatch.serve.store import (
-    MODEL_NAME,
-    StoreError,
-    read_threshold,
-    store_location,
-    verify_entry_files,
-)
-from faultwatch.signal_quality import OK, UNSCORED, QualityThresholds, quality_of
+from faultwatch.serve.store import load_entry, read_threshold
+from faultwatch.signal_quality import OK, UNSCORED, quality_of
 
 logger = logging.getLogger(__name__)
 
+# the state of the process, resolved once at import: the settings, and the served model checked
 SETTINGS = ServeSettings.from_env()
-
-
-def _model_tag() -> str:
-    """FAULTWATCH_MODEL_TAG, else the bento's build argument `model_tag` (`bentoml build --arg
-    model_tag=...` pins the packaged version), else the newest `fault_cnn` in the store."""
-    arg = getattr(bentoml.use_arguments(), "model_tag", None)
-    return SETTINGS.model_tag or arg or f"{MODEL_NAME}:latest"
-
-
-MODEL_TAG = _model_tag()
-MODEL_REF = bentoml.models.BentoModel(MODEL_TAG)
-
-
-def _checked_entry() -> bentoml.Model:
-    """The store entry to serve, checked before any worker starts (see the module docstring)."""
-    home = os.environ.get("BENTOML_HOME")
-    if home and not Path(home).is_dir():
-        raise StoreError(
-            f"BENTOML_HOME={home}: no such folder (seen from {Path.cwd()}). `bentoml serve` "
-            "runs the service in the bento's folder, where a relative path does not resolve: "
-            "give an absolute path, or run `faultwatch serve`"
-        )
-    stored = MODEL_REF.stored
-    if stored is None:
-        raise StoreError(
-            f"model {MODEL_TAG} is not in the BentoML store ({store_location()}): register it "
-            "(`dvc repro`), or set FAULTWATCH_MODEL_TAG to an entry of `bentoml models list`"
-        )
-    verify_entry_files(stored)  # swapped files stop the start here, naming the entry
-    read_threshold(stored.path)
-    return stored
-
-
-ENTRY = _checked_entry()
-LIMITS = ServingLimits.resolve(dict(ENTRY.info.metadata))
-SignalValues = signal_type(LIMITS)
-Signal = signal_model(LIMITS)
-SignalBatch = Annotated[list[Signal], Field(min_length=1, max_length=LIMITS.max_batch)]
-Feedback = feedback_model(LIMITS)
-# the sensor checks the model was registered with (faultwatch.signal_quality)
-QUALITY = QualityThresholds.from_metadata(ENTRY.info.metadata)
+SERVED = served_model(SETTINGS)
+# BentoML builds the endpoints' input schemas from these annotations, with the served limits
+SignalValues = signal_type(SERVED.limits)
+Signal = signal_model(SERVED.limits)
+SignalBatch = Annotated[list[Signal], Field(min_length=1, max_length=SERVED.limits.max_batch)]
+Feedback = feedback_model(SERVED.limits)
 
 PREDICTION_ROUTES = ("/predict", "/predict_batch")
 ROUTES = (*PREDICTION_ROUTES, "/feedback")
-LOG_TARGET = SETTINGS.prediction_log or default_target()
-# the class names of the served model, [healthy, fault]: the realised F1 is the fault class's
-CLASS_NAMES = [
-    str(c) for c in json.loads((Path(ENTRY.path) / "model.json").read_text())["class_names"]
-]
-REALISED = RealisedF1(LOG_TARGET, CLASS_NAMES[1], SETTINGS.realised_f1_refresh_s)
+REALISED = RealisedF1(SERVED.log_target, SERVED.class_names[1], SETTINGS.realised_f1_refresh_s)
 _requests = itertools.count()
 
 
-class Item(NamedTuple):
-    """One queued signal."""
-
-    values: np.ndarray
-    received: float  # when its request was validated
-    endpoint: str
-    request: int  # the signals of one request share this number
-    index: int | None  # position in a predict_batch request; None for predict
-    identity: RequestIdentity  # the request's X-Request-ID and role
-
-
-class Scored(NamedTuple):
-    """What one model call gives for a signal: what is answered, and what is only logged."""
-
-    probability: float
-    embedding: np.ndarray | None  # None with monitoring off (bench/logging_cost.py)
-    features: list[float] | None
-
-
-class ModelFailure(FaultwatchError):
-    """The model could not give a probability for this request's signal."""
-
-    def __init__(self, loc: list[str | int], msg: str):
-        super().__init__(msg)
-        self.loc = loc
-
-
-def open_log() -> PredictionLog:
+def open_process_log() -> PredictionLog:
     """The prediction log of this process (its target, durability and colour from SETTINGS)."""
-    return open_log_at(
-        LOG_TARGET,
+    return open_log(
+        SERVED.log_target,
         synchronous=SETTINGS.prediction_log_sync,
         timeout_s=SETTINGS.prediction_log_timeout_s,
         colour=SETTINGS.colour,
     )
-
-
-def error_response(status: int, reason: str, loc: list[Any], msg: str) -> Response:
-    return Response(
-        error_body(status, reason, loc, msg), status_code=status, media_type="application/json"
-    )
-
-
-def _refusal(e: Exception) -> Response:
-    """The 5xx answer to a prediction that could not be given, with its reason."""
-    if isinstance(e, ModelFailure):
-        return error_response(500, "model_failure", e.loc, str(e))
-    if isinstance(e, PredictionLogError):
-        logger.error("prediction log: %s", e)
-        msg = f"the prediction could not be recorded, so it is not answered: {e}"
-        return error_response(503, "prediction_log_unavailable", [], msg)
-    if isinstance(e, Overloaded):
-        return error_response(503, "overloaded", [], f"overloaded: {e}")
-    return error_response(503, "shutting_down", [], str(e))
 
 
 @bentoml.service(
@@ -226,12 +138,10 @@ def _refusal(e: Exception) -> Response:
     tracing={} if SETTINGS.trace_predictions else {"excluded_urls": list(PREDICTION_ROUTES)},
 )
 class FaultDetector:
-    model_ref = MODEL_REF
+    model_ref = SERVED.ref
 
     def __init__(self) -> None:
-        import torch
-
-        from faultwatch.serve.store import load_entry
+        import torch  # in the worker only: `bentoml build` and the CLI import this module
 
         torch.set_num_threads(SETTINGS.torch_threads)
         entry = self.model_ref  # the resolved store entry
@@ -240,7 +150,7 @@ class FaultDetector:
         self.threshold = read_threshold(entry.path)
         self.version = str(entry.tag.version)
         self.healthy_label, self.fault_label = (str(c) for c in self.model.meta["class_names"])
-        self.log = open_log()
+        self.log = open_process_log()
         # what is logged beyond the summary; bench/logging_cost.py turns both off to measure them
         self.monitoring = True  # features and embedding
         self.log_signals = SETTINGS.log_signals  # the share of raw signals logged
@@ -248,7 +158,7 @@ class FaultDetector:
         self.metrics = service_metrics()
         quiet_client_errors()  # a 4xx is one line (the guard's), not BentoML's traceback
         # the first model call pays for lazy initialisation: not a client's request
-        self._score([np.zeros(LIMITS.min_length)])
+        self._score([np.zeros(SERVED.limits.min_length)])
 
     def _score(self, signals: list[np.ndarray]) -> list[Scored]:
         """One model call (probability and embedding) and the monitor's features of the
@@ -272,66 +182,60 @@ class FaultDetector:
         committed to the log before returning. A request with a failing signal gets that
         failure for all its signals, and none of them is logged."""
         outcomes = run_isolated(self._score, [it.values for it in items])
-        failed: dict[int, ModelFailure] = {}
-        for it, outcome in zip(items, outcomes, strict=True):
-            if isinstance(outcome, Exception) and it.request not in failed:
-                loc: list[str | int] = ["signal"] if it.index is None else ["signals", it.index]
-                where = ".".join(map(str, loc))
-                logger.error(
-                    "model call failed for %s of request %d: %r", where, it.request, outcome
-                )
-                failed[it.request] = ModelFailure(
-                    loc, f"the model failed on this signal: {outcome}"
-                )
+        failed = model_failures(items, outcomes)
         answers: list[Prediction | ModelFailure] = []
         entries, now = [], time.perf_counter()
         for it, scored in zip(items, outcomes, strict=True):
             if it.request in failed:
                 answers.append(failed[it.request])
                 continue
-            p = scored.probability
-            quality = quality_of(it.values, QUALITY)
-            scored_answer = quality == OK or QUALITY.score_bad_signals
-            fault = scored_answer and p >= self.threshold
-            label = (
-                (self.fault_label if fault else self.healthy_label) if scored_answer else UNSCORED
-            )
-            prediction_id = new_id()
-            answers.append(
-                Prediction(
-                    probability=p if scored_answer else None,
-                    label=label,
-                    is_fault=fault if scored_answer else None,
-                    threshold=self.threshold,
-                    model_version=self.version,
-                    prediction_id=prediction_id,
-                    quality=quality,
-                )
-            )
-            entries.append(
-                LoggedPrediction(
-                    endpoint=it.endpoint,
-                    model_version=self.version,
-                    summary=InputSummary.of(it.values),
-                    probability=p,
-                    label=label,
-                    is_fault=fault,
-                    threshold=self.threshold,
-                    latency_ms=(now - it.received) * 1e3,
-                    batch_size=len(items),
-                    prediction_id=prediction_id,
-                    quality=quality,
-                    request_id=it.identity.request_id,
-                    role=it.identity.role,
-                    features=scored.features,
-                    embedding=scored.embedding,
-                    signal=it.values if self._sampled() else None,
-                )
-            )
+            answer, entry = self._answered(it, scored, now - it.received, len(items))
+            answers.append(answer)
+            entries.append(entry)
         self.log.append(entries)  # raises PredictionLogError: then no answer of the batch leaves
         for e in entries:
             self.metrics.answered(e.model_version, e.label, e.is_fault, e.quality)
         return answers
+
+    def _answered(
+        self, it: Item, scored: Scored, waited_s: float, batch_size: int
+    ) -> tuple[Prediction, LoggedPrediction]:
+        """The answer for one signal the model scored, and its log entry (the probability is
+        logged also when the signal's quality leaves it unscored)."""
+        p = scored.probability
+        quality = quality_of(it.values, SERVED.quality)
+        scored_answer = quality == OK or SERVED.quality.score_bad_signals
+        fault = scored_answer and p >= self.threshold
+        label = (self.fault_label if fault else self.healthy_label) if scored_answer else UNSCORED
+        prediction_id = new_id()
+        answer = Prediction(
+            probability=p if scored_answer else None,
+            label=label,
+            is_fault=fault if scored_answer else None,
+            threshold=self.threshold,
+            model_version=self.version,
+            prediction_id=prediction_id,
+            quality=quality,
+        )
+        entry = LoggedPrediction(
+            endpoint=it.endpoint,
+            model_version=self.version,
+            summary=InputSummary.of(it.values),
+            probability=p,
+            label=label,
+            is_fault=fault,
+            threshold=self.threshold,
+            latency_ms=waited_s * 1e3,
+            batch_size=batch_size,
+            prediction_id=prediction_id,
+            quality=quality,
+            request_id=it.identity.request_id,
+            role=it.identity.role,
+            features=scored.features,
+            embedding=scored.embedding,
+            signal=it.values if self._sampled() else None,
+        )
+        return answer, entry
 
     @functools.cached_property
     def _batcher(self) -> MicroBatcher[Item, Prediction]:
@@ -344,7 +248,7 @@ class FaultDetector:
         try:
             return await self._batcher.submit(items)
         except (ModelFailure, Overloaded, PredictionLogError, BatchCancelled) as e:
-            return _refusal(e)
+            return refusal(e)
 
     def _answer_now(self, items: list[Item]) -> list[Prediction]:
         """`_answer` for BentoML's own batching, which cannot answer one request apart."""
@@ -431,7 +335,7 @@ class FaultDetector:
             try:
                 return self._answer_now([item])[0]
             except (ModelFailure, PredictionLogError) as e:
-                return _refusal(e)
+                return refusal(e)
 
         @bentoml.api(
             batchable=True,
@@ -458,10 +362,10 @@ def _count_rejection(reason: str) -> None:
 FaultDetector.add_asgi_middleware(
     RequestGuard,
     paths=ROUTES,
-    max_body_bytes=LIMITS.max_body_bytes,
+    max_body_bytes=SERVED.limits.max_body_bytes,
     max_drain_bytes=SETTINGS.max_drain_bytes,
-    log_factory=open_log,
+    log_factory=open_process_log,
     on_reject=_count_rejection,
 )
 FaultDetector.add_asgi_middleware(RefreshOnScrape, refresh=REALISED.refresh_quietly)
-FaultDetector.add_asgi_middleware(ReadyBody, model_tag=str(ENTRY.tag))
+FaultDetector.add_asgi_middleware(ReadyBody, model_tag=str(SERVED.entry.tag))

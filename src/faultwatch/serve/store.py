@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from faultwatch import settings
 from faultwatch.errors import FaultwatchError
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def import_model(
     """
     import bentoml
 
-    from faultwatch.model.io import load_model
+    from faultwatch.model.io import load_model  # imports torch: the service's import must not
 
     src = Path(model_dir)
     missing = [f for f in MODEL_FILES if not (src / f).is_file()]
@@ -125,7 +125,7 @@ def load_entry(entry: bentoml.Model) -> LoadedModel:
     """The model of a store entry, verified twice: the weights against the `model.json` beside
     them, and against the sha256 recorded in the entry's metadata at registration (replacing
     both files of an entry would pass the first check alone)."""
-    from faultwatch.model.io import WeightsTampered, load_model
+    from faultwatch.model.io import WeightsTampered, load_model  # imports torch (see above)
 
     loaded = load_model(Path(entry.path))
     recorded = _recorded_sha256(entry)
@@ -137,7 +137,7 @@ def load_entry(entry: bentoml.Model) -> LoadedModel:
 
 def store_location() -> str:
     """Where BentoML looks for models, as a person would set it, for error messages."""
-    home = os.environ.get("BENTOML_HOME")
+    home = settings.get("BENTOML_HOME")
     return f"BENTOML_HOME={home}" if home else "~/bentoml (BENTOML_HOME is not set)"
 
 

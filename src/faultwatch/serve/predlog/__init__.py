@@ -1,10 +1,11 @@
 """The prediction log: one row per answered prediction (its input summary, cheap features and
 embedding), one per rejected request, the sampled raw signals and the delayed labels.
 
-Where: a SQLite file (the embedded default, `PredictionLog(path)`) or a PostgreSQL database
+Where: a SQLite file (the embedded default, sqlite.py) or a PostgreSQL database
 (`FAULTWATCH_PREDICTION_LOG=postgresql://...`, for several replicas behind one router; see
-postgres.py). `open_log(target)` and `PredictionLog(target)` pick the backend from the target;
-both have the same tables, columns (schema.py) and methods.
+postgres.py). `open_log(target)` picks the backend from the target (target.py names it); both
+are a `PredictionLog` (log.py), with the same tables, columns (schema.py) and methods. Callers
+import from this package, never from a backend module.
 
 Durability: every row is committed before the service answers. SQLite runs in WAL mode. With
 `synchronous=NORMAL` (the default) a commit has reached the WAL file through `write()` when
@@ -34,8 +35,6 @@ Labels (`add_labels`) are validated all first, then written in one transaction:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from faultwatch.serve.predlog.entries import (
     FeedbackError,
     InputSummary,
@@ -47,7 +46,12 @@ from faultwatch.serve.predlog.entries import (
     encode_signal,
     mask_url,
 )
+from faultwatch.serve.predlog.factory import open_log
+from faultwatch.serve.predlog.log import PredictionLog
+from faultwatch.serve.predlog.postgres import PostgresPredictionLog
 from faultwatch.serve.predlog.read import (
+    PREDICTION_FIELDS,
+    REJECTED_FIELDS,
     log_exists,
     read_embeddings,
     read_only,
@@ -62,13 +66,15 @@ from faultwatch.serve.predlog.schema import (
     ROLES,
     SCHEMA,
 )
-from faultwatch.serve.predlog.sqlite import (
+from faultwatch.serve.predlog.sqlite import SqlitePredictionLog
+from faultwatch.serve.predlog.target import (
+    DEFAULT_PREDICTION_LOG,
     DEFAULT_TIMEOUT_S,
     ENV_PATH,
     ENV_SYNC,
     ENV_TIMEOUT,
+    POSTGRES_SCHEMES,
     SYNC_MODES,
-    PredictionLog,
     default_path,
     default_target,
     is_postgres_url,
@@ -76,35 +82,28 @@ from faultwatch.serve.predlog.sqlite import (
     show_target,
 )
 
-
-def open_log(
-    target: Path | str | None = None,
-    synchronous: str | None = None,
-    timeout_s: float | None = None,
-    colour: str = "",
-) -> PredictionLog:
-    """The log `target` names: a path (SQLite) or a postgresql:// URL (PostgreSQL); None:
-    $FAULTWATCH_PREDICTION_LOG, else reports/serving/predictions.sqlite. Tables are created
-    or migrated; PredictionLogError if the log cannot be reached."""
-    return PredictionLog(target, synchronous=synchronous, timeout_s=timeout_s, colour=colour)
-
-
 __all__ = [
     "ADDED_COLUMNS",
+    "DEFAULT_PREDICTION_LOG",
     "DEFAULT_TIMEOUT_S",
     "ENV_PATH",
     "ENV_SYNC",
     "ENV_TIMEOUT",
     "FEATURE_COLUMNS",
     "INDEXES",
+    "POSTGRES_SCHEMES",
+    "PREDICTION_FIELDS",
+    "REJECTED_FIELDS",
     "ROLES",
     "SCHEMA",
     "SYNC_MODES",
     "FeedbackError",
     "InputSummary",
     "LoggedPrediction",
+    "PostgresPredictionLog",
     "PredictionLog",
     "PredictionLogError",
+    "SqlitePredictionLog",
     "decode_embedding",
     "decode_signal",
     "default_path",

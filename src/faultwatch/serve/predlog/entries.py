@@ -59,7 +59,7 @@ class InputSummary:
 @dataclass(frozen=True, eq=False)  # arrays inside: compare fields, not entries
 class LoggedPrediction:
     """One answered prediction. `probability` is the model's, also for a signal answered
-    "unscored" (its `label`; `is_fault` False) because of its `quality`. `features` in faultwatch.monitor.features.FEATURES order,
+    "unscored" (its `label`; `is_fault` False) because of its `quality`. `features` in faultwatch.features.FEATURES order,
     `embedding` the model's penultimate layer, `signal` the raw signal only when sampled
     (FAULTWATCH_LOG_SIGNALS); None: not logged (NULL, or no signals row)."""
 

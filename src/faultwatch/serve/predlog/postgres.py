@@ -8,6 +8,9 @@ connection (server restarted) is replaced on the next write; that write, and eve
 the server is unreachable, raises PredictionLogError naming the URL with its password masked.
 Tables are created (or columns added) under a transaction-scoped advisory lock, so servers that
 start at once do not race on CREATE TABLE.
+
+psycopg is imported by the functions that connect, not with this module: it costs 0.4 s of
+import, which a process with a SQLite log (the default) does not pay.
 """
 
 from __future__ import annotations
@@ -18,14 +21,16 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import psycopg
-
 from faultwatch.serve.predlog.entries import PredictionLogError, mask_url
+from faultwatch.serve.predlog.log import PredictionLog
 from faultwatch.serve.predlog.schema import ADDED_COLUMNS, INDEXES, SCHEMA, postgres_ddl, statements
-from faultwatch.serve.predlog.sqlite import PredictionLog, check_sync, resolve_timeout
+from faultwatch.serve.predlog.target import check_sync, default_target, resolve_timeout
+
+if TYPE_CHECKING:
+    import psycopg
 
 Select = Callable[..., list[tuple]]
 
@@ -63,8 +68,6 @@ class PostgresPredictionLog(PredictionLog):
         timeout_s: float | None = None,
         colour: str = "",
     ):
-        from faultwatch.serve.predlog.sqlite import default_target
-
         target = path or default_target()
         if isinstance(target, Path):
             raise ValueError(f"{target}: not a postgresql:// URL")
@@ -86,6 +89,8 @@ class PostgresPredictionLog(PredictionLog):
 
     def _connection(self) -> psycopg.Connection:
         """The open connection, (re)connecting when there is none or it broke."""
+        import psycopg
+
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
             return self._conn
         if self._conn is not None:
@@ -133,6 +138,8 @@ class PostgresPredictionLog(PredictionLog):
         self._transaction("create or migrate the log", work)
 
     def _transaction(self, action: str, work: Callable[[Any], Any]) -> Any:
+        import psycopg
+
         with self._lock:
             conn = self._connection()
             try:
@@ -144,6 +151,8 @@ class PostgresPredictionLog(PredictionLog):
                 ) from e
 
     def _select(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
+        import psycopg
+
         with self._lock:
             conn = self._connection()
             try:
@@ -170,6 +179,8 @@ def read_only_postgres(url: str, timeout_s: float) -> Iterator[Select]:
     readers that bring their own SQL (the deploy analysis); nothing is created or migrated.
     The shared SQL's `?` placeholders are translated. Errors are PredictionLogError naming
     the URL with its password masked."""
+    import psycopg
+
     where = mask_url(url)
 
     def masked(e: Exception) -> str:

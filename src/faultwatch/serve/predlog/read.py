@@ -22,14 +22,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from faultwatch.serve.predlog.entries import PredictionLogError, decode_embedding, decode_signal
+from faultwatch.serve.predlog.factory import open_log
+from faultwatch.serve.predlog.log import ID_CHUNK, PredictionLog
+from faultwatch.serve.predlog.postgres import read_only_postgres
 from faultwatch.serve.predlog.schema import FEATURE_COLUMNS
-from faultwatch.serve.predlog.sqlite import (
-    ID_CHUNK,
-    PredictionLog,
-    default_target,
-    is_postgres_url,
-    resolve_timeout,
-)
+from faultwatch.serve.predlog.target import default_target, is_postgres_url, resolve_timeout
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,7 +79,7 @@ def opened(target: Target) -> Iterator[PredictionLog]:
     target = target or default_target()
     if not is_postgres_url(target) and not Path(target).is_file():
         raise PredictionLogError(f"{target}: no prediction log there (no such file)")
-    log = PredictionLog(target)
+    log = open_log(target)
     try:
         yield log
     finally:
@@ -107,8 +104,6 @@ def read_only(
     (FAULTWATCH_PREDICTION_LOG_TIMEOUT, default 10 s), for a busy file or a connection."""
     timeout_s = resolve_timeout(timeout_s)
     if is_postgres_url(target):
-        from faultwatch.serve.predlog.postgres import read_only_postgres
-
         with read_only_postgres(str(target), timeout_s) as select:
             yield select
         return

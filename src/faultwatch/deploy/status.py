@@ -1,0 +1,81 @@
+"""`faultwatch deploy status`: the state, what runs, the router's counters, the shadow's
+agreement and the registry's view, read without the lock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from faultwatch.deploy import router as rt
+from faultwatch.deploy.analysis import shadow_agreement
+from faultwatch.deploy.config import prediction_log, router_api
+from faultwatch.deploy.live import serving
+from faultwatch.deploy.processes import ROUTER_MARKER, alive, pid_alive
+from faultwatch.deploy.results import ColourStatus, StatusResult
+from faultwatch.deploy.state import State, load
+from faultwatch.serve.predlog import PredictionLogError, show_target
+
+
+def status(root: Path) -> StatusResult:
+    """Where the deployment at `root` stands (see the module docstring)."""
+    st = load(root)
+    router_up = pid_alive(st.router_pid, ROUTER_MARKER)
+    log = prediction_log(root)
+    registry = serving(root).to_dict()
+    counters: dict[str, dict[str, int]] = {}
+    copies: dict[str, int] | None = None
+    error: str | None = None
+    if router_up:
+        a = router_api(root)
+        try:
+            counters = a.counters()
+            copies = a.shadow_stats()
+        except rt.RouterError as e:
+            error = str(e)
+    colours = {
+        name: ColourStatus(
+            version=c.version,
+            model_tag=c.model_tag,
+            port=c.port,
+            pid=c.pid,
+            tag=c.tag,
+            container=c.container or None,
+            running=alive(c),
+            smoke=c.smoke,
+            weight=st.weights.get(name, 0),
+            router_counts=counters.get(name),
+        )
+        for name, c in st.colours.items()
+    }
+    return StatusResult(
+        router_url=st.url,
+        router_pid=st.router_pid,
+        router_up=router_up,
+        router_error=error,
+        runtime=st.runtime,
+        prediction_log=show_target(log),
+        live=st.live,
+        weights=st.weights,
+        colours=colours,
+        shadow=st.shadow,
+        last_analysis=st.last_analysis,
+        history=st.history[-10:],
+        registry=registry,
+        shadow_copies=copies,
+        shadow_agreement=_agreement(st, log),
+    )
+
+
+def _agreement(st: State, log: Path | str) -> dict | None:
+    """The shadow's answers against the live ones since the shadow last went on; None when no
+    colour stands beside a live one."""
+    standby = st.standby
+    if not (st.live and standby and standby in st.colours):
+        return None
+    since = next(
+        (h["time"] for h in reversed(st.history) if h["action"] == "shadow" and h.get("on")),
+        0.0,
+    )
+    try:
+        return shadow_agreement(log, st.live, standby, since)
+    except PredictionLogError as e:  # a database down: status still shows the rest
+        return {"error": str(e)}

@@ -1,0 +1,73 @@
+"""The registry version a colour serves: its model in the store, its golden set (the smoke
+test) and the fault rate it was evaluated with (the canary's reference)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from faultwatch import registry
+from faultwatch.deploy.analysis import DeployParams
+from faultwatch.deploy.errors import VersionUnavailable
+from faultwatch.deploy.state import Colour
+from faultwatch.paths import bentoml_home
+from faultwatch.serve.golden import GoldenError, load_golden, smoke_test
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A registry version and its model store entry."""
+
+    version: str
+    model_tag: str
+    entry: Path  # the store entry's folder
+    approval: str  # the promotion gate's decision
+
+
+def resolve(root: Path, version: str | None) -> Resolved:
+    """`version` (default: the production version, else the latest approved one) and its model
+    in the store; VersionUnavailable says how to get it back when the store lacks it."""
+    import bentoml  # heavy: only the commands that start a colour pay for it
+    from bentoml.exceptions import NotFound
+
+    if version is None:
+        v = registry.production(root) or registry.latest_approved(root)
+        if v is None:
+            raise VersionUnavailable(
+                "no production or approved version in the registry: promote one "
+                "(`faultwatch promote`) or name a version (`faultwatch registry list`)"
+            )
+    else:
+        v = registry.get(version, root)
+    if not v.model_tag:
+        raise VersionUnavailable(f"registry version {v.version} names no model store entry")
+    try:
+        entry = bentoml.models.get(v.model_tag)
+    except NotFound:
+        home = bentoml_home(root)
+        raise VersionUnavailable(
+            f"model {v.model_tag} of registry version {v.version} is not in the store {home}. "
+            f"Rebuild it from its commit {v.commit[:12]}: `git worktree add ../fw-{v.version} "
+            f"{v.commit}`, then in that folder `dvc pull` (or `dvc repro register`) with "
+            f"BENTOML_HOME={home}; then stage it again"
+        ) from None
+    return Resolved(v.version, str(entry.tag), Path(entry.path), v.approval)
+
+
+def training_fault_rate(entry_path: Path) -> float | None:
+    """The fault share of the split the model was evaluated on, recorded at registration."""
+    try:
+        return load_golden(entry_path).fault_rate
+    except GoldenError:
+        return None
+
+
+def smoke(c: Colour, entry_path: Path, p: DeployParams) -> dict[str, Any]:
+    """The colour's answers on the golden set of its model; the dict the state keeps."""
+    try:
+        golden = load_golden(entry_path)
+    except Exception as e:  # a missing or malformed golden set is a failed smoke test
+        return {"passed": False, "message": str(e)}
+    result = smoke_test(f"http://{p.host}:{c.port}", golden, tolerance=p.smoke_tolerance)
+    return {**result.as_dict(), "passed": bool(result.passed)}

@@ -1,0 +1,194 @@
+"""The retrain loop's steps up to the promotion gate and the package (the module docstring of
+faultwatch.retrain numbers them); each returns None to go on, or the exit status to stop with."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from faultwatch import progress
+from faultwatch.errors import FaultwatchError
+from faultwatch.params import load_params, section
+from faultwatch.promote import promote_if_better
+from faultwatch.report_page import refresh
+from faultwatch.retrain.loop import (
+    EXIT_REFUSED,
+    LOG_DIR,
+    Outcome,
+    RetrainError,
+    Run,
+    commit_paths,
+    git_outputs,
+    run_logged,
+    tool,
+)
+from faultwatch.serve import predlog
+
+
+def batch_from_log(target: str, start: float | None, end: float | None, dest: Path) -> int:
+    """The labelled production signals of [start, end) from the prediction log, as a Parquet
+    batch in `dest` (id = prediction_id, label = the delayed true label); returns the count."""
+    reader = getattr(predlog, "read_signals", None)
+    if reader is None:
+        raise RetrainError(
+            "--from-log: this prediction log module has no read_signals (the sampled signals "
+            "arrive with FAULTWATCH_LOG_SIGNALS)"
+        )
+    df = reader(target, start, end, labelled_only=True)
+    if df.empty:
+        raise RetrainError(
+            f"--from-log {target}: no labelled signals in the window (signals are sampled at "
+            "FAULTWATCH_LOG_SIGNALS, labels come through POST /feedback)"
+        )
+    batch = df.assign(
+        id=df["prediction_id"].astype(str),
+        label=df["true_label"].astype(str),
+        values=df["values"].map(lambda v: [float(x) for x in v]),
+    )[["id", "label", "values"]]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    batch.to_parquet(dest, index=False)
+    return len(batch)
+
+
+def validate(root: Path, batch: Path) -> dict:
+    """The batch through prepare's code (nothing written): the prepare summary it would give."""
+    # pandas, pyarrow and scikit-learn come with it: imported when a batch is checked, not
+    # by every `faultwatch` command (the CLI imports this module)
+    from faultwatch.data.prepare import load_splits, production_folder
+
+    raw = load_params(root / "params.yaml")
+    data, split = section("data", raw), section("split", raw)
+    if not data.production_dir:
+        raise RetrainError("params.yaml data.production_dir is empty: no place for the batch")
+    _, summary = load_splits(data, split, root, extra=[batch])
+    return {"summary": summary, "production_dir": production_folder(data, root)}
+
+
+def step_validate(run: Run) -> Outcome:
+    """1. The batch through prepare's rules, nothing changed; a dry run ends here."""
+    loop, t0 = run.loop, time.monotonic()
+    try:
+        if run.from_log is not None:
+            run.source = run.root / LOG_DIR / f"{loop.stamp}-log.parquet"
+            batch_from_log(run.from_log, run.start, run.end, run.source)
+        assert run.source is not None
+        if not run.source.is_file():
+            raise RetrainError(f"{run.source}: no such file")
+        run.checked = validate(run.root, run.source)
+    except FaultwatchError as e:
+        loop.report("validate", "FAILED", t0, str(e))
+        loop.out("nothing was changed")
+        return 1
+    s = run.checked["summary"]
+    new = s["production"]["batches"][-1]  # the batch is the last one added
+    loop.report(
+        "validate",
+        "ok",
+        t0,
+        f"{run.source.name}: {new['n_signals']} signals ({new['n_fault']} fault) pass the "
+        f"prepare rules; train would hold {s['train']['n_signals']} signals "
+        f"({s['train']['n_fault']} fault), {s['production']['n_signals']} of them from production",
+    )
+    if not run.dry_run:
+        return None
+    loop.out(
+        progress.done_line(
+            f"{run.source.name} validated; dry run: nothing was changed",
+            None,
+            "the same command without --dry-run",
+        )
+    )
+    return 0
+
+
+def step_data(run: Run) -> Outcome:
+    """2. The batch into data.production_dir/<data.source>, `dvc add`ed: a new data version."""
+    loop, t0, source = run.loop, time.monotonic(), run.source
+    assert source is not None
+    folder = run.checked["production_dir"]  # data.production_dir/<data.source>
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = source.stem if run.from_log is None else "log"
+    dest = folder / f"{loop.stamp}-{stem}{source.suffix.lower()}"
+    shutil.copy2(source, dest)
+    run.rel = dest.relative_to(run.root)
+    try:
+        run_logged(loop, [tool("dvc"), "add", str(run.rel)], "dvc add")
+    except RetrainError as e:
+        dest.unlink(missing_ok=True)
+        loop.report("data", "FAILED", t0, str(e))
+        return 1
+    loop.report("data", "ok", t0, f"{run.rel} added (dvc add): a new version of the data")
+    return None
+
+
+def step_repro(run: Run) -> Outcome:
+    """3. The stages the gate reads (eda and package wait for its decision)."""
+    loop, t0 = run.loop, time.monotonic()
+    try:
+        run_logged(loop, [tool("dvc"), "repro", "register"], "dvc repro register")
+    except RetrainError as e:
+        loop.report("repro", "FAILED", t0, str(e))
+        loop.out(
+            f"the batch stays in {run.rel}; fix the failing stage, then `dvc repro`, `promote`"
+        )
+        return 1
+    loop.report(
+        "repro", "ok", t0, "dvc repro register: prepare, augment, train, evaluate, register"
+    )
+    return None
+
+
+def step_commit(run: Run) -> Outcome:
+    """4. The batch's pointer, dvc.lock and the outputs kept in git, committed."""
+    loop, t0, rel = run.loop, time.monotonic(), run.rel
+    pointer = rel.with_name(rel.name + ".dvc")
+    paths = [pointer, rel.parent / ".gitignore", Path("dvc.lock"), *git_outputs(run.root)]
+    try:
+        head = commit_paths(loop, paths, f"retrain: data batch {rel}")
+    except RetrainError as e:
+        loop.report("commit", "FAILED", t0, str(e))
+        return 1
+    loop.report(
+        "commit", "ok", t0, f"{head}: {pointer}, dvc.lock and the metrics and reports in git"
+    )
+    return None
+
+
+def step_promote(run: Run) -> Outcome:
+    """5. The promotion gate; a rejection ends the loop (the page shows the refusal)."""
+    loop, t0 = run.loop, time.monotonic()
+    try:
+        decision, run.version = promote_if_better(
+            run.root, section("promote", load_params(run.root / "params.yaml"))
+        )
+    except FaultwatchError as e:
+        loop.report("promote", "FAILED", t0, str(e))
+        return 1
+    reasons = "; ".join(decision.reasons)
+    if decision.approved:
+        loop.report("promote", "approved", t0, f"{run.version} approved: {reasons}")
+        return None
+    loop.report("promote", "REJECTED", t0, f"{run.version}: the promotion gate refused: {reasons}")
+    loop.out("stopped at the promotion gate: nothing staged, nothing switched")
+    # the page shows the registry's refusal (on approval the report stage and the deploy
+    # commands, which change the registry, rewrite it)
+    loop.out(refresh(run.root))
+    return EXIT_REFUSED
+
+
+def step_package(run: Run) -> Outcome:
+    """5b. The rest of the pipeline now that the decision is made: eda on the new data, and
+    package, which builds the bento of the production model (now the new one)."""
+    loop, t0 = run.loop, time.monotonic()
+    try:
+        run_logged(loop, [tool("dvc"), "repro"], "dvc repro")
+        paths = [Path("dvc.lock"), *git_outputs(run.root)]
+        head = commit_paths(loop, paths, f"retrain: {run.version} packaged")
+    except RetrainError as e:
+        loop.report("package", "FAILED", t0, str(e))
+        return 1
+    loop.report(
+        "package", "ok", t0, f"dvc repro: eda, package (the bento of {run.version}); {head}"
+    )
+    return None

@@ -1,0 +1,256 @@
+"""`PredictionLog`: the log's write API (append, reject, add_labels, count), the same SQL and
+validation for both backends.
+
+A backend (sqlite.py, postgres.py) subclasses it and gives only the connection: how a write
+transaction runs (`_transaction`), how a query runs (`_select`), how label writers are
+serialised (`_lock_labels`), how the tables are created or migrated, and `close`.
+`faultwatch.serve.predlog.open_log` picks the backend from the target. Durability and
+concurrency: see the package's docstring.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from faultwatch.serve.predlog.entries import (
+    FeedbackError,
+    LoggedPrediction,
+    encode_embedding,
+    encode_signal,
+)
+from faultwatch.serve.predlog.schema import FEATURE_COLUMNS, insert_sql, written
+
+# ids per `IN (...)` query: far below SQLite's limit on bound parameters (32 766)
+ID_CHUNK = 500
+PREDICTION_COLUMNS = written("predictions")
+INSERT_PREDICTION = insert_sql("predictions")
+INSERT_SIGNAL = insert_sql("signals")
+INSERT_LABEL = insert_sql("labels")
+INSERT_REJECTED = insert_sql("rejected")
+
+
+def row(table: str, values: dict[str, Any]) -> tuple:
+    """`values` (one per written column of `table`, by name) in the table's column order."""
+    return tuple(values[c] for c in written(table))
+
+
+def prediction_row(e: LoggedPrediction, now: float, colour: str) -> tuple:
+    """The predictions row of `e`, in PREDICTION_COLUMNS order."""
+    if e.features is None:
+        features: list[float | None] = [None] * len(FEATURE_COLUMNS)
+    else:
+        features = [float(v) for v in e.features]
+        if len(features) != len(FEATURE_COLUMNS):
+            raise ValueError(
+                f"features: expected {len(FEATURE_COLUMNS)} values "
+                f"({', '.join(FEATURE_COLUMNS)}), got {len(features)}"
+            )
+    s = e.summary
+    values: dict[str, Any] = {
+        "time": now,
+        "endpoint": e.endpoint,
+        "model_version": e.model_version,
+        "n": s.n,
+        "mean": s.mean,
+        "std": s.std,
+        "min": s.min,
+        "max": s.max,
+        "n_nonfinite": s.n_nonfinite,
+        "probability": float(e.probability),
+        "label": e.label,
+        "is_fault": int(e.is_fault),
+        "threshold": float(e.threshold),
+        "latency_ms": float(e.latency_ms),
+        "batch_size": e.batch_size,
+        "request_id": e.request_id,
+        "prediction_id": e.prediction_id,
+        "colour": colour,
+        "role": e.role,
+        "quality": e.quality,
+        **dict(zip(FEATURE_COLUMNS, features, strict=True)),
+        "embedding": None if e.embedding is None else encode_embedding(e.embedding),
+    }
+    return row("predictions", values)
+
+
+def signal_row(e: LoggedPrediction, now: float) -> tuple:
+    """The signals row of a sampled entry; its prediction_id is the key."""
+    if not e.prediction_id:
+        raise ValueError("a sampled signal needs its entry's prediction_id (the signals key)")
+    values = {
+        "prediction_id": e.prediction_id,
+        "time": now,
+        "n": int(np.asarray(e.signal).size),
+        "data": encode_signal(e.signal),
+    }
+    return row("signals", values)
+
+
+def label_problems(
+    items: Sequence[tuple[str, str]], known: set[str], labelled: set[str]
+) -> list[FeedbackError]:
+    """Every item that breaks a rule, in request order: an id twice in the request or already
+    labelled (409 duplicate_label), an id not in the predictions (404 unknown_prediction)."""
+    problems, first_at = [], {}
+    for i, (pid, _) in enumerate(items):
+        loc = ["labels", i, "prediction_id"]
+        if pid in first_at:
+            problems.append(
+                FeedbackError(
+                    409,
+                    "duplicate_label",
+                    loc,
+                    f"prediction_id {pid!r} is labelled twice in this request (items "
+                    f"{first_at[pid]} and {i}): one label per prediction",
+                    i,
+                )
+            )
+            continue
+        first_at[pid] = i
+        if pid not in known:
+            problems.append(
+                FeedbackError(
+                    404,
+                    "unknown_prediction",
+                    loc,
+                    f"prediction_id {pid!r} is not in the prediction log: only a prediction "
+                    "the service answered (and logged) can be labelled",
+                    i,
+                )
+            )
+        elif pid in labelled:
+            problems.append(
+                FeedbackError(
+                    409,
+                    "duplicate_label",
+                    loc,
+                    f"prediction_id {pid!r} is labelled already: one label per prediction",
+                    i,
+                )
+            )
+    return problems
+
+
+def ids_in(cursor: Any, table: str, ids: Sequence[str]) -> set[str]:
+    """The prediction_ids among `ids` that `table` holds."""
+    found: set[str] = set()
+    for start in range(0, len(ids), ID_CHUNK):
+        chunk = list(ids[start : start + ID_CHUNK])
+        marks = ", ".join("?" for _ in chunk)
+        rows = cursor.execute(
+            f"SELECT prediction_id FROM {table} WHERE prediction_id IN ({marks})", chunk
+        ).fetchall()
+        found.update(r[0] for r in rows)
+    return found
+
+
+class PredictionLog(ABC):
+    """Append-only log; thread-safe (one connection behind a lock). Opened by `open_log`,
+    which returns the backend the target names (SqlitePredictionLog, PostgresPredictionLog)."""
+
+    colour: str  # the serving instance's colour, written in every row
+    where: str  # names the log in messages (a URL's password masked)
+    synchronous: str  # NORMAL or FULL
+    timeout_s: float
+
+    # ------------------------------------------------------------ what a backend gives
+    @abstractmethod
+    def _transaction(self, action: str, work: Callable[[Any], Any]) -> Any:
+        """`work(cursor)` in one write transaction, committed (durable) before returning; a
+        database error becomes PredictionLogError naming the log and `action`."""
+
+    @abstractmethod
+    def _select(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
+        """Column names and rows of one query (`?` placeholders)."""
+
+    @abstractmethod
+    def _lock_labels(self, cursor: Any) -> None:
+        """Serialise label writers inside the transaction of `add_labels`."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # ------------------------------------------------------------ the shared API
+    def append(self, entries: Iterable[LoggedPrediction]) -> None:
+        """Commit `entries` and their sampled signals in one transaction; returns only once
+        they are durable. Raises PredictionLogError (nothing written) when they cannot be."""
+        now = time.time()
+        entries = list(entries)
+        rows = [prediction_row(e, now, self.colour) for e in entries]
+        signals = [signal_row(e, now) for e in entries if e.signal is not None]
+        if not rows:
+            return
+
+        def work(cursor: Any) -> None:
+            cursor.executemany(INSERT_PREDICTION, rows)
+            if signals:
+                cursor.executemany(INSERT_SIGNAL, signals)
+
+        self._transaction(f"write {len(rows)} rows", work)
+
+    def reject(
+        self,
+        endpoint: str,
+        status: int,
+        reason: str,
+        detail: str,
+        body_bytes: int | None,
+        request_id: str | None = None,
+        role: str = "live",
+    ) -> None:
+        """Commit one refused request (durable before returning, like `append`)."""
+        values = {
+            "time": time.time(),
+            "endpoint": endpoint,
+            "status": status,
+            "reason": reason,
+            "detail": detail[:500],
+            "body_bytes": body_bytes,
+            "request_id": request_id,
+            "colour": self.colour,
+            "role": role,
+        }
+        rejected = row("rejected", values)
+        self._transaction("write 1 rows", lambda cursor: cursor.execute(INSERT_REJECTED, rejected))
+
+    def add_labels(self, items: Sequence[tuple[str, str]], source: str | None = None) -> int:
+        """Store the delayed ground truth of `items` ((prediction_id, label) pairs), all or
+        nothing: every item is checked first (see `label_problems`), inside the write
+        transaction, and the first bad one raises FeedbackError with nothing written.
+        Returns the number of labels stored. The label's class is the service's to check."""
+        items = [(str(pid), str(label)) for pid, label in items]
+        if not items:
+            return 0
+        now = time.time()
+
+        def work(cursor: Any) -> int:
+            self._lock_labels(cursor)
+            ids = list(dict.fromkeys(pid for pid, _ in items))
+            problems = label_problems(
+                items, ids_in(cursor, "predictions", ids), ids_in(cursor, "labels", ids)
+            )
+            if problems:
+                first = problems[0]
+                if len(problems) > 1:
+                    first.msg += f" ({len(problems) - 1} more of the {len(items)} items refused)"
+                    first.args = (first.msg,)
+                raise first
+            labels = [
+                row("labels", {"prediction_id": pid, "label": lab, "time": now, "source": source})
+                for pid, lab in items
+            ]
+            cursor.executemany(INSERT_LABEL, labels)
+            return len(items)
+
+        return self._transaction(f"write {len(items)} labels", work)
+
+    def count(self, table: str = "predictions") -> int:
+        """Rows in `table`."""
+        if table not in ("predictions", "rejected", "signals", "labels"):
+            raise ValueError(f"unknown table {table!r}")
+        return self._select(f"SELECT count(*) FROM {table}")[1][0][0]

@@ -1,0 +1,98 @@
+"""The synthetic signals of the tests: noisy sines (healthy) and sines with a burst (fault).
+
+- `make_signals`: a raw labelled set (pump_a, pump_b, fault; 48-80 samples, a burst of +3), what
+  the raw-data writers (datafiles) and the test projects' data/raw/tiny.tsv hold;
+- `burst_sine`: one signal like the prepared splits' (60-120 samples, a burst of +4), the one
+  generator behind `make_split` (a split in prepare's schema) and `drifting_signals` (the
+  monitor's production, with a drift).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FAULT_LABEL = "F"
+
+
+def make_signals(n_healthy: int = 40, n_fault: int = 12, seed: int = 0) -> pd.DataFrame:
+    """Healthy: noisy sines of two kinds; fault: a sine with a burst. Lengths vary (48-80)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_healthy + n_fault):
+        fault = i >= n_healthy
+        n = int(rng.integers(48, 81))
+        t = np.linspace(0, 4 * np.pi, n)
+        label = "fault" if fault else ("pump_a" if i % 2 else "pump_b")
+        v = np.sin(t * (1.0 if i % 2 else 2.0)) + 0.1 * rng.standard_normal(n)
+        if fault:
+            v[n // 3 : n // 3 + 8] += 3.0
+        rows.append((f"s{i}", label, v.round(6)))
+    return pd.DataFrame(rows, columns=["id", "label", "values"])
+
+
+def burst_sine(rng: np.random.Generator, fault: bool) -> np.ndarray:
+    """A noisy sine of 60-120 samples (period 8-14); a fault adds 4.0 to 8 samples in a row."""
+    length = int(rng.integers(60, 120))
+    t = np.arange(length)
+    values = np.sin(2 * np.pi * t / rng.uniform(8, 14)) + rng.normal(0, 0.1, length)
+    if fault:
+        start = int(rng.integers(10, length - 20))
+        values[start : start + 8] += 4.0
+    return values
+
+
+def make_split(n: int, n_fault: int, seed: int, prefix: str) -> pd.DataFrame:
+    """`n` signals in prepare's schema, `n_fault` of them faults (FAULT_LABEL) spread evenly;
+    the healthy ones labelled "0", "1" or "2"."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        fault = i % max(n // n_fault, 1) == 0 and sum(r["y"] for r in rows) < n_fault
+        values = burst_sine(rng, fault)
+        rows.append(
+            {
+                "id": f"{prefix}:{i}",
+                "label": FAULT_LABEL if fault else str(int(rng.integers(0, 3))),
+                "y": int(fault),
+                "length": len(values),
+                "source_row": i,
+                "values": values,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def write_splits(root: Path, sizes: dict[str, tuple[int, int]] | None = None) -> dict[str, Path]:
+    """data/prepared/{train,val,test}.parquet under `root`, in the prepare stage's schema."""
+    from faultwatch.augment import to_arrow
+    from faultwatch.data.prepare import write_parquet_atomic
+
+    sizes = sizes or {"train": (40, 6), "val": (20, 4), "test": (20, 4)}
+    tables = {
+        name: to_arrow(make_split(n, k, seed=i, prefix=name))
+        for i, (name, (n, k)) in enumerate(sizes.items())
+    }
+    return write_parquet_atomic(tables, root / "data" / "prepared")
+
+
+def drifting_signals(
+    n: int,
+    fault_rate: float,
+    rng: np.random.Generator,
+    offset: float = 0.0,
+    gain: float = 1.0,
+    noise: float = 0.0,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """`n` signals and their classes (1 = fault, drawn at `fault_rate`), drifted: `gain` times
+    the signal plus `offset`, plus noise of std `noise`."""
+    y = (rng.random(n) < fault_rate).astype(int)
+    signals = []
+    for fault in y:
+        v = gain * burst_sine(rng, fault) + offset
+        if noise:
+            v = v + rng.normal(0, noise, len(v))
+        signals.append(v)
+    return signals, y
