@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from faultwatch.errors import FaultwatchError
 
@@ -38,6 +39,21 @@ DEFAULT_PREDICTION_LOG = Path("reports") / "serving" / "predictions.sqlite"
 
 ENVIRONMENT = "environment"
 DEFAULT = "default"
+
+
+def mask_url(url: str) -> str:
+    """`url` with its password (user:password@ or ?password=) replaced by ***: for messages,
+    logs and printed settings."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    query = re.sub(r"(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    if not netloc:  # urlunsplit would drop the // of postgresql:///db (a unix socket)
+        return url.replace(parts.query, query, 1) if query != parts.query else url
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 class SettingsError(FaultwatchError, ValueError):

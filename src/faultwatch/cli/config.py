@@ -15,9 +15,7 @@ from typing import Any
 
 from faultwatch import settings
 from faultwatch.errors import FaultwatchError
-from faultwatch.params import load_params
 from faultwatch.paths import project_root, project_store
-from faultwatch.serve.predlog import mask_url
 
 ENVIRONMENT, DEFAULT, PARAMS = settings.ENVIRONMENT, settings.DEFAULT, "params.yaml"
 MASK = "***"
@@ -61,7 +59,7 @@ def shown(s: settings.Setting, value: Any) -> Any:
         return value
     if s.secret:
         return MASK
-    return mask_url(str(value)) if "://" in str(value) else str(value)
+    return settings.mask_url(str(value)) if "://" in str(value) else str(value)
 
 
 def text(r: Effective) -> str:
@@ -146,6 +144,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         root = None  # outside a project: no params.yaml, BentoML's own store
     try:
+        from faultwatch.params import load_params  # pydantic: not at every command's start
+
         params = load_params(root / "params.yaml") if root is not None else None
     except FaultwatchError as e:
         print(f"warning: {e}; its values are left out", file=sys.stderr)

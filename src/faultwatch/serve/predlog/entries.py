@@ -3,16 +3,15 @@ and the byte encodings of embeddings and raw signals (the same for SQLite and Po
 
 from __future__ import annotations
 
-import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
 from faultwatch.errors import FaultwatchError
+from faultwatch.settings import mask_url as mask_url  # callers import it from here too
 
 
 class PredictionLogError(FaultwatchError):
@@ -101,18 +100,3 @@ def encode_signal(signal: np.ndarray | Sequence[float]) -> bytes:
 def decode_signal(data: bytes) -> np.ndarray:
     """The signal `encode_signal` wrote, as float64."""
     return np.frombuffer(zlib.decompress(data), dtype="<f4").astype("float64")
-
-
-def mask_url(url: str) -> str:
-    """`url` with its password (user:password@ or ?password=) replaced by ***: for messages,
-    logs and printed settings."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
-    query = re.sub(r"(^|&)(password=)[^&]*", r"\1\2***", parts.query)
-    if not netloc:  # urlunsplit would drop the // of postgresql:///db (a unix socket)
-        return url.replace(parts.query, query, 1) if query != parts.query else url
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
