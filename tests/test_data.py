@@ -98,14 +98,17 @@ def test_too_few_fault_examples(tmp_path, signals):
     assert err.rule == "min_fault_examples" and "found 2" in str(err)
 
 
-def test_a_multivariate_ts_without_a_dimensions_line_says_how_many_in_the_row(tmp_path):
-    rows = ["1,2,3:4,5,6:7,8,9:fault", "1,2,3:4,5,6:7,8,9:ok"]
+def test_a_ts_without_a_dimensions_line_takes_the_first_rows_dimensions(tmp_path):
+    """Multichannel .ts files are read (tests/test_data_multichannel.py); a row with another
+    number of dimensions than the first is named."""
+    rows = ["1,2,3:4,5,6:7,8,9:fault", "1,2,3:4,5,6:ok"]
     text = "@problemName three\n@classLabel true fault ok\n@data\n" + "\n".join(rows) + "\n"
     err = _error(tmp_path, "three.ts", text)
-    assert err.rule == "univariate" and err.rows == [4], err
-    assert "the file has 3 dimensions in a row: a multivariate signal set; only univariate" in str(
-        err
-    )
+    assert err.rule == "channels_match" and err.rows == [5], err
+    assert (
+        "2 channel(s); every signal must have the channels 'dim_0', 'dim_1', 'dim_2' (from "
+        "row 4, the first)"
+    ) in str(err)
 
 
 def test_unknown_extension(tmp_path):

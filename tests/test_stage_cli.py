@@ -36,16 +36,17 @@ BAD_FILES = {
     "data.xlsx": ("fault,1,2,3\n", "unknown extension '.xlsx'"),
     "comma.tsv": ("fault,1,2,3\n", "one column found: is the file tab-separated?"),
     "empty.tsv": ("", "the file is empty"),
-    # a UEA multivariate set (6 sensor channels per signal): its header names the dimensions
+    # a UEA multivariate set (6 sensor channels per signal) whose last row lost a channel
     "multivariate.ts": (
         "@problemName pumps6\n@univariate false\n@dimensions 6\n@equalLength true\n"
         "@classLabel true fault ok\n@data\n"
         + "".join(
-            ":".join(",".join(str(c + i / 8) for i in range(8)) for c in range(6)) + f":{lab}\n"
-            for lab in ("fault", "ok", "ok")
+            ":".join(",".join(str(c + i / 8) for i in range(24)) for c in range(n)) + f":{lab}\n"
+            for lab, n in (("fault", 6), ("ok", 6), ("ok", 5))
         ),
-        "row 3: rule 'univariate' failed: the file has @dimensions 6: a multivariate signal "
-        "set; only univariate signals",
+        "row 9: rule 'channels_match' failed: channels found: 5 channel(s); every signal must "
+        "have the channels 'dim_0', 'dim_1', 'dim_2', 'dim_3', 'dim_4', 'dim_5' (from "
+        "@dimensions 6)",
     ),
 }
 

@@ -205,7 +205,14 @@ def read_train(data_dir: Path) -> pd.DataFrame:
     path = data_dir / "train.parquet"
     if not path.is_file():
         raise DataError(str(path), "file_exists", "no training split (run the prepare stage)")
-    return pd.read_parquet(path)
+    df = pd.read_parquet(path)
+    if len(df) and np.asarray(df["values"].iloc[0]).dtype == object:  # list<list<double>>
+        raise DataError(
+            str(path),
+            "univariate",
+            "multichannel signals are not supported by the augment stage yet (issue 21)",
+        )
+    return df
 
 
 def to_arrow(df: pd.DataFrame) -> pa.Table:

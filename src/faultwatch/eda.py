@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from faultwatch.errors import DataError
 from faultwatch.params import Section
 from faultwatch.preprocess import to_matrix
 from faultwatch.signal_quality import QUALITIES, QualityParams, learn_thresholds, qualities
@@ -32,7 +33,14 @@ class EdaParams(Section):
 def load_splits(data_dir: Path) -> pd.DataFrame:
     """All prepared splits in one frame, with a `split` column."""
     parts = [pd.read_parquet(data_dir / f"{s}.parquet").assign(split=s) for s in SPLITS]
-    return pd.concat(parts, ignore_index=True)
+    df = pd.concat(parts, ignore_index=True)
+    if len(df) and np.asarray(df["values"].iloc[0]).dtype == object:  # list<list<double>>
+        raise DataError(
+            str(data_dir),
+            "univariate",
+            "multichannel signals are not supported by the eda stage yet (issue 21)",
+        )
+    return df
 
 
 def class_balance(df: pd.DataFrame) -> pd.DataFrame:

@@ -96,3 +96,24 @@ def drifting_signals(
             v = v + rng.normal(0, noise, len(v))
         signals.append(v)
     return signals, y
+
+
+AXES = ("x", "y", "z")
+
+
+def three_axis_signals(n_healthy: int = 24, n_fault: int = 10, seed: int = 0) -> pd.DataFrame:
+    """A three-axis accelerometer set (id, label, values of shape (3, samples); 40-72 samples):
+    x, y and z vibrate at one frequency with phase shifts; a fault ("fault") is a burst of +3
+    on z only, x and y are unchanged. Healthy signals are "ok"."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_healthy + n_fault):
+        fault = i >= n_healthy
+        n = int(rng.integers(40, 73))
+        t = np.linspace(0, 4 * np.pi, n)
+        axes = np.stack([np.sin(t + phase) for phase in (0.0, 0.5, 1.0)])
+        axes = axes + 0.1 * rng.standard_normal(axes.shape)
+        if fault:
+            axes[2, n // 3 : n // 3 + 6] += 3.0
+        rows.append((f"m{i}", "fault" if fault else "ok", axes.round(6)))
+    return pd.DataFrame(rows, columns=["id", "label", "values"])

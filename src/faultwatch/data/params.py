@@ -29,6 +29,9 @@ class DataParams(Section):
     # folder name> are appended to the training split (faultwatch.data.prepare.production_folder);
     # keep it under data/raw, the prepare stage's dependency in dvc.yaml
     production_dir: str | None = "data/raw/production"
+    # multichannel sources (faultwatch.data.channels): the channels to keep, in this order;
+    # empty: every channel, in the file's order. An error on a univariate source.
+    channels: list[str] | None = None
 
     @field_validator("positive_label", mode="before")
     @classmethod
@@ -37,6 +40,29 @@ class DataParams(Section):
             raise ValueError(
                 f"got the YAML boolean {v}; quote it ('{str(v).lower()}') if it is a label"
             )
+        return v
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _numbers_as_names(cls, v: object) -> object:
+        # a long CSV's channel column may hold numbers (1, 2, 3): its names are their text
+        if isinstance(v, list):
+            return [str(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in v]
+        return v
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("name at least one channel, or leave it empty for every channel")
+        blank = [i for i, name in enumerate(v) if not name.strip()]
+        if blank:
+            raise ValueError(f"channel {blank[0] + 1} of the list is an empty name")
+        twice = sorted({name for name in v if v.count(name) > 1})
+        if twice:
+            raise ValueError(f"{twice} named more than once")
         return v
 
     @model_validator(mode="after")

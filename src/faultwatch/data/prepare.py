@@ -8,6 +8,10 @@ source never join, so pointing the pipeline at other data leaves them out instea
 two machines' signals. They are validated with the same rules as the source, signal by signal, and are appended to the **training split only**: the
 validation and test splits stay those of `data.source`, so the promotion gate compares a
 retrained model with production on the same test signals as before.
+
+Multichannel sources (faultwatch.data.channels) give splits whose `values` are
+list<list<double>> (channels x samples, `length` = samples per channel), the channel names in
+the schema metadata CHANNELS_KEY; `read_split` reads either kind back.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
 
+from faultwatch.data.channels import CHANNELS_KEY, channel_names, match_channels, select_channels
 from faultwatch.data.clean import crop_signals, handle_missing
 from faultwatch.data.params import DataParams, SplitParams
 from faultwatch.data.readers import read_source
@@ -55,19 +60,51 @@ def fault_target(df: pd.DataFrame, positive_label: str | int | float) -> pd.Seri
     return (df["label"] == pos).astype("int8").rename("y")
 
 
-def to_table(df: pd.DataFrame, y: pd.Series) -> pa.Table:
-    """One split as the prepared Parquet table (SCHEMA), with its source rows and lengths."""
+def split_schema(channels: tuple[str, ...] | None = None) -> pa.Schema:
+    """SCHEMA for univariate splits; for multichannel ones `values` is list<list<double>>
+    (channels x samples) and the schema metadata CHANNELS_KEY holds the names (JSON list)."""
+    if channels is None:
+        return SCHEMA
+    i = SCHEMA.get_field_index("values")
+    schema = SCHEMA.set(i, pa.field("values", pa.list_(pa.list_(pa.float64()))))
+    return schema.with_metadata({CHANNELS_KEY: json.dumps(list(channels)).encode()})
+
+
+def to_table(df: pd.DataFrame, y: pd.Series, channels: tuple[str, ...] | None = None) -> pa.Table:
+    """One split as the prepared Parquet table (split_schema), with its source rows and lengths
+    (samples per channel)."""
+    if channels is None:
+        length = df["values"].map(len)
+        values = [np.asarray(v, dtype="float64") for v in df["values"]]
+    else:
+        length = df["values"].map(lambda v: np.shape(v)[1])
+        values = [list(np.asarray(v, dtype="float64")) for v in df["values"]]
     return pa.table(
         {
             "id": df["id"].tolist(),
             "label": df["label"].tolist(),
             "y": y.loc[df.index].to_numpy(),
-            "length": df["values"].map(len).to_numpy(dtype="int32"),
+            "length": length.to_numpy(dtype="int32"),
             "source_row": df.index.to_numpy(dtype="int64"),
-            "values": [np.asarray(v, dtype="float64") for v in df["values"]],
+            "values": values,
         },
-        schema=SCHEMA,
+        schema=split_schema(channels),
     )
+
+
+def read_split(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A prepared split (or one in its schema) as a frame: what `pd.read_parquet` gives for a
+    univariate split; for a multichannel one, `values` as (channels, samples) float64 arrays
+    and the names in `df.attrs["channels"]`."""
+    df = pd.read_parquet(path, columns=columns)
+    raw = (pq.read_schema(path).metadata or {}).get(CHANNELS_KEY)
+    if raw is None:
+        return df
+    if "values" in df.columns:
+        stacked = [np.array([np.asarray(c, dtype="float64") for c in v]) for v in df["values"]]
+        df["values"] = pd.Series(stacked, index=df.index, dtype=object)
+    df.attrs["channels"] = tuple(json.loads(raw))
+    return df
 
 
 def write_parquet_atomic(tables: dict[str, pa.Table], out_dir: Path) -> dict[str, Path]:
@@ -127,14 +164,20 @@ def production_files(data: DataParams, root: Path) -> list[Path]:
 
 
 def read_production(
-    path: Path, data: DataParams, root: Path, classes: set[str]
+    path: Path,
+    data: DataParams,
+    root: Path,
+    classes: set[str],
+    channels: tuple[str, ...] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """One batch of labelled production signals, through the source's reader, `data.missing`,
     the per-signal rules and the crop; its labels must be classes of the source or
-    HEALTHY_LABEL (a typo must not become a healthy example). Ids get the file's stem as a
-    prefix, so that batches and the source never share one."""
+    HEALTHY_LABEL (a typo must not become a healthy example), its channels the source's
+    (`channels`, after data.channels). Ids get the file's stem as a prefix, so that batches
+    and the source never share one."""
     df = read_source(str(path), root)
     file = df.attrs.get("source", str(path))
+    df = match_channels(df, channels, file, data.source)
     df, gaps = handle_missing(df, data.missing)
     df = validate_signals(df, data, file=file, whole_set=False)
     known = classes | {HEALTHY_LABEL}
@@ -161,6 +204,8 @@ def load_splits(
     bad file. Returns the split tables and the summary prepare.json holds."""
     df = read_source(data.source, root)
     file = df.attrs.get("source", data.source)
+    df = select_channels(df, data.channels, file)
+    channels = channel_names(df)
     df, gaps = handle_missing(df, data.missing)
     df = validate_signals(df, data, file=file)
     df = crop_signals(df, data.crop_length)
@@ -170,15 +215,15 @@ def load_splits(
         df = df.sort_index()
         y = y.loc[df.index]
     parts = split_stratified(df, y, split.val_fraction, split.test_fraction, split.seed)
-    tables = {k: to_table(v, y) for k, v in parts.items()}
+    tables = {k: to_table(v, y, channels) for k, v in parts.items()}
     summary: dict = {**split_summary(parts, y)}
     classes = set(df["label"])
     batches = [*production_files(data, root), *(extra or [])]
     added: dict = {"files": len(batches), "n_signals": 0, "n_fault": 0, "batches": []}
     for path in batches:
-        batch, batch_gaps = read_production(path, data, root, classes)
+        batch, batch_gaps = read_production(path, data, root, classes, channels)
         yb = fault_target(batch, data.positive_label)
-        tables["train"] = pa.concat_tables([tables["train"], to_table(batch, yb)])
+        tables["train"] = pa.concat_tables([tables["train"], to_table(batch, yb, channels)])
         added["n_signals"] += len(batch)
         added["n_fault"] += int(yb.sum())
         added["batches"].append(

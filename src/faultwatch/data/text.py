@@ -21,6 +21,8 @@ ID_NAMES = ("id", "signal_id", "series_id", "signal", "series")
 LABEL_NAMES = ("label", "class")
 VALUE_NAMES = ("value",)
 TIME_NAMES = ("time", "timestamp", "t")
+# the long layout's channel column (sktime's long format calls it dim_id)
+CHANNEL_NAMES = ("channel", "sensor", "axis", "dim_id")
 
 
 def signal_frame(records: Iterable[tuple[int, str, str, np.ndarray]]) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from faultwatch.data.channels import channel_names, channel_view, check_channel_shapes, quote
 from faultwatch.data.labels import canonical_labels, label_text, list_classes
 from faultwatch.data.params import DataParams
 from faultwatch.errors import DataError
@@ -120,11 +121,53 @@ def _describe(
     return check, str(cases["failure_case"].head(5).tolist())
 
 
+Problem = tuple[str, str, list[int]]  # rule, detail, rows
+# the rules on a signal's values: checked on each channel of a multichannel signal
+VALUE_RULES = ("values_finite", "length_within_bounds", "length_at_least_crop_length")
+
+
+def _check(
+    df: pd.DataFrame, p: DataParams, pos: str, whole_set: bool
+) -> tuple[pd.DataFrame, list[Problem]]:
+    """(the validated frame, no problem) or (`df`, every rule it breaks)."""
+    try:
+        return signal_schema(p, pos, whole_set).validate(df, lazy=True), []
+    except SchemaErrors as e:
+        problems = []
+        for check, cases in e.failure_cases.groupby("check", sort=False):
+            rule, detail = _describe(df, p, pos, str(check), cases)
+            rows = sorted({int(i) for i in cases["index"].dropna()})
+            problems.append((rule, detail, rows))
+        return df, problems
+
+
+def _check_channels(
+    df: pd.DataFrame, p: DataParams, pos: str, whole_set: bool, file: str
+) -> list[Problem]:
+    """Every rule on a multichannel frame: the set's and the ids' once, the values' on each
+    channel, named in the message (one message for the channels that break a rule alike)."""
+    check_channel_shapes(df, file)
+    names = channel_names(df) or ()
+    alike: dict[tuple[str, str, tuple[int, ...]], list[str]] = {}
+    problems: list[Problem] = []
+    for k, name in enumerate(names):
+        for rule, detail, rows in _check(channel_view(df, k), p, pos, whole_set)[1]:
+            if rule in VALUE_RULES:
+                alike.setdefault((rule, detail, tuple(rows)), []).append(name)
+            elif k == 0:
+                problems.append((rule, detail, rows))
+    for (rule, detail, rows), channels in alike.items():
+        which = f"channel {channels[0]!r}" if len(channels) == 1 else f"channels {quote(channels)}"
+        problems.append((rule, f"{which}: {detail}", list(rows)))
+    return problems
+
+
 def validate_signals(
     df: pd.DataFrame, p: DataParams, file: str | None = None, whole_set: bool = True
 ) -> pd.DataFrame:
     """`df` with its labels in canonical form (faultwatch.data.labels) if it follows every rule;
-    else raise DataError naming file, rows and rules. `whole_set=False` checks a batch that is
+    else raise DataError naming file, rows and rules (and the channel, for a multichannel
+    frame: the rules on values hold for each channel). `whole_set=False` checks a batch that is
     added to a data set (production signals): every signal's rules, not the set's (two classes,
     enough faults), since a week of production may hold no fault at all."""
     file = file or df.attrs.get("source", "<data>")
@@ -141,17 +184,15 @@ def validate_signals(
             f"data.positive_label={p.positive_label!r} matches no class; classes found "
             f"(compared {how}): {list_classes(labels)}",
         )
-    try:
-        return signal_schema(p, pos, whole_set).validate(df, lazy=True)
-    except SchemaErrors as e:
-        fc = e.failure_cases
-        problems = []
-        for check, cases in fc.groupby("check", sort=False):
-            rule, detail = _describe(df, p, pos, str(check), cases)
-            rows = sorted({int(i) for i in cases["index"].dropna()})
-            problems.append(DataError(file, rule, detail, rows))
-        if len(problems) == 1:
-            raise problems[0] from None
-        first = problems[0]
-        first.args = ("\n".join(str(x) for x in problems),)
-        raise first from None
+    if channel_names(df) is None:
+        df, problems = _check(df, p, pos, whole_set)
+    else:
+        problems = _check_channels(df, p, pos, whole_set, file)
+    if not problems:
+        return df
+    errors = [DataError(file, rule, detail, rows) for rule, detail, rows in problems]
+    if len(errors) == 1:
+        raise errors[0]
+    first = errors[0]
+    first.args = ("\n".join(str(x) for x in errors),)
+    raise first
