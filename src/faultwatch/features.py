@@ -5,6 +5,10 @@ set the classical baseline learns from.
 Both are amplitude statistics of the raw signal plus the share of spectral energy in equal
 frequency bands of the resampled, normalised signal; they share the computation, so a feature
 with the same name has the same value (bit for bit) in both sets.
+
+A multichannel signal (channels, samples) gets every feature per channel, named
+`feature[channel]` (`rms[x]`, `band_2[z]`), channel by channel in the model's order: the
+columns `channel_feature_names` gives. A univariate signal's names are the plain ones.
 """
 
 from __future__ import annotations
@@ -56,10 +60,30 @@ def _band_shares(power: np.ndarray, bands: int) -> np.ndarray:
     return energy
 
 
+def channel_feature_names(names: Iterable[str], channels: Iterable[str] | None) -> list[str]:
+    """`names` as they are (univariate), or each per channel: `name[channel]`, channel-major."""
+    names = list(names)
+    if channels is None:
+        return names
+    return [f"{name}[{channel}]" for channel in channels for name in names]
+
+
+def _per_channel(signals: list[np.ndarray], compute, width: int) -> np.ndarray:
+    """`compute` (1-D signals -> (n, width)) on every channel of (channels, samples) signals,
+    side by side channel-major: (n, channels x width)."""
+    n_channels = signals[0].shape[0]
+    parts = [compute([s[k] for s in signals]) for k in range(n_channels)]
+    return np.concatenate(parts, axis=1) if parts else np.zeros((len(signals), 0))
+
+
 def monitor_features(signals: Iterable[np.ndarray]) -> np.ndarray:
-    """(n, len(FEATURES)) float64, columns in FEATURES order. Non-finite values must have been
-    refused before (the service's schema does): a signal here is finite and non-empty."""
+    """(n, len(FEATURES)) float64, columns in FEATURES order; for (channels, samples) signals
+    (n, channels x len(FEATURES)), columns `channel_feature_names(FEATURES, channels)`.
+    Non-finite values must have been refused before (the service's schema does): a signal
+    here is finite and non-empty."""
     signals = [np.asarray(s, dtype="float64") for s in signals]
+    if signals and signals[0].ndim == 2:
+        return _per_channel(signals, monitor_features, len(FEATURES))
     if not signals:
         return np.zeros((0, len(FEATURES)))
     stats = np.empty((len(signals), len(STATS)))
@@ -71,9 +95,14 @@ def monitor_features(signals: Iterable[np.ndarray]) -> np.ndarray:
     return np.column_stack([stats, dominant, _band_shares(power, BANDS)])
 
 
-def features_dict(signal: np.ndarray) -> dict[str, float]:
-    """One signal's monitor features by name."""
-    return dict(zip(FEATURES, monitor_features([signal])[0].tolist(), strict=True))
+def features_dict(signal: np.ndarray, channels: Iterable[str] | None = None) -> dict[str, float]:
+    """One signal's monitor features by name (per channel, `rms[x]`, for a (channels, samples)
+    signal: `channels` names its rows, dim_0... when not given)."""
+    signal = np.asarray(signal, dtype="float64")
+    if signal.ndim == 2 and channels is None:
+        channels = [f"dim_{k}" for k in range(signal.shape[0])]
+    names = channel_feature_names(FEATURES, channels if signal.ndim == 2 else None)
+    return dict(zip(names, monitor_features([signal])[0].tolist(), strict=True))
 
 
 def _baseline_stats(v: np.ndarray) -> list[float]:
@@ -94,14 +123,20 @@ def signal_features(
 ) -> np.ndarray:
     """The classical baseline's features: amplitude statistics of the raw signal, its length,
     and the share of spectral energy in `fft_bands` equal frequency bands of the resampled,
-    normalised signal. Rows follow `signals`; columns follow `feature_names`."""
+    normalised signal. Rows follow `signals`; columns follow `feature_names` (per channel,
+    channel-major, for (channels, samples) signals)."""
     signals = [np.asarray(s, dtype="float64") for s in signals]
+    if signals and signals[0].ndim == 2:
+        width = len(FEATURE_STATS) + fft_bands
+        compute = lambda part: signal_features(part, feature_length, fft_bands)  # noqa: E731
+        return _per_channel(signals, compute, width)
     rows = [_baseline_stats(v) for v in signals]
     stats = np.asarray(rows, dtype="float64").reshape(len(signals), len(FEATURE_STATS))
     energy = _band_shares(_power(signals, feature_length), fft_bands)
     return np.concatenate([stats, energy], axis=1)
 
 
-def feature_names(fft_bands: int = 8) -> list[str]:
-    """The columns of `signal_features`."""
-    return [*FEATURE_STATS, *(f"fft_band_{i}" for i in range(fft_bands))]
+def feature_names(fft_bands: int = 8, channels: Iterable[str] | None = None) -> list[str]:
+    """The columns of `signal_features` (for signals with these `channels`)."""
+    names = [*FEATURE_STATS, *(f"fft_band_{i}" for i in range(fft_bands))]
+    return channel_feature_names(names, channels)

@@ -117,3 +117,25 @@ def three_axis_signals(n_healthy: int = 24, n_fault: int = 10, seed: int = 0) ->
             axes[2, n // 3 : n // 3 + 6] += 3.0
         rows.append((f"m{i}", "fault" if fault else "ok", axes.round(6)))
     return pd.DataFrame(rows, columns=["id", "label", "values"])
+
+
+def phase_relation_signals(
+    n_healthy: int = 60, n_fault: int = 30, seed: int = 0, length: int = 128
+) -> pd.DataFrame:
+    """A three-axis set whose fault shows only in the relation between two axes: y leads x by
+    0.8 rad in a healthy signal and lags it by 0.8 rad in a fault ("fault"). Every axis alone
+    is a sine of random phase and frequency (nothing to tell the classes apart), and the mean
+    of the axes is too (its amplitude depends on cos(0.4), the same for both); z is a sine of
+    independent random phase. Values (3, length); healthy signals are "ok"."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_healthy + n_fault):
+        fault = i >= n_healthy
+        cycles = rng.uniform(3, 6)
+        phase, z_phase = rng.uniform(0, 2 * np.pi, 2)
+        t = np.linspace(0, 2 * np.pi * cycles, length)
+        delta = -0.8 if fault else 0.8
+        axes = np.stack([np.sin(t + phase), np.sin(t + phase + delta), np.sin(t + z_phase)])
+        axes = axes + 0.05 * rng.standard_normal(axes.shape)
+        rows.append((f"p{i}", "fault" if fault else "ok", axes.round(6)))
+    return pd.DataFrame(rows, columns=["id", "label", "values"])

@@ -16,11 +16,9 @@ import numpy as np
 import pandas as pd
 
 from faultwatch.errors import DataError
+from faultwatch.splits import CHANNELS_KEY  # noqa: F401  (the prepared splits write it)
 
 MAX_NAMES = 12  # channel names quoted in a message
-# the Parquet schema metadata key that names the channels of a list<list<double>> column
-# (the prepared splits write it; the Parquet reader reads it)
-CHANNELS_KEY = b"faultwatch.channels"
 
 
 def channel_names(df: pd.DataFrame) -> tuple[str, ...] | None:

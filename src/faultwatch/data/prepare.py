@@ -36,6 +36,7 @@ from faultwatch.data.split import split_stratified
 from faultwatch.data.validate import positive_class, validate_signals
 from faultwatch.errors import DataError
 from faultwatch.paths import resolve, write_text_atomic
+from faultwatch.splits import read_split  # noqa: F401  (re-exported: the data layer's reader)
 
 SPLITS = ("train", "val", "test")
 # the healthy class name a served model gives (model.json class_names[0]): labels that come
@@ -90,21 +91,6 @@ def to_table(df: pd.DataFrame, y: pd.Series, channels: tuple[str, ...] | None = 
         },
         schema=split_schema(channels),
     )
-
-
-def read_split(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """A prepared split (or one in its schema) as a frame: what `pd.read_parquet` gives for a
-    univariate split; for a multichannel one, `values` as (channels, samples) float64 arrays
-    and the names in `df.attrs["channels"]`."""
-    df = pd.read_parquet(path, columns=columns)
-    raw = (pq.read_schema(path).metadata or {}).get(CHANNELS_KEY)
-    if raw is None:
-        return df
-    if "values" in df.columns:
-        stacked = [np.array([np.asarray(c, dtype="float64") for c in v]) for v in df["values"]]
-        df["values"] = pd.Series(stacked, index=df.index, dtype=object)
-    df.attrs["channels"] = tuple(json.loads(raw))
-    return df
 
 
 def write_parquet_atomic(tables: dict[str, pa.Table], out_dir: Path) -> dict[str, Path]:

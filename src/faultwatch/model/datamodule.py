@@ -13,6 +13,8 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from faultwatch.errors import DataError
 from faultwatch.preprocess import to_matrix
+from faultwatch.splits import frame_channels, split_channels
+from faultwatch.splits import read_split as read_split_file
 
 
 class EpochSeededSampler(Sampler[int]):
@@ -36,14 +38,17 @@ class EpochSeededSampler(Sampler[int]):
 def read_split(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(str(path), "file_exists", "no such split file (run the earlier stages)")
-    df = pd.read_parquet(path, columns=["id", "label", "y", "values"])
+    df = read_split_file(path, columns=["id", "label", "y", "values"])
     if df.empty:
         raise DataError(str(path), "not_empty", "the split has no signals")
     return df
 
 
 def split_tensors(df: pd.DataFrame, length: int) -> TensorDataset:
-    x = torch.from_numpy(to_matrix(df["values"], length))
+    """(n, length) signals, or (n, channels, length) for a multichannel split, and targets."""
+    channels = frame_channels(df)
+    n_channels = None if channels is None else len(channels)
+    x = torch.from_numpy(to_matrix(df["values"], length, n_channels=n_channels))
     y = torch.from_numpy(df["y"].to_numpy(dtype=np.float32))
     return TensorDataset(x, y)
 
@@ -81,6 +86,26 @@ class SignalDataModule(pl.LightningDataModule):
                 continue
             self.frames[name] = read_split(path)
             self.datasets[name] = split_tensors(self.frames[name], self.hparams.length)
+
+    def channels(self) -> tuple[str, ...] | None:
+        """The channel names of the train split (None: univariate); the val (and test) split
+        must have the same ones in the same order, or the model would be scored on other
+        sensors than it learnt from."""
+        names = split_channels(self.paths["train"])
+        for split in ("val", "test"):
+            path = self.paths[split]
+            if path is None or not path.is_file():
+                continue
+            other = split_channels(path)
+            if other != names:
+                raise DataError(
+                    str(path),
+                    "channels_match",
+                    f"channels {list(other) if other else 'none (univariate)'} differ from the "
+                    f"train split's {list(names) if names else 'none (univariate)'} "
+                    f"({self.paths['train']})",
+                )
+        return names
 
     def class_counts(self, split: str = "train") -> tuple[int, int]:
         """(healthy, fault) signals in one split; reads it if setup has not."""

@@ -27,6 +27,13 @@ WEIGHTS = "weights.safetensors"
 META = "model.json"
 FORMAT = "faultwatch-model/1"
 PREPROCESSING = {"resample": "linear", "normalise": "zscore_per_signal"}
+# a multichannel model: every channel resampled and z-scored on its own
+PREPROCESSING_CHANNELS = {"resample": "linear", "normalise": "zscore_per_channel"}
+
+
+def preprocessing_for(channels: list[str] | None) -> dict[str, str]:
+    """The transform model.json records: per signal (univariate) or per channel."""
+    return dict(PREPROCESSING if channels is None else PREPROCESSING_CHANNELS)
 
 
 class ModelError(FaultwatchError):
@@ -57,7 +64,8 @@ def save_model(model_dir: Path | str, network: nn.Module, meta: dict[str, Any]) 
     """Write the weights and model.json; returns the description written.
 
     `meta` must hold `input_length` and `positive_label`; `threshold` (default 0.5, a
-    placeholder until evaluation picks one on validation), `class_names`
+    placeholder until evaluation picks one on validation), `class_names`, `channels` (the
+    channel names in the order the network reads them; absent for a univariate model)
     and anything else given are recorded as they are.
     """
     from safetensors.torch import save
@@ -77,7 +85,7 @@ def save_model(model_dir: Path | str, network: nn.Module, meta: dict[str, Any]) 
         "architecture": name,
         "architecture_args": network.config,
         "input_length": int(meta["input_length"]),
-        "preprocessing": dict(PREPROCESSING),
+        "preprocessing": preprocessing_for(meta.get("channels")),
         "threshold": 0.5,
         "class_names": ["healthy", str(meta["positive_label"])],
         **meta,
@@ -110,11 +118,35 @@ def read_meta(model_dir: Path | str) -> dict[str, Any]:
     missing = [k for k in required if k not in meta]
     if missing:
         raise ModelError(f"{path}: missing keys {missing}")
-    if meta["preprocessing"] != PREPROCESSING:
+    check_channels(path, meta)
+    expected = preprocessing_for(meta.get("channels"))
+    if meta["preprocessing"] != expected:
         raise ModelError(
-            f"{path}: preprocessing {meta['preprocessing']} is not the one this code applies ({PREPROCESSING})"
+            f"{path}: preprocessing {meta['preprocessing']} is not the one this code applies ({expected})"
         )
     return meta
+
+
+def check_channels(path: Path, meta: dict[str, Any]) -> None:
+    """`channels`, where recorded: distinct names, as many as the network's input channels."""
+    channels = meta.get("channels")
+    args = meta["architecture_args"] if isinstance(meta["architecture_args"], dict) else {}
+    n_in = args.get("in_channels", 1)
+    if channels is None:
+        if n_in != 1:
+            raise ModelError(f"{path}: the network reads {n_in} channels but none are named")
+        return
+    if (
+        not isinstance(channels, list)
+        or not channels
+        or not all(isinstance(c, str) and c for c in channels)
+        or len(set(channels)) != len(channels)
+    ):
+        raise ModelError(f"{path}: 'channels' must be a list of distinct names, got {channels!r}")
+    if len(channels) != n_in:
+        raise ModelError(
+            f"{path}: {len(channels)} channels named {channels} but the network reads {n_in}"
+        )
 
 
 @dataclass
@@ -130,31 +162,56 @@ class LoadedModel:
     def input_length(self) -> int:
         return int(self.meta["input_length"])
 
+    @property
+    def channels(self) -> tuple[str, ...] | None:
+        """The channel names in the network's order; None for a univariate model."""
+        names = self.meta.get("channels")
+        return None if names is None else tuple(names)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One preprocessed signal's shape: (input_length,) or (channels, input_length)."""
+        if self.channels is None:
+            return (self.input_length,)
+        return (len(self.channels), self.input_length)
+
     def preprocess(self, signals: Iterable[np.ndarray]) -> np.ndarray:
-        """Raw signals (any lengths) -> float32 (n, input_length), the training transform."""
-        return to_matrix([np.asarray(s, dtype="float64") for s in signals], self.input_length)
+        """Raw signals (any lengths) -> float32 (n, input_length), the training transform; for
+        a multichannel model each signal is (channels, samples), in the model's channel order,
+        and the result (n, channels, input_length)."""
+        rows = [np.asarray(s, dtype="float64") for s in signals]
+        channels = self.channels
+        if channels is not None:
+            for i, row in enumerate(rows):
+                if row.ndim != 2 or row.shape[0] != len(channels):
+                    raise ValueError(
+                        f"signal {i}: expected shape ({len(channels)}, samples) for channels "
+                        f"{list(channels)}, got {row.shape}"
+                    )
+        n_channels = None if channels is None else len(channels)
+        return to_matrix(rows, self.input_length, n_channels=n_channels)
 
     def predict_proba(
         self, signals: Iterable[np.ndarray] | np.ndarray, preprocessed: bool | None = None
     ) -> np.ndarray:
         """Fault probability per signal.
 
-        `signals`: raw signals of any lengths (a list, or a 2-D array of equal-length rows), or
-        an array already through `preprocess`. With `preprocessed=None`, a float32 array of shape
-        (n, input_length) is taken as preprocessed and anything else as raw.
+        `signals`: raw signals of any lengths (a list, or a 2-D array of equal-length rows;
+        multichannel: (channels, samples) each), or an array already through `preprocess`. With
+        `preprocessed=None`, a float32 array of shape (n, *input_shape) is taken as preprocessed
+        and anything else as raw.
         """
+        shape = self.input_shape
         if preprocessed is None:
             preprocessed = (
                 isinstance(signals, np.ndarray)
                 and signals.dtype == np.float32
-                and signals.ndim == 2
-                and signals.shape[1] == self.input_length
+                and signals.shape[1:] == shape
             )
         x = np.asarray(signals, dtype=np.float32) if preprocessed else self.preprocess(signals)
-        if x.ndim != 2 or x.shape[1] != self.input_length:
-            raise ValueError(
-                f"expected preprocessed input of shape (n, {self.input_length}), got {x.shape}"
-            )
+        if x.shape[1:] != shape:
+            want = ", ".join(map(str, shape))
+            raise ValueError(f"expected preprocessed input of shape (n, {want}), got {x.shape}")
         out = np.empty(len(x), dtype=np.float64)
         with torch.inference_mode():
             for i in range(0, len(x), self.batch_size):

@@ -12,12 +12,18 @@ from torch import nn
 class FaultCNN(nn.Module):
     """Conv blocks (conv, batch norm, ReLU, max-pool by 2), global average pooling, a linear head.
 
-    Input (batch, length) or (batch, 1, length) of normalised signals; output (batch,) logits of
-    the fault class. Global pooling makes the weights independent of the input length.
+    Input (batch, length) or (batch, in_channels, length) of normalised signals; output (batch,)
+    logits of the fault class. Global pooling makes the weights independent of the input length.
+    `in_channels` is the signal's channels (three accelerometer axes: 3); the first convolution
+    sees them all at once, so a fault on one axis or in the relation of two is learnt.
     """
 
     def __init__(
-        self, channels: Sequence[int] = (16, 32, 64), kernel_size: int = 7, dropout: float = 0.1
+        self,
+        channels: Sequence[int] = (16, 32, 64),
+        kernel_size: int = 7,
+        dropout: float = 0.1,
+        in_channels: int = 1,
     ):
         super().__init__()
         self.config: dict[str, Any] = {
@@ -25,8 +31,11 @@ class FaultCNN(nn.Module):
             "kernel_size": int(kernel_size),
             "dropout": float(dropout),
         }
+        if int(in_channels) != 1:  # a univariate model's description stays as it was
+            self.config["in_channels"] = int(in_channels)
+        self.in_channels = int(in_channels)
         blocks: list[nn.Module] = []
-        c_in = 1
+        c_in = self.in_channels
         for c_out in self.config["channels"]:
             blocks += [
                 nn.Conv1d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=False),

@@ -42,17 +42,25 @@ class TrainResult:
 
 
 def model_meta(
-    params: TrainParams, positive_label: str, best_score: float, key: str
+    params: TrainParams,
+    positive_label: str,
+    best_score: float,
+    key: str,
+    channels: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """The run's part of model.json. Only what the inputs determine goes into the model folder
     (the W&B run id and timings go to the run record): the same data, params and code give the
-    same folder, so DVC sees nothing new downstream of a forced re-train."""
-    return {
+    same folder, so DVC sees nothing new downstream of a forced re-train. A multichannel
+    model records its channels in order (a univariate one's description is as it always was)."""
+    meta: dict[str, Any] = {
         "input_length": params.length,
         "positive_label": positive_label,
         "best_val_pr_auc": round(best_score, 6),
         "run_key": key,
     }
+    if channels is not None:
+        meta["channels"] = list(channels)
+    return meta
 
 
 def train_result(
@@ -101,7 +109,8 @@ def export_model(
     params: TrainParams, best: Path, model_dir: Path, meta: dict[str, Any]
 ) -> dict[str, Any]:
     """The kept epoch's network written to `model_dir` (save_model); returns the meta saved."""
-    network = FaultCNN(params.channels, params.kernel_size, params.dropout)
+    in_channels = len(meta.get("channels") or [""])
+    network = FaultCNN(params.channels, params.kernel_size, params.dropout, in_channels)
     network.load_state_dict(network_state(best))
     return save_model(model_dir, network, meta)
 

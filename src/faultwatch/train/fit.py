@@ -33,6 +33,7 @@ class TrainingData:
     n_healthy: int
     n_fault: int
     positive_label: str
+    channels: tuple[str, ...] | None = None  # None: univariate
 
 
 def split_files(params: TrainParams, root: Path) -> tuple[Path, Path]:
@@ -59,7 +60,7 @@ def load_data(params: TrainParams, train_path: Path, val_path: Path) -> Training
         raise DataError(str(train_path), "fault_present", "no fault signal to learn from")
     if dm.class_counts("val")[1] == 0:
         raise DataError(str(val_path), "fault_present", "no fault signal: val_pr_auc is undefined")
-    return TrainingData(dm, n_healthy, n_fault, dm.positive_label())
+    return TrainingData(dm, n_healthy, n_fault, dm.positive_label(), dm.channels())
 
 
 def resolve_pos_weight(params: TrainParams, n_healthy: int, n_fault: int) -> float | None:
@@ -69,8 +70,10 @@ def resolve_pos_weight(params: TrainParams, n_healthy: int, n_fault: int) -> flo
     return float(params.pos_weight) if params.pos_weight is not None else None
 
 
-def build_classifier(params: TrainParams, pos_weight: float | None) -> FaultClassifier:
-    network = FaultCNN(params.channels, params.kernel_size, params.dropout)
+def build_classifier(
+    params: TrainParams, pos_weight: float | None, in_channels: int = 1
+) -> FaultClassifier:
+    network = FaultCNN(params.channels, params.kernel_size, params.dropout, in_channels)
     weight = torch.tensor(pos_weight) if pos_weight else None
     scheduler = None
     if params.lr_schedule == "cosine":

@@ -54,7 +54,7 @@ def train(
     pl.seed_everything(params.seed, workers=True, verbose=False)
     data = load_data(params, train_path, val_path)
     pos_weight = resolve_pos_weight(params, data.n_healthy, data.n_fault)
-    model = build_classifier(params, pos_weight)
+    model = build_classifier(params, pos_weight, len(data.channels or ("",)))
 
     history, checkpoint = EpochHistory(), best_checkpoint(run.ckpt_dir)
     mode = wandb_mode() if params.wandb else "disabled"
@@ -76,7 +76,7 @@ def train(
     frame = history_frame(history, run.last)
     best_epoch = epoch_of(best)
     best_score = best_pr_auc(frame, best_epoch)
-    meta = model_meta(params, data.positive_label, best_score, run.key)
+    meta = model_meta(params, data.positive_label, best_score, run.key, data.channels)
     model_dir = output(params.model_dir, root)
     if trainer.is_global_zero:
         meta = export_model(params, best, model_dir, meta)
