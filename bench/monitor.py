@@ -49,9 +49,9 @@ SHIFTS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5)
 
 def plaid_split(seed: int = 42) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, rest) of PLAID with y = class 9, stratified by y."""
-    from faultwatch.data.readers import bundled_plaid
+    from faultwatch.data.readers import bundled_set
 
-    df = bundled_plaid()
+    df = bundled_set()
     df["y"] = (df["label"].astype(str) == "9").astype(int)
     rng = np.random.default_rng(seed)
     train_idx = np.concatenate(

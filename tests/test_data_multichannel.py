@@ -365,17 +365,29 @@ def test_production_batches_must_have_the_sources_channels(tmp_path, axes):
     np.testing.assert_array_equal(added["rev/bm0"], axes.at[0, "values"])
 
 
-# --- the stages that cannot take channels yet ---------------------------------------------------
+# --- a real multivariate set inside the sktime wheel ------------------------------------------
 
 
-def test_eda_and_augment_refuse_multichannel_splits_by_name(tmp_path, axes):
-    from faultwatch.augment import read_train
-    from faultwatch.eda import load_splits as eda_splits
+def test_bundled_basicmotions_is_read_with_its_six_channels():
+    from faultwatch.data.readers import read_source
 
-    name, _ = write("columns", axes, tmp_path)
-    prepare(params(name), SPLIT, tmp_path)
-    prepared = tmp_path / "data" / "prepared"
-    for call, stage in ((eda_splits, "eda"), (read_train, "augment")):
-        with pytest.raises(DataError) as e:
-            call(prepared)
-        assert f"multichannel signals are not supported by the {stage} stage yet" in str(e.value)
+    df = read_source("bundled:BasicMotions")
+    assert df.attrs["channels"] == tuple(f"dim_{k}" for k in range(6))
+    assert len(df) == 80 and {np.shape(v) for v in df["values"]} == {(6, 100)}
+    assert df["label"].value_counts().to_dict() == {
+        "Standing": 20,
+        "Running": 20,
+        "Walking": 20,
+        "Badminton": 20,
+    }
+    assert df["id"].iloc[0].startswith("BasicMotions_TRAIN") and df.index.is_unique
+
+
+def test_an_unknown_bundled_set_lists_the_known_ones():
+    from faultwatch.data.readers import read_source
+
+    with pytest.raises(DataError) as e:
+        read_source("bundled:BasicMotion")
+    msg = str(e.value)
+    assert "bundled:BasicMotion: rule 'bundled_available' failed" in msg
+    assert "bundled:BasicMotions" in msg and "bundled:PLAID" in msg

@@ -21,7 +21,7 @@ from helpers.cli import tool_env
 from helpers.paths import REPO
 
 from faultwatch.errors import FaultwatchError
-from faultwatch.features import FEATURES
+from faultwatch.features import FEATURES, channel_feature_names
 from faultwatch.serve.predlog import (
     FeedbackError,
     InputSummary,
@@ -29,6 +29,7 @@ from faultwatch.serve.predlog import (
     PostgresPredictionLog,
     PredictionLog,
     PredictionLogError,
+    features_frame,
     mask_url,
     open_log,
     read_embeddings,
@@ -249,7 +250,7 @@ def test_an_older_file_gains_the_feature_embedding_signal_and_label_storage(tmp_
     with sqlite3.connect(path) as conn:
         columns = [r[1] for r in conn.execute("PRAGMA table_info(predictions)")]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert columns[-9:] == [*FEATURES, "embedding"]
+    assert columns[-11:] == [*FEATURES, "embedding", "channels", "channel_features"]
     assert {"signals", "labels"} <= tables
     log.append([entry("new-1", features=list(range(8)), embedding=np.ones(4), signal=np.ones(9))])
     assert log.add_labels([("old-1", "healthy"), ("new-1", "fault")]) == 2
@@ -260,6 +261,50 @@ def test_an_older_file_gains_the_feature_embedding_signal_and_label_storage(tmp_
     assert list(df.prediction_id) == ["old-1", "new-1"]
     assert df.loc[0, list(FEATURES)].isna().all() and df.loc[1, "band_3"] == 7.0
     assert list(df.true_label) == ["healthy", "fault"]
+
+
+# ---------------------------------------------------------------- multichannel rows
+AXES = ("x", "y", "z")
+
+
+def test_multichannel_rows_round_trip(target):
+    """A multichannel row names its channels and holds its per-channel features as JSON (the
+    univariate feature columns NULL; features_frame makes them columns); its summary is over
+    all channels with n per channel; its raw signal reads back as (channels, samples)."""
+    signal = np.random.default_rng(1).standard_normal((3, 40))
+    signal[2, 5] = np.nan
+    summary = InputSummary.of(signal)
+    assert (summary.n, summary.n_nonfinite) == (40, 1)
+    assert summary.mean == pytest.approx(np.nanmean(signal))
+    features = np.arange(24.0).tolist()
+    mc = replace(entry("m1", 0.8, features=features, signal=signal, channels=AXES), summary=summary)
+    uni = entry("u1", 0.2, features=list(range(8)), signal=np.ones(20))
+    log = open_log(target)
+    log.append([mc, uni])
+    with pytest.raises(ValueError, match=r"features: expected 24 values \(rms\[x\], crest\[x\]"):
+        log.append([replace(mc, prediction_id="m2", features=features[:8])])
+    with pytest.raises(ValueError, match=r"shape \(40,\) for channels \('x', 'y', 'z'\)"):
+        log.append([replace(mc, prediction_id="m3", signal=signal[0])])
+    assert log.count() == 2  # a refused append writes nothing
+    log.close()
+
+    df = read_predictions(target)
+    assert df.loc[0, "channels"] == '["x", "y", "z"]'
+    assert df.loc[1, ["channels", "channel_features"]].isna().all()  # a univariate row
+    assert df.loc[0, list(FEATURES)].isna().all()
+    assert df.loc[0, "n"] == 40
+    wide = features_frame(df)
+    names = channel_feature_names(FEATURES, AXES)
+    assert list(wide.columns) == [*FEATURES, *names] and list(wide.index) == list(df.index)
+    assert wide.loc[0, names].tolist() == features and wide.loc[0, list(FEATURES)].isna().all()
+    assert wide.loc[1, list(FEATURES)].tolist() == list(range(8))
+    assert wide.loc[1, names].isna().all()
+    only_mc = features_frame(df.iloc[:1])
+    assert list(only_mc.columns) == names
+
+    signals = read_signals(target).set_index("prediction_id")
+    np.testing.assert_array_equal(signals.loc["m1", "values"], signal.astype("float32"))
+    assert signals.loc["u1", "values"].shape == (20,)
 
 
 # ---------------------------------------------------------------- two processes at once

@@ -21,11 +21,11 @@ import pandas as pd
 import pytest
 from helpers import cli
 from helpers.cli import git_commit, project_env, run
-from helpers.datafiles import write_tsv
+from helpers.datafiles import write_parquet_columns, write_tsv
 from helpers.gate_project import kill_leftover_deployment, put_model, write_lock
 from helpers.ports import free_port
 from helpers.projects import TINY_PIPELINE, copy_project
-from helpers.signals import make_signals
+from helpers.signals import AXES, make_signals, three_axis_signals
 
 from faultwatch.deploy.load import Load
 
@@ -121,6 +121,80 @@ def test_production_batches_join_only_the_source_they_were_labelled_for(tmp_path
     assert production_files(pumps, tmp_path) == []  # another source: its batches stay out
     bundled = DataParams(source="bundled:PLAID", positive_label="9")
     assert production_folder(bundled, tmp_path).name == "bundled_PLAID"
+
+
+def log_three_axis(
+    path: Path, df: pd.DataFrame, channels=AXES, labelled: int = 8, prefix: str = "p"
+) -> str:
+    """`df`'s signals logged as a multichannel model logs them (channel-major features, the
+    channel names, every signal sampled), the first `labelled` of them labelled."""
+    import numpy as np
+
+    from faultwatch.features import monitor_features
+    from faultwatch.serve import predlog
+
+    log = predlog.open_log(str(path))
+    signals = [np.asarray(v, dtype="float64") for v in df["values"]]
+    log.append(
+        predlog.LoggedPrediction(
+            endpoint="predict",
+            model_version="v2",
+            summary=predlog.InputSummary.of(v),
+            probability=0.9,
+            label="fault",
+            is_fault=True,
+            threshold=0.5,
+            latency_ms=3.0,
+            batch_size=1,
+            prediction_id=f"{prefix}{i}",
+            features=monitor_features([v])[0] if channels else None,
+            signal=v,
+            channels=channels,
+        )
+        for i, v in enumerate(signals)
+    )
+    log.add_labels([(f"{prefix}{i}", df["label"][i]) for i in range(labelled)], "test")
+    log.close()
+    return str(path)
+
+
+def test_a_multichannel_log_batch_reads_back_through_prepare_with_the_models_channels(tmp_path):
+    """`retrain --from-log` on a three-axis model's log: the batch (list<list<double>> values,
+    the channel names in the schema metadata) is read by prepare's production reader as
+    multichannel with the logged names, and joins the training split."""
+    import numpy as np
+
+    from faultwatch.data.params import DataParams, SplitParams
+    from faultwatch.data.prepare import load_splits, read_production
+    from faultwatch.retrain.batch import batch_from_log
+    from faultwatch.retrain.loop import RetrainError
+    from faultwatch.splits import split_channels
+
+    write_parquet_columns(three_axis_signals(24, 10), tmp_path / "axes.parquet", AXES)
+    data = DataParams(source="axes.parquet", positive_label="fault")
+    traffic = three_axis_signals(6, 6, seed=3)
+    target = log_three_axis(tmp_path / "log.sqlite", traffic)
+    dest = tmp_path / "batch.parquet"
+
+    assert batch_from_log(target, None, None, dest) == 8  # the labelled ones only
+    assert split_channels(dest) == AXES
+    batch, _ = read_production(dest, data, tmp_path, {"fault", "ok"}, AXES)
+    assert batch.attrs["channels"] == AXES and len(batch) == 8
+    assert batch["label"].tolist() == traffic["label"][:8].tolist()
+    for got, sent in zip(batch["values"], traffic["values"], strict=False):
+        assert got.shape == sent.shape  # (3, samples): the log keeps float32
+        np.testing.assert_array_equal(got, np.asarray(sent, dtype="float32"))
+    tables, summary = load_splits(data, SplitParams(), tmp_path, extra=[dest])
+    assert summary["production"]["n_signals"] == 8 and summary["production"]["n_fault"] == 2
+    assert tables["train"].schema.field("values").type.value_type.value_type == "double"
+
+    # a univariate model's signals in the same window: no batch of one source
+    mixed = log_three_axis(tmp_path / "mixed.sqlite", traffic)
+    flat = traffic.iloc[:2].assign(values=[np.ones(50), np.ones(50)])
+    log_three_axis(tmp_path / "mixed.sqlite", flat, None, 2, prefix="u")
+    with pytest.raises(RetrainError, match="8 multichannel and 2 univariate signals"):
+        batch_from_log(mixed, None, None, tmp_path / "none.parquet")
+    assert not (tmp_path / "none.parquet").exists()
 
 
 def test_a_bad_batch_stops_at_validation_and_changes_nothing(loop, tmp_path):

@@ -36,6 +36,7 @@ from faultwatch.signal_quality import (
     UNSCORED,
     QualityParams,
     QualityThresholds,
+    learn_channel_thresholds,
     learn_thresholds,
     quality_of,
     rule_counts,
@@ -83,6 +84,36 @@ def test_thresholds_are_learnt_from_the_training_signals_and_one_bad_one_does_no
     raised = learn_thresholds(repeating, QualityParams())
     assert raised.stuck_run >= 8 and all(quality_of(v, raised) == "ok" for v in repeating)
     assert QualityThresholds.from_metadata({"signal_quality": learnt.as_metadata()}) == learnt
+
+
+def test_each_channel_has_its_own_thresholds_and_the_rule_names_the_channel():
+    """Per channel: a channel of small amplitude is not flat by another channel's threshold;
+    the quality names the rule and the channel; the metadata round-trips, and a univariate
+    entry's metadata keeps its keys."""
+    train = [np.stack([NORMAL * (1 + 0.1 * k), 1e-3 * NORMAL, NORMAL]) for k in range(8)]
+    learnt = learn_channel_thresholds(train, QualityParams(), ("x", "y", "z"))
+    x, y = learnt.for_channel("x"), learnt.for_channel("y")
+    assert y.flat_line_ptp < 1e-3 < x.flat_line_ptp  # y's own scale
+    assert learnt.flat_line_ptp == y.flat_line_ptp  # the loosest at the top
+    assert all(quality_of(v, learnt) == "ok" for v in train)
+    dead_z = np.stack([NORMAL, 1e-3 * NORMAL, ZERO])
+    assert quality_of(dead_z, learnt, ("x", "y", "z")) == "flat_line[z]"
+    # rule by rule over the channels: a flat line anywhere comes before a clipped channel
+    assert quality_of(np.stack([CLIPPED, 1e-3 * NORMAL, ZERO]), learnt) == "flat_line[z]"
+    assert quality_of(np.stack([CLIPPED, 1e-3 * NORMAL, STUCK]), learnt) == "clipping[x]"
+    assert quality_of(np.stack([NORMAL, ZERO]), DEFAULTS) == "flat_line[dim_1]"
+    meta = {"signal_quality": learnt.as_metadata()}
+    assert list(meta["signal_quality"]["channels"]) == ["x", "y", "z"]
+    assert QualityThresholds.from_metadata(meta) == learnt
+    assert set(DEFAULTS.as_metadata()) == {
+        "flat_line_ptp",
+        "clipping_share",
+        "stuck_run",
+        "score_bad_signals",
+    }
+    bad = {"signal_quality": {**learnt.as_metadata(), "channels": {"x": {"stuck_run": 1}}}}
+    with pytest.raises(ValueError, match=r"signal_quality.channels.x: thresholds out of range"):
+        QualityThresholds.from_metadata(bad)
 
 
 def test_rule_counts_give_every_rule_and_its_share():

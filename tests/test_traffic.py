@@ -235,3 +235,45 @@ def test_nothing_answered_is_a_failure(served, monkeypatch, capsys):
     code, out, err = simulate(root, monkeypatch, capsys, f"http://127.0.0.1:{free_port()}",
                               "--count", "3", "--rate", "50")  # fmt: skip
     assert code == 1 and "failed 3 (no answer: 3)" in out and "no request was answered" in err
+
+
+# ---------------------------------------------------------------- multichannel signals
+def test_drift_applies_to_every_channel_or_to_the_one_named():
+    """Each channel is drifted by its own std; `channel` leaves the others as they were; the
+    time shift rolls every drifted channel alike."""
+    from faultwatch.traffic import Drift, TrafficError, drift_signal
+
+    rng = np.random.default_rng(0)
+    x = np.stack([np.sin(np.linspace(0, 6, 50)), 10 * np.cos(np.linspace(0, 6, 50))])
+    names = ("x", "z")
+    every = drift_signal(x, Drift(offset=1.0), rng, names)
+    np.testing.assert_allclose(every.mean(axis=1) - x.mean(axis=1), x.std(axis=1))
+    only_z = drift_signal(x, Drift(offset=1.0, time_shift=0.1, channel="z"), rng, names)
+    np.testing.assert_array_equal(only_z[0], x[0])
+    np.testing.assert_allclose(only_z[1], np.roll(x[1], 5) + x[1].std())
+    assert Drift(offset=1.0, channel="z").describe() == "offset +1 std on channel z"
+    assert Drift(fault_share=0.5).describe() == "fault share 50%"
+    with pytest.raises(TrafficError, match=r"--drift-channel w: .*channels are x, z"):
+        Drift(offset=1.0, channel="w").check_channel(names)
+    with pytest.raises(TrafficError, match=r"--drift-channel z: .*they are univariate"):
+        Drift(offset=1.0, channel="z").check_channel(None)
+
+
+def test_a_multichannel_split_is_read_with_its_channels(tmp_path):
+    from helpers.datafiles import write_parquet_columns
+    from helpers.signals import AXES, three_axis_signals
+
+    from faultwatch.data.params import DataParams, SplitParams
+    from faultwatch.data.prepare import prepare
+    from faultwatch.traffic import read_signals_file
+
+    write_parquet_columns(three_axis_signals(), tmp_path / "axes.parquet", AXES)
+    data = DataParams(
+        source="axes.parquet", positive_label="fault", min_positive=4, min_length=16,
+        production_dir=None,
+    )  # fmt: skip
+    prepare(data, SplitParams(seed=3, val_fraction=0.25, test_fraction=0.25), tmp_path)
+    signals = read_signals_file(tmp_path / "data/prepared/test.parquet")
+    assert signals.channels == AXES
+    assert all(v.shape[0] == 3 for v in signals.values)
+    assert set(signals.labels) == {"fault", "healthy"}

@@ -12,6 +12,11 @@ Two ways to rebalance (`rebalance`):
   signals drawn at random for each (the controls); no signal is changed;
 - `none`: the training split as it is.
 
+Multichannel signals (channels, samples): a crop and a time shift apply to every channel of a
+signal together (the channels were recorded at the same instants); the amplitude factor and the
+noise are drawn per channel (sensors differ in gain and noise). Univariate signals draw exactly
+what they drew before channels existed.
+
 Note: the model normalises each signal (z-score), so amplitude scaling alone does not change
 what the network sees; it matters relative to the noise and for models without that transform.
 """
@@ -28,6 +33,7 @@ from pydantic import Field, model_validator
 
 from faultwatch.errors import DataError
 from faultwatch.params import Section
+from faultwatch.splits import frame_channels, read_split
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -61,19 +67,20 @@ class AugmentParams(Section):
 
 
 def time_shift(x: np.ndarray, shift: int, mode: Literal["pad", "roll"] = "pad") -> np.ndarray:
-    """Shift right (`shift` > 0) or left; `pad` repeats the edge value, `roll` wraps around."""
+    """Shift right (`shift` > 0) or left; `pad` repeats the edge value, `roll` wraps around.
+    A (channels, samples) signal's channels shift together."""
     x = np.asarray(x, dtype="float64")
-    n = len(x)
+    n = x.shape[-1]
     if shift == 0 or n == 0:
         return x.copy()
     if mode == "roll":
-        return np.roll(x, shift)
+        return np.roll(x, shift, axis=-1)
     if mode != "pad":
         raise ValueError(f"shift mode must be 'pad' or 'roll', got {mode!r}")
     k = min(abs(shift), n)
     if shift > 0:
-        return np.concatenate([np.full(k, x[0]), x[: n - k]])
-    return np.concatenate([x[k:], np.full(k, x[-1])])
+        return np.concatenate([np.repeat(x[..., :1], k, axis=-1), x[..., : n - k]], axis=-1)
+    return np.concatenate([x[..., k:], np.repeat(x[..., -1:], k, axis=-1)], axis=-1)
 
 
 def random_crop(x: np.ndarray, rng: np.random.Generator, max_crop: float) -> np.ndarray:
@@ -83,32 +90,39 @@ def random_crop(x: np.ndarray, rng: np.random.Generator, max_crop: float) -> np.
     shape stretched: the model sees other periods per window and other positions of an event.
     """
     x = np.asarray(x, dtype="float64")
-    n = len(x)
+    n = x.shape[-1]
     keep = max(2, int(round(n * rng.uniform(1 - max_crop, 1)))) if max_crop else n
     if keep >= n:
         return x.copy()
     start = int(rng.integers(0, n - keep + 1))
-    return x[start : start + keep].copy()
+    return x[..., start : start + keep].copy()
 
 
-def scale_amplitude(x: np.ndarray, factor: float) -> np.ndarray:
-    return np.asarray(x, dtype="float64") * factor
+def scale_amplitude(x: np.ndarray, factor: float | np.ndarray) -> np.ndarray:
+    """`x` times `factor`: one number, or one per channel of a (channels, samples) signal."""
+    factor = np.asarray(factor, dtype="float64")
+    return np.asarray(x, dtype="float64") * (factor[:, None] if factor.ndim else factor)
 
 
 def add_noise(x: np.ndarray, rng: np.random.Generator, relative_std: float) -> np.ndarray:
-    """Gaussian noise with a standard deviation relative to the signal's own."""
+    """Gaussian noise with a standard deviation relative to the signal's own (each channel's
+    own, for a (channels, samples) signal)."""
     x = np.asarray(x, dtype="float64")
-    if relative_std == 0 or len(x) == 0:
+    if relative_std == 0 or x.size == 0:
         return x.copy()
+    if x.ndim == 2:
+        return x + rng.normal(0.0, relative_std * x.std(axis=1, keepdims=True), size=x.shape)
     return x + rng.normal(0.0, relative_std * float(x.std()), size=len(x))
 
 
 def augment_signal(x: np.ndarray, rng: np.random.Generator, p: AugmentParams) -> np.ndarray:
-    """One augmented copy: random crop, random time shift, amplitude scaling, then noise."""
+    """One augmented copy: random crop, random time shift, amplitude scaling, then noise. A
+    (channels, samples) signal is cropped and shifted as one, scaled and noised per channel."""
     x = random_crop(x, rng, p.max_crop)
-    max_k = int(p.max_shift * len(x))
+    max_k = int(p.max_shift * x.shape[-1])
     shift = int(rng.integers(-max_k, max_k + 1)) if max_k else 0
-    factor = float(rng.uniform(1 - p.scale_range, 1 + p.scale_range))
+    lo, hi = 1 - p.scale_range, 1 + p.scale_range
+    factor = rng.uniform(lo, hi, size=x.shape[0]) if x.ndim == 2 else float(rng.uniform(lo, hi))
     return add_noise(scale_amplitude(time_shift(x, shift, p.shift_mode), factor), rng, p.noise_std)
 
 
@@ -150,7 +164,7 @@ def oversample_faults(df: pd.DataFrame, p: AugmentParams) -> pd.DataFrame:
                 "id": f"{src['id']}{AUG_TAG}{copy}",
                 "label": src["label"],
                 "y": src["y"],
-                "length": len(values),
+                "length": values.shape[-1],
                 "source_row": src["source_row"],
                 "values": values,
             }
@@ -175,10 +189,13 @@ def augment_train(df: pd.DataFrame, p: AugmentParams) -> pd.DataFrame:
     _check_frame(df)
     base = df[COLUMNS].reset_index(drop=True)
     if p.rebalance == "case_control":
-        return case_control(base, p.controls_per_case, p.seed)
-    if p.rebalance == "oversample":
-        return pd.concat([base, oversample_faults(base, p)], ignore_index=True)
-    return base
+        out = case_control(base, p.controls_per_case, p.seed)
+    elif p.rebalance == "oversample":
+        out = pd.concat([base, oversample_faults(base, p)], ignore_index=True)
+    else:
+        out = base
+    out.attrs = {k: v for k, v in df.attrs.items() if k == "channels"}
+    return out
 
 
 def class_counts(before: pd.DataFrame, after: pd.DataFrame) -> dict[str, int | float]:
@@ -205,34 +222,39 @@ def read_train(data_dir: Path) -> pd.DataFrame:
     path = data_dir / "train.parquet"
     if not path.is_file():
         raise DataError(str(path), "file_exists", "no training split (run the prepare stage)")
-    df = pd.read_parquet(path)
-    if len(df) and np.asarray(df["values"].iloc[0]).dtype == object:  # list<list<double>>
-        raise DataError(
-            str(path),
-            "univariate",
-            "multichannel signals are not supported by the augment stage yet (issue 21)",
-        )
-    return df
+    return read_split(path)
 
 
 def to_arrow(df: pd.DataFrame) -> pa.Table:
-    """The frame as an Arrow table with the split files' schema."""
+    """The frame as an Arrow table with the split files' schema (split_schema: for a frame with
+    `attrs["channels"]`, list<list<double>> values and the names in the metadata)."""
     import pyarrow as pa
 
     # here, not at the top: faultwatch.data.prepare imports scikit-learn and pyarrow, and the
     # notebook runner imports this module (AugmentParams) only to validate params
-    from faultwatch.data.prepare import SCHEMA
+    from faultwatch.data.prepare import split_schema
 
+    channels = frame_channels(df)
+    if channels is None:
+        if len(df) and np.ndim(df["values"].iloc[0]) == 2:
+            raise DataError(
+                "<train split>", "channels_named", "multichannel values but no channel names"
+            )
+        length = df["values"].map(len)
+        values = [np.asarray(v, dtype="float64") for v in df["values"]]
+    else:
+        length = df["values"].map(lambda v: np.shape(v)[-1])
+        values = [list(np.asarray(v, dtype="float64")) for v in df["values"]]
     return pa.table(
         {
             "id": df["id"].astype(str).tolist(),
             "label": df["label"].astype(str).tolist(),
             "y": df["y"].to_numpy(dtype="int8"),
-            "length": df["values"].map(len).to_numpy(dtype="int32"),
+            "length": length.to_numpy(dtype="int32"),
             "source_row": df["source_row"].to_numpy(dtype="int64"),
-            "values": [np.asarray(v, dtype="float64") for v in df["values"]],
+            "values": values,
         },
-        schema=SCHEMA,
+        schema=split_schema(channels),
     )
 
 
@@ -249,17 +271,26 @@ def write_augmented(df: pd.DataFrame, out_dir: Path) -> Path:
 def plot_before_after(
     before: pd.DataFrame, after: pd.DataFrame, n_signals: int = 3, copies: int = 3
 ) -> Figure:
-    """Fault signals (black) beside their first augmented copies (colour), one row each."""
+    """Fault signals (black) beside their first augmented copies (colour), one row each; for
+    multichannel signals a column per channel."""
     import matplotlib.pyplot as plt
 
     faults = before[before["y"] == 1].head(n_signals)
-    fig, axes = plt.subplots(len(faults), 1, figsize=(9, 1.8 * max(len(faults), 1)), squeeze=False)
-    for ax, (_, src) in zip(axes[:, 0], faults.iterrows(), strict=False):
-        for _, c in copies_of(after, src["id"]).head(copies).iterrows():
-            ax.plot(c["values"], lw=0.6, alpha=0.8, label=c["id"].split("#")[-1])
-        ax.plot(src["values"], color="black", lw=0.9, label="original")
-        ax.set_title(str(src["id"]), fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6, loc="upper right", ncol=copies + 1)
+    channels = frame_channels(before) or (None,)
+    fig, axes = plt.subplots(
+        len(faults),
+        len(channels),
+        figsize=(9 if len(channels) == 1 else 4 * len(channels), 1.8 * max(len(faults), 1)),
+        squeeze=False,
+    )
+    for row, (_, src) in zip(axes, faults.iterrows(), strict=False):
+        for k, (ax, channel) in enumerate(zip(row, channels, strict=True)):
+            pick = (lambda v: v) if channel is None else (lambda v, k=k: v[k])
+            for _, c in copies_of(after, src["id"]).head(copies).iterrows():
+                ax.plot(pick(c["values"]), lw=0.6, alpha=0.8, label=c["id"].split("#")[-1])
+            ax.plot(pick(src["values"]), color="black", lw=0.9, label="original")
+            ax.set_title(str(src["id"]) + ("" if channel is None else f" [{channel}]"), fontsize=8)
+            ax.tick_params(labelsize=7)
+        row[0].legend(fontsize=6, loc="upper right", ncol=copies + 1)
     fig.tight_layout()
     return fig

@@ -12,9 +12,11 @@ import pandas as pd
 from pydantic import Field
 
 from faultwatch.errors import DataError
+from faultwatch.features import channel_feature_names
 from faultwatch.params import Section
 from faultwatch.preprocess import to_matrix
-from faultwatch.signal_quality import QUALITIES, QualityParams, learn_thresholds, qualities
+from faultwatch.signal_quality import OK, QUALITIES, QualityParams, learn_thresholds, qualities
+from faultwatch.splits import frame_channels, read_split
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -31,16 +33,27 @@ class EdaParams(Section):
 
 
 def load_splits(data_dir: Path) -> pd.DataFrame:
-    """All prepared splits in one frame, with a `split` column."""
-    parts = [pd.read_parquet(data_dir / f"{s}.parquet").assign(split=s) for s in SPLITS]
+    """All prepared splits in one frame, with a `split` column (faultwatch.splits.read_split:
+    a multichannel frame has (channels, samples) values and `attrs["channels"]`)."""
+    parts = [read_split(data_dir / f"{s}.parquet").assign(split=s) for s in SPLITS]
+    found = {s: frame_channels(p) for s, p in zip(SPLITS, parts, strict=True)}
+    if len(set(found.values())) > 1:
+        seen = "; ".join(f"{s}: {list(c) if c else 'univariate'}" for s, c in found.items())
+        raise DataError(str(data_dir), "channels_match", f"the splits differ in channels ({seen})")
     df = pd.concat(parts, ignore_index=True)
-    if len(df) and np.asarray(df["values"].iloc[0]).dtype == object:  # list<list<double>>
-        raise DataError(
-            str(data_dir),
-            "univariate",
-            "multichannel signals are not supported by the eda stage yet (issue 21)",
-        )
+    df.attrs.pop("channels", None)
+    if found["train"] is not None:
+        df.attrs["channels"] = found["train"]
     return df
+
+
+def signal_channels(df: pd.DataFrame) -> tuple[str, ...] | None:
+    """The frame's channel names; dim_0, dim_1... for (channels, samples) values without names;
+    None for univariate signals."""
+    names = frame_channels(df)
+    if names is None and len(df) and np.ndim(df["values"].iloc[0]) == 2:
+        names = tuple(f"dim_{k}" for k in range(np.shape(df["values"].iloc[0])[0]))
+    return names
 
 
 def class_balance(df: pd.DataFrame) -> pd.DataFrame:
@@ -72,20 +85,44 @@ def value_quality(df: pd.DataFrame) -> dict[str, int]:
     values = df["values"]
     return {
         "n_nonfinite_values": int(sum(int((~np.isfinite(np.asarray(v))).sum()) for v in values)),
-        "n_empty_signals": int(sum(len(v) == 0 for v in values)),
-        "n_constant_signals": int(sum(len(v) > 0 and float(np.ptp(v)) == 0.0 for v in values)),
+        "n_empty_signals": int(sum(np.size(v) == 0 for v in values)),
+        "n_constant_signals": int(sum(_constant(v) for v in values)),
     }
+
+
+def _constant(v: np.ndarray) -> bool:
+    """A non-empty signal that never moves; a multichannel one with any channel that never does."""
+    if np.size(v) == 0:
+        return False
+    return bool((np.ptp(np.atleast_2d(v), axis=-1) == 0.0).any())
 
 
 def sensor_quality(df: pd.DataFrame, quality: Mapping[str, Any]) -> tuple[pd.DataFrame, dict]:
     """How many signals of each split each sensor rule (faultwatch.signal_quality) flags, with
     the thresholds the register stage learns from the training split and params.yaml
-    `quality`: (signals per split and quality, the thresholds)."""
+    `quality`: (signals per split and quality, the thresholds). Multichannel signals: each
+    channel's thresholds learnt from that channel (by name), a signal flagged by the first
+    rule any of its channels breaks."""
     params = QualityParams.model_validate(dict(quality))
-    thresholds = learn_thresholds(df.loc[df["split"] == "train", "values"].tolist(), params)
-    found = pd.Series(qualities(df["values"], thresholds), index=df.index)
+    train = df.loc[df["split"] == "train", "values"].tolist()
+    channels = signal_channels(df)
+    if channels is None:
+        thresholds = learn_thresholds(train, params)
+        found = pd.Series(qualities(df["values"], thresholds), index=df.index)
+        metadata = thresholds.as_metadata()
+    else:  # each channel its own thresholds; a signal takes its channels' first broken rule
+        per_channel = [
+            learn_thresholds([v[k] for v in train], params) for k in range(len(channels))
+        ]
+        by_channel = [qualities((v[k] for v in df["values"]), t) for k, t in enumerate(per_channel)]
+        found = pd.Series([_first_broken(q) for q in zip(*by_channel, strict=True)], index=df.index)
+        metadata = {c: t.as_metadata() for c, t in zip(channels, per_channel, strict=True)}
     counts = pd.crosstab(df["split"], found).reindex(index=list(SPLITS), columns=list(QUALITIES))
-    return counts.fillna(0).astype(int), thresholds.as_metadata()
+    return counts.fillna(0).astype(int), metadata
+
+
+def _first_broken(found: tuple[str, ...]) -> str:
+    return next((q for q in QUALITIES if q != OK and q in found), OK)
 
 
 def missing_counts(prepare_metrics: Path) -> dict[str, int]:
@@ -111,11 +148,22 @@ PROPERTIES: dict[str, Callable[[np.ndarray], float]] = {
 
 
 def signal_properties(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per signal, one column per trivial property (PROPERTIES)."""
+    """One row per signal, one column per trivial property (PROPERTIES); for multichannel
+    signals `length` (samples, the same in every channel) and every other property per channel,
+    `std[z]`, channel-major."""
     values = [np.asarray(v, dtype="float64") for v in df["values"]]
-    return pd.DataFrame(
-        {name: [float(f(v)) for v in values] for name, f in PROPERTIES.items()}, index=df.index
-    )
+    channels = signal_channels(df)
+    if channels is None:
+        return pd.DataFrame(
+            {name: [float(f(v)) for v in values] for name, f in PROPERTIES.items()}, index=df.index
+        )
+    per_channel = [name for name in PROPERTIES if name != "length"]
+    columns = {"length": [float(v.shape[-1]) for v in values]}
+    names = iter(channel_feature_names(per_channel, channels))
+    for k in range(len(channels)):
+        for name in per_channel:
+            columns[next(names)] = [float(PROPERTIES[name](v[k])) for v in values]
+    return pd.DataFrame(columns, index=df.index)
 
 
 def _distance_to_fault_median(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -199,7 +247,8 @@ def shortcut_warning(scores: pd.DataFrame, threshold: float) -> str:
 def class_envelopes(
     df: pd.DataFrame, length: int = 256
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per label: mean and standard deviation of the resampled, normalised signals."""
+    """Per label: mean and standard deviation of the resampled, normalised signals ((length,)
+    each; (channels, length) for multichannel signals, every channel normalised on its own)."""
     out = {}
     for label, part in df.groupby("label"):
         x = to_matrix(part["values"], length)
@@ -207,50 +256,125 @@ def class_envelopes(
     return out
 
 
+def _correlation(v: np.ndarray) -> np.ndarray:
+    """Pearson correlation of a (channels, samples) signal's channels; NaN beside a constant one."""
+    x = v - v.mean(axis=1, keepdims=True)
+    norm = np.sqrt(np.square(x).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (x @ x.T) / np.outer(norm, norm)
+
+
+def channel_correlation(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per class (healthy, fault): the mean over its signals of each signal's channel
+    correlation matrix (NaN entries, beside a constant channel, left out of the mean); empty
+    for univariate signals."""
+    channels = signal_channels(df)
+    if channels is None:
+        return {}
+    out = {}
+    for name, y in (("healthy", 0), ("fault", 1)):
+        mats = [
+            _correlation(np.asarray(v, dtype="float64")) for v in df.loc[df["y"] == y, "values"]
+        ]
+        stack = np.stack(mats) if mats else np.full((1, len(channels), len(channels)), np.nan)
+        seen = np.isfinite(stack).sum(axis=0)
+        total = np.where(np.isfinite(stack), stack, 0.0).sum(axis=0)
+        mean = np.divide(total, seen, out=np.full(seen.shape, np.nan), where=seen > 0)
+        out[name] = pd.DataFrame(mean, index=list(channels), columns=list(channels))
+    return out
+
+
 def examples(df: pd.DataFrame, per_class: int, seed: int = 0) -> pd.DataFrame:
-    """A few signals of every label, chosen reproducibly."""
+    """A few signals of every label, chosen reproducibly (the channel names kept)."""
     shuffled = df.sample(frac=1.0, random_state=seed)
-    return shuffled.groupby("label", sort=True).head(per_class).reset_index(drop=True)
+    out = shuffled.groupby("label", sort=True).head(per_class).reset_index(drop=True)
+    out.attrs = {k: v for k, v in df.attrs.items() if k == "channels"}
+    return out
+
+
+def _fault_first(ex: pd.DataFrame, max_classes: int) -> list[str]:
+    labels = sorted(ex["label"].unique(), key=lambda s: (-ex.loc[ex.label == s, "y"].max(), s))
+    return labels[:max_classes]
 
 
 def plot_examples(ex: pd.DataFrame, max_classes: int) -> Figure:
-    """One row of axes per label (the fault class first), its example signals overlaid."""
+    """One row of axes per label (the fault class first), its example signals overlaid; for
+    multichannel signals one axes per example, a line per channel."""
     import matplotlib.pyplot as plt
 
-    labels = sorted(ex["label"].unique(), key=lambda s: (-ex.loc[ex.label == s, "y"].max(), s))
-    labels = labels[:max_classes]
-    fig, axes = plt.subplots(len(labels), 1, figsize=(9, 1.4 * len(labels)), sharex=False)
-    for ax, label in zip(np.atleast_1d(axes), labels, strict=False):
+    labels, channels = _fault_first(ex, max_classes), signal_channels(ex)
+    cols = 1 if channels is None else int(ex.groupby("label").size().max())
+    fig, axes = plt.subplots(
+        len(labels), cols, figsize=(9, 1.4 * len(labels)), sharex=False, squeeze=False
+    )
+    for row, label in zip(axes, labels, strict=False):
         part = ex[ex["label"] == label]
-        for v in part["values"]:
-            ax.plot(v, lw=0.6)
+        for j, v in enumerate(part["values"]):
+            if channels is None:
+                row[0].plot(v, lw=0.6)
+                continue
+            for k, channel in enumerate(channels):
+                row[j].plot(v[k], lw=0.6, label=channel)
         fault = bool(part["y"].max())
-        ax.set_ylabel(f"{label}{' (fault)' if fault else ''}", rotation=0, ha="right", fontsize=8)
-        ax.tick_params(labelsize=7)
+        row[0].set_ylabel(
+            f"{label}{' (fault)' if fault else ''}", rotation=0, ha="right", fontsize=8
+        )
+        for j, ax in enumerate(row):
+            ax.tick_params(labelsize=7)
+            ax.set_visible(j < max(len(part), 1))
+    if channels is not None:
+        axes[0, 0].legend(fontsize=6, loc="upper right", ncol=len(channels))
     fig.tight_layout()
     return fig
 
 
 def plot_envelopes(
-    env: dict[str, tuple[np.ndarray, np.ndarray]], fault_label: str, max_classes: int
+    env: dict[str, tuple[np.ndarray, np.ndarray]],
+    fault_label: str,
+    max_classes: int,
+    channels: tuple[str, ...] | None = None,
 ) -> Figure:
-    """Each label's mean signal with a band of one standard deviation, the fault class first."""
+    """Each label's mean signal with a band of one standard deviation, the fault class first;
+    for multichannel envelopes (`channels` names them) a row per label, a column per channel."""
     import matplotlib.pyplot as plt
 
     labels = [fault_label] + [k for k in sorted(env) if k != fault_label]
     labels = [k for k in labels if k in env][:max_classes]
-    cols = 4
-    rows = int(np.ceil(len(labels) / cols))
+    if channels is None:
+        cols, rows = 4, int(np.ceil(len(labels) / 4))
+        panels = [(label, None) for label in labels]
+    else:
+        cols, rows = len(channels), len(labels)
+        panels = [(label, k) for label in labels for k in range(len(channels))]
     fig, axes = plt.subplots(rows, cols, figsize=(12, 2.2 * rows), sharey=True)
     axes = np.atleast_1d(axes).ravel()
-    for ax, label in zip(axes, labels, strict=False):
-        mean, std = env[label]
+    for ax, (label, k) in zip(axes, panels, strict=False):
+        mean, std = env[label] if k is None else (env[label][0][k], env[label][1][k])
         t = np.arange(len(mean))
         colour = "tab:red" if label == fault_label else "tab:blue"
         ax.plot(t, mean, color=colour, lw=0.8)
         ax.fill_between(t, mean - std, mean + std, color=colour, alpha=0.25)
-        ax.set_title(f"{label}{' (fault)' if label == fault_label else ''}", fontsize=9)
-    for ax in axes[len(labels) :]:
+        where = "" if k is None or channels is None else f" [{channels[k]}]"
+        ax.set_title(f"{label}{' (fault)' if label == fault_label else ''}{where}", fontsize=9)
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     fig.tight_layout()
+    return fig
+
+
+def plot_channel_correlation(corr: dict[str, pd.DataFrame]) -> Figure:
+    """The channel correlation per class (channel_correlation) as heatmaps, and their
+    difference (fault - healthy): a relation between channels that changes with the fault."""
+    import matplotlib.pyplot as plt
+
+    panels = {**corr, "fault - healthy": corr["fault"] - corr["healthy"]}
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4))
+    for ax, (name, m) in zip(axes, panels.items(), strict=True):
+        image = ax.imshow(m.to_numpy(), vmin=-1, vmax=1, cmap="coolwarm")
+        ax.set(title=name, xticks=range(len(m)), yticks=range(len(m)))
+        ax.set_xticklabels(m.columns, fontsize=8)
+        ax.set_yticklabels(m.index, fontsize=8)
+        for (i, j), value in np.ndenumerate(m.to_numpy()):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(image, ax=list(axes), shrink=0.8)
     return fig

@@ -179,14 +179,15 @@ def baselines_of(evaluation: dict[str, Any], key: str) -> dict[str, dict[str, An
 
 
 def read_test_split(path: Path, root: Path) -> pd.DataFrame:
-    """The test split's signals and labels; a named error for a missing or unreadable file."""
-    import pandas as pd
+    """The test split's signals and labels ((channels, samples) signals for a multichannel
+    split); a named error for a missing or unreadable file."""
+    from faultwatch.splits import read_split
 
     shown = path.relative_to(root) if path.is_relative_to(root) else path
     if not path.is_file():
         raise FaultwatchError(f"{shown}: not found (the prepare stage writes it; run `dvc repro`)")
     try:
-        test = pd.read_parquet(path, columns=["values", "y"])
+        test = read_split(path, columns=["values", "y"])
     except Exception as e:  # pyarrow raises several types for a bad file or a missing column
         raise FaultwatchError(f"{shown}: cannot read the test split: {e}") from None
     return test

@@ -36,9 +36,9 @@ from faultwatch.serve.golden import (
     select_golden,
     write_golden,
 )
-from faultwatch.serve.schema import ServingLimits
+from faultwatch.serve.schema import ServingLimits, input_schema
 from faultwatch.serve.store import MODEL_NAME, import_model, load_entry, read_threshold
-from faultwatch.signal_quality import OK, QualityThresholds, learn_thresholds, quality_of
+from faultwatch.signal_quality import OK, QualityThresholds, learn_split_thresholds, quality_of
 
 if TYPE_CHECKING:
     import bentoml
@@ -206,18 +206,21 @@ def _threshold(root: Path) -> float:
 
 
 def quality_thresholds(root: Path, params: dict[str, Any]) -> dict[str, Any]:
-    """The signal-quality thresholds learnt from the training split (metadata `signal_quality`)."""
-    import pandas as pd
+    """The signal-quality thresholds learnt from the training split (metadata `signal_quality`;
+    per channel for a multichannel split)."""
+    from faultwatch.splits import frame_channels, read_split  # pandas: not at import
 
     split = root / TRAIN_SPLIT
     try:
-        signals = pd.read_parquet(split, columns=["values"])["values"].tolist()
+        train = read_split(split, columns=["values"])
     except (OSError, ValueError) as e:  # a missing file is an OSError, pyarrow's errors ValueErrors
         raise FaultwatchError(
             f"{display_path(split, root)}: cannot read the training split, which the "
             f"signal-quality thresholds are learnt from ({e}); run `dvc repro`"
         ) from None
-    return learn_thresholds(signals, section("quality", params)).as_metadata()
+    p = section("quality", params)
+    signals = train["values"].tolist()
+    return learn_split_thresholds(signals, p, frame_channels(train)).as_metadata()
 
 
 def provenance(root: Path, model_dir: Path) -> tuple[dict[str, str], dict[str, Any], float]:
@@ -263,12 +266,7 @@ def provenance(root: Path, model_dir: Path) -> tuple[dict[str, str], dict[str, A
         "wandb_run_id": run_id,
         "threshold": threshold,
         "preprocessing": model_json.get("preprocessing"),
-        "input_schema": {
-            "type": "array of finite numbers (one signal)",
-            "min_length": data_params.get("min_length", 16),
-            "max_length": data_params.get("max_length", 100_000),
-            "resampled_to": model_json.get("input_length"),
-        },
+        "input_schema": input_schema(data_params, model_json),
         "class_names": model_json.get("class_names"),
         "weights_sha256": weights_sha,
         "signal_quality": quality_thresholds(root, params),
@@ -346,7 +344,7 @@ def register(root: Path, model_dir: str = "models/fault_cnn") -> tuple[dict[str,
 
 def ensure_golden(root: Path, entry: bentoml.Model) -> Path:
     """The entry's golden set, recorded from the test split unless a valid one is there."""
-    import pandas as pd
+    from faultwatch.splits import frame_channels, read_split  # pandas: not at import
 
     folder = Path(entry.path)
     try:
@@ -358,7 +356,7 @@ def ensure_golden(root: Path, entry: bentoml.Model) -> Path:
     split = root / TEST_SPLIT
     shown = display_path(split, root)
     try:
-        test = pd.read_parquet(split)
+        test = read_split(split)
     except FileNotFoundError:
         raise FaultwatchError(
             f"{shown}: not found (the golden set comes from the test split; run `dvc repro`)"
@@ -375,7 +373,8 @@ def ensure_golden(root: Path, entry: bentoml.Model) -> Path:
     )
     checks = QualityThresholds.from_metadata(entry.info.metadata)
     # a smoke test compares probabilities: a bad-quality signal may be answered without one
-    clean = test[[quality_of(v, checks) == OK for v in test["values"]]]
+    channels = frame_channels(test)
+    clean = test[[quality_of(v, checks, channels) == OK for v in test["values"]]]
     chosen = select_golden(clean, *lengths, where=shown)
     golden = compute_golden(
         load_entry(entry),

@@ -12,8 +12,13 @@ checked in this order (the first that fires names the signal's quality, else `ok
 - `stuck`: a run of at least `stuck_run` consecutive identical values (a frozen reading, a
   dropout filled with the last value).
 
+A multichannel signal (channels, samples) is checked channel by channel, each with its own
+thresholds (a channel's units are its own), rule by rule in RULES order over the channels: the
+quality names the rule and the channel, `flat_line[z]`.
+
 The thresholds are learnt from the training split at registration (`learn_thresholds`, params.yaml
-`quality`) and recorded in the model's store entry (metadata `signal_quality`), so the service
+`quality`; per channel `learn_channel_thresholds`, recorded under `channels`) and recorded in the
+model's store entry (metadata `signal_quality`), so the service
 checks with exactly the thresholds the model was registered with. The same functions serve the
 service, register, the EDA (how many training signals each rule flags) and the monitor (the share
 of each rule in a window). Pure numpy; no pandas, so the serving image can import it.
@@ -67,24 +72,52 @@ class QualityThresholds:
     clipping_share: float = 0.1
     stuck_run: int = 10
     score_bad_signals: bool = False
+    # a multichannel model's: each channel's own thresholds, by name, in the model's order
+    # (the fields above then hold the loosest of them); None for a univariate model
+    channels: tuple[tuple[str, QualityThresholds], ...] | None = None
 
     def as_metadata(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        del out["channels"]  # a univariate entry's metadata stays as it was
+        if self.channels is not None:
+            out["channels"] = {name: _limits(t) for name, t in self.channels}
+        return out
+
+    def for_channel(self, name: str) -> QualityThresholds:
+        """The thresholds of channel `name` (these, when none were learnt for it)."""
+        return dict(self.channels or ()).get(name, self)
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any] | None) -> QualityThresholds:
         """From a store entry's metadata (`signal_quality`); defaults for keys it lacks."""
         recorded = (metadata or {}).get(METADATA_KEY) or {}
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"channels"}
         t = cls(**{k: v for k, v in recorded.items() if k in known})
-        if not (
-            math.isfinite(t.flat_line_ptp)
-            and t.flat_line_ptp >= 0
-            and 0 < t.clipping_share <= 1
-            and t.stuck_run >= 2
-        ):
-            raise ValueError(f"{METADATA_KEY}: thresholds out of range: {recorded}")
+        per_channel = recorded.get("channels")
+        if per_channel is not None:
+            if not isinstance(per_channel, Mapping):
+                raise ValueError(f"{METADATA_KEY}.channels: expected an object by channel name")
+            named = tuple(
+                (str(name), cls(**{k: v for k, v in (c or {}).items() if k in known}))
+                for name, c in per_channel.items()
+            )
+            t = cls(**{**_limits(t), "score_bad_signals": t.score_bad_signals, "channels": named})
+        for name, c in (("", t), *(t.channels or ())):
+            if not (
+                math.isfinite(c.flat_line_ptp)
+                and c.flat_line_ptp >= 0
+                and 0 < c.clipping_share <= 1
+                and c.stuck_run >= 2
+            ):
+                where = f"{METADATA_KEY}.channels.{name}" if name else METADATA_KEY
+                raise ValueError(f"{where}: thresholds out of range: {recorded}")
         return t
+
+
+def _limits(t: QualityThresholds) -> dict[str, Any]:
+    """The three rules' thresholds of `t` (not score_bad_signals, not its channels)."""
+    return {"flat_line_ptp": t.flat_line_ptp, "clipping_share": t.clipping_share,
+            "stuck_run": t.stuck_run}  # fmt: skip
 
 
 def peak_to_peak(signal: np.ndarray) -> float:
@@ -113,20 +146,65 @@ def _clipped(x: np.ndarray, share_threshold: float) -> bool:
     return share >= share_threshold and share * x.size >= MIN_CLIPPED
 
 
-def quality_of(signal: np.ndarray, t: QualityThresholds) -> str:
-    """`ok`, or the first rule of RULES that `signal` breaks (finite values expected)."""
+def _broken(x: np.ndarray, rule: str, t: QualityThresholds) -> bool:
+    if rule == "flat_line":
+        return peak_to_peak(x) <= t.flat_line_ptp
+    if rule == "clipping":
+        return _clipped(x, t.clipping_share)
+    return longest_run(x) >= t.stuck_run
+
+
+def quality_of(
+    signal: np.ndarray, t: QualityThresholds, channels: Sequence[str] | None = None
+) -> str:
+    """`ok`, or the first rule of RULES that `signal` breaks (finite values expected). A
+    (channels, samples) signal: each channel with its own thresholds (`t.for_channel`), the
+    rule named with the channel, `stuck[x]`; `channels` names the rows (else `t`'s channel
+    names, else dim_0, dim_1, ...)."""
     x = np.asarray(signal, dtype="float64")
-    if peak_to_peak(x) <= t.flat_line_ptp:
-        return "flat_line"
-    if _clipped(x, t.clipping_share):
-        return "clipping"
-    if longest_run(x) >= t.stuck_run:
-        return "stuck"
+    if x.ndim == 1:
+        return next((rule for rule in RULES if _broken(x, rule, t)), OK)
+    names = list(channels or [name for name, _ in t.channels or ()])
+    names += [f"dim_{k}" for k in range(len(names), x.shape[0])]
+    for rule in RULES:
+        for name, row in zip(names, x, strict=False):
+            if _broken(row, rule, t.for_channel(name)):
+                return f"{rule}[{name}]"
     return OK
 
 
-def qualities(signals: Iterable[np.ndarray], t: QualityThresholds) -> list[str]:
-    return [quality_of(s, t) for s in signals]
+def qualities(
+    signals: Iterable[np.ndarray], t: QualityThresholds, channels: Sequence[str] | None = None
+) -> list[str]:
+    return [quality_of(s, t, channels) for s in signals]
+
+
+def learn_split_thresholds(
+    signals: Sequence[np.ndarray], p: QualityParams, channels: Sequence[str] | None = None
+) -> QualityThresholds:
+    """The thresholds for a training split: `learn_thresholds`, or per channel
+    (`learn_channel_thresholds`) for a multichannel split whose rows `channels` names."""
+    if channels is None:
+        return learn_thresholds(signals, p)
+    return learn_channel_thresholds(signals, p, channels)
+
+
+def learn_channel_thresholds(
+    signals: Sequence[np.ndarray], p: QualityParams, channels: Sequence[str]
+) -> QualityThresholds:
+    """The thresholds for a multichannel model trained on `signals` ((channels, samples) each,
+    rows named `channels`): `learn_thresholds` on each channel alone; the top-level fields hold
+    the loosest of them (a reader that does not know channels checks no tighter)."""
+    x = [np.asarray(s, dtype="float64") for s in signals]
+    per = tuple((name, learn_thresholds([s[k] for s in x], p)) for k, name in enumerate(channels))
+    ts = [t for _, t in per]
+    return QualityThresholds(
+        flat_line_ptp=min(t.flat_line_ptp for t in ts),
+        clipping_share=max(t.clipping_share for t in ts),
+        stuck_run=max(t.stuck_run for t in ts),
+        score_bad_signals=p.score_bad_signals,
+        channels=per,
+    )
 
 
 def learn_thresholds(signals: Sequence[np.ndarray], p: QualityParams) -> QualityThresholds:

@@ -20,6 +20,7 @@ MAX_BATCH = 8  # the server's limit, set small through the environment
 LOG_TIMEOUT_S = 2  # the server waits this long for a locked prediction log
 DRAIN_BYTES = 16 * 1024 * 1024  # the server reads an oversized body this far (default 64 MiB)
 JSON = "application/json"
+AXES = ("x", "y", "z")  # a multichannel model's channels (helpers.signals.AXES; no pandas here)
 SPIKE = [0.0] * 20 + [1000.0] + [0.0] * 19  # valid input, but save_spike_failing_model fails on it
 
 
@@ -33,6 +34,20 @@ def save_tiny_model(model_dir: Path) -> Path:
     torch.manual_seed(0)
     net = FaultCNN(channels=(4, 8), kernel_size=5, dropout=0.0)
     save_model(model_dir, net, {"input_length": INPUT_LENGTH, "positive_label": "fault"})
+    return model_dir
+
+
+def save_tiny_multichannel_model(model_dir: Path, channels: tuple[str, ...] = AXES) -> Path:
+    """A FaultCNN(channels=(4, 8)) reading `channels` (x, y, z), seeded, for INPUT_LENGTH."""
+    import torch
+
+    from faultwatch.model.io import save_model
+    from faultwatch.model.network import FaultCNN
+
+    torch.manual_seed(0)
+    net = FaultCNN(channels=(4, 8), kernel_size=5, dropout=0.0, in_channels=len(channels))
+    meta = {"input_length": INPUT_LENGTH, "positive_label": "fault", "channels": list(channels)}
+    save_model(model_dir, net, meta)
     return model_dir
 
 

@@ -43,7 +43,10 @@ def cmd_simulate_traffic(args: argparse.Namespace) -> int:
     root = project_root()
     path = Path(args.signals) if args.signals else root / "data/prepared/test.parquet"
     signals = traffic.read_signals_file(path, args.fault_label)
-    drift = traffic.Drift(args.scale, args.offset, args.noise, args.time_shift, args.fault_share)
+    drift = traffic.Drift(
+        args.scale, args.offset, args.noise, args.time_shift, args.fault_share, args.drift_channel
+    )
+    drift.check_channel(signals.channels)
     plan = traffic.Plan(
         url=args.url.rstrip("/"),
         rate=args.rate,
@@ -55,7 +58,9 @@ def cmd_simulate_traffic(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     print(
-        f"simulate-traffic: {len(signals.values)} signals from {path} to {plan.url} at "
+        f"simulate-traffic: {len(signals.values)} signals"
+        + (f" (channels {', '.join(signals.channels)})" if signals.channels else "")
+        + f" from {path} to {plan.url} at "
         f"{plan.rate:g} req/s ({plan.batch_size} signal(s) each), concurrency "
         f"{plan.concurrency}, at most {_bound(plan.count, plan.duration_s)}; drift: "
         f"{drift.describe()}"
@@ -124,6 +129,13 @@ def _drift_options(tr: argparse.ArgumentParser, positive: str, at_least_0: str) 
         type=_number("a share from 0 to 1", lambda v: 0 <= v <= 1),
         help="another class mix: resample (seeded) so that faults are this share",
     )
+    tr.add_argument(
+        "--drift-channel",
+        metavar="NAME",
+        help="multichannel signals: apply --scale, --offset, --noise and --time-shift to this "
+        "channel only (e.g. z), the others sent unchanged (default: every channel, each by "
+        "its own std)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -135,8 +147,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument(
         "--signals",
         metavar="PARQUET",
-        help="signals to replay: `values`, and `y` or `label` for the true classes "
-        "(default: data/prepared/test.parquet)",
+        help="signals to replay: `values` (a prepared split's, multichannel too: sent channels "
+        "first), and `y` or `label` for the true classes (default: data/prepared/test.parquet)",
     )
     tr.add_argument(
         "--fault-label", help="with a `label` column and no `y`: the fault class's label"

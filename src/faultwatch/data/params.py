@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from faultwatch.params import Section
 
+BUNDLED_PREFIX = "bundled:"  # a data set inside the installed sktime wheel
 BUNDLED = "bundled:PLAID"
 
 

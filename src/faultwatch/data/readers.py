@@ -17,22 +17,43 @@ from pathlib import Path
 import pandas as pd
 
 from faultwatch.data.delimited import read_csv, read_ucr_tsv
-from faultwatch.data.params import BUNDLED
+from faultwatch.data.params import BUNDLED, BUNDLED_PREFIX
 from faultwatch.data.parquet_format import read_parquet
 from faultwatch.data.ts_format import read_sktime_ts
 from faultwatch.errors import DataError
 from faultwatch.paths import display_path, resolve
 
 
-def bundled_plaid() -> pd.DataFrame:
-    """PLAID from the data files inside the installed sktime wheel (no import, no network)."""
+def bundled_folder() -> Path:
+    """The data sets inside the installed sktime wheel (found without importing sktime)."""
     try:
         dist = metadata.distribution("sktime")
     except metadata.PackageNotFoundError:
         raise DataError(BUNDLED, "bundled_available", "sktime is not installed") from None
-    folder = Path(dist.locate_file("sktime/datasets/data/PLAID"))
+    return Path(dist.locate_file("sktime/datasets/data"))
+
+
+def bundled_names() -> list[str]:
+    """The sets `bundled:NAME` can read: folders with NAME_TRAIN.ts and NAME_TEST.ts."""
+    folder = bundled_folder()
+    return sorted(
+        d.name
+        for d in folder.iterdir()
+        if (d / f"{d.name}_TRAIN.ts").is_file() and (d / f"{d.name}_TEST.ts").is_file()
+    )
+
+
+def bundled_set(source: str = BUNDLED) -> pd.DataFrame:
+    """`bundled:NAME` (PLAID; BasicMotions, six channels; ...): NAME's train and test files from
+    inside the installed sktime wheel (no import, no network), in that order."""
+    name = source.removeprefix(BUNDLED_PREFIX)
+    folder = bundled_folder() / name
+    if not name or not (folder / f"{name}_TRAIN.ts").is_file():
+        known = ", ".join(f"{BUNDLED_PREFIX}{n}" for n in bundled_names())
+        raise DataError(source, "bundled_available", f"no such bundled data set; known: {known}")
     parts = [
-        read_sktime_ts(folder / f"PLAID_{s}.ts", id_prefix=f"PLAID_{s}") for s in ("TRAIN", "TEST")
+        read_sktime_ts(folder / f"{name}_{s}.ts", id_prefix=f"{name}_{s}")
+        for s in ("TRAIN", "TEST")
     ]
     df = pd.concat(parts)
     df.index = pd.RangeIndex(len(df), name="row")
@@ -49,11 +70,12 @@ READERS: dict[str, Callable[..., pd.DataFrame]] = {
 
 
 def read_source(source: str, root: Path | None = None) -> pd.DataFrame:
-    """Read `params.yaml:data.source`: `bundled:PLAID` or a path to .tsv, .csv, .ts or .parquet.
+    """Read `params.yaml:data.source`: `bundled:NAME` (a set inside the sktime wheel, PLAID
+    by default) or a path to .tsv, .csv, .ts or .parquet.
 
     Messages name the file relative to the project root (as given when it lies outside)."""
-    if source == BUNDLED:
-        df = bundled_plaid()
+    if source.startswith(BUNDLED_PREFIX):
+        df = bundled_set(source)
         df.attrs["source"] = source
         return df
     path = resolve(source, root)

@@ -27,6 +27,7 @@ from faultwatch.evaluate.plots import plot_pr_curves, plot_worst
 from faultwatch.evaluate.records import (
     HEADLINE,
     SCORES_FILE,
+    check_channels,
     confusion_rows,
     headline,
     load_split,
@@ -39,6 +40,7 @@ from faultwatch.evaluate.records import (
     write_table,
 )
 from faultwatch.features import FEATURE_STATS, feature_names, signal_features
+from faultwatch.splits import frame_channels
 
 __all__ = [
     "CLASS_NAMES",
@@ -49,6 +51,7 @@ __all__ = [
     "ClassicalKind",
     "EvaluateParams",
     "always_healthy_scores",
+    "check_channels",
     "choose_threshold",
     "classical_baseline",
     "comparison_table",
@@ -57,6 +60,7 @@ __all__ = [
     "fault_metrics",
     "fault_probability",
     "feature_names",
+    "frame_channels",
     "headline",
     "load_split",
     "per_sample_loss",

@@ -30,8 +30,9 @@ def classical_baseline(
 ) -> Pipeline:
     """An unfitted scikit-learn pipeline: signals -> `signal_features` -> a class-weighted model.
 
-    `fit(signals, y)` takes a list of 1-D arrays of any lengths; `predict_proba(signals)[:, 1]`
-    is the fault probability.
+    `fit(signals, y)` takes a list of 1-D arrays of any lengths, or of (channels, samples)
+    arrays (every channel's features, channel-major: `feature_names(fft_bands, channels)`);
+    `predict_proba(signals)[:, 1]` is the fault probability.
     """
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression

@@ -9,6 +9,7 @@ import numpy as np
 
 from faultwatch.evaluate.metrics import FIXED_THRESHOLD, fault_metrics
 from faultwatch.evaluate.records import pr_curve_points
+from faultwatch.splits import frame_channels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,14 +41,23 @@ def plot_pr_curves(
 
 
 def plot_worst(split: pd.DataFrame, worst: pd.DataFrame, n: int) -> Figure:
-    """The `n` highest-loss signals, raw, titled with their label, score and loss."""
+    """The `n` highest-loss signals, raw, titled with their label, score and loss; a
+    multichannel signal as one line per channel, labelled with the channel's name."""
     import matplotlib.pyplot as plt
 
     top = worst.head(n)
     values = split.set_index("id")["values"]
+    channels = frame_channels(split)
     fig, axes = plt.subplots(len(top), 1, figsize=(9, 1.6 * max(len(top), 1)), squeeze=False)
     for ax, row in zip(axes[:, 0], top.itertuples(), strict=False):
-        ax.plot(values[row.id], lw=0.6, color="tab:red" if row.y else "tab:blue")
+        signal = values[row.id]
+        if channels is None and np.ndim(signal) == 1:
+            ax.plot(signal, lw=0.6, color="tab:red" if row.y else "tab:blue")
+        else:
+            names = channels or [f"dim_{k}" for k in range(len(signal))]
+            for channel, v in zip(names, signal, strict=True):
+                ax.plot(v, lw=0.6, label=channel)
+            ax.legend(fontsize=6, loc="upper right", ncol=len(names))
         kind = "fault" if row.y else "healthy"
         ax.set_title(
             f"{row.id}  label {row.label} ({kind})  p={row.p:.3f}  loss={row.loss:.2f}", fontsize=8

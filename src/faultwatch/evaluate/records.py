@@ -7,8 +7,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from faultwatch.errors import DataError
 from faultwatch.evaluate.metrics import CLASS_NAMES, as_arrays, rounded
 from faultwatch.paths import write_text_atomic
+from faultwatch.splits import frame_channels, read_split
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -107,7 +109,21 @@ def threshold_record(evaluation: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_split(data_dir: Path | str, name: str) -> pd.DataFrame:
-    """One prepared split (train, val or test)."""
-    import pandas as pd
+    """One prepared split (train, val or test), read by faultwatch.splits.read_split: a
+    multichannel split's values are (channels, samples) arrays, its names `attrs["channels"]`."""
+    return read_split(Path(data_dir) / f"{name}.parquet")
 
-    return pd.read_parquet(Path(data_dir) / f"{name}.parquet")
+
+def check_channels(expected: Sequence[str] | None, splits: Mapping[str, pd.DataFrame]) -> None:
+    """Every split has the channels `expected` (the model's), in its order, or a DataError
+    naming the split and both lists."""
+    want = None if expected is None else tuple(expected)
+    for name, split in splits.items():
+        found = frame_channels(split)
+        if found != want:
+            raise DataError(
+                f"<{name} split>",
+                "channels_match",
+                f"the model reads channels {list(want) if want else 'none (univariate)'}, the "
+                f"split has {list(found) if found else 'none (univariate)'}",
+            )

@@ -1,4 +1,6 @@
-"""The monitor notebook's tables and figures, from monitor_report's result and the window."""
+"""The monitor notebook's tables and figures, from monitor_report's result and the window.
+A multichannel model's features (`rms[z]`) are grouped by channel: in one cell ("z: rms,
+crest"), in a `channel` column, in one panel of drift scores per channel."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+from faultwatch.monitor.channels import by_channel, describe_columns, feature_channel, split_column
 
 if TYPE_CHECKING:  # matplotlib is imported by the plots only
     from matplotlib.figure import Figure
@@ -28,8 +32,8 @@ def version_table(result: dict[str, Any]) -> pd.DataFrame:
             "n_labelled": perf["realised"]["n"],
             "label_coverage": perf["realised"]["coverage"],
             "f1_estimated": perf["estimated"]["f1"],
-            "input_drift": ", ".join(fig["input_drift"]["drifted"]) or "-",
-            "class_mix": ", ".join(fig["input_drift"]["class_mix"]) or "-",
+            "input_drift": describe_columns(fig["input_drift"]["drifted"]) or "-",
+            "class_mix": describe_columns(fig["input_drift"]["class_mix"]) or "-",
             "embedding_auc": fig["embedding_drift"].get("all"),
         }
     out = pd.DataFrame.from_dict(rows, orient="index")
@@ -39,32 +43,52 @@ def version_table(result: dict[str, Any]) -> pd.DataFrame:
 
 def drift_table(result: dict[str, Any]) -> pd.DataFrame:
     """Per version and feature: the drift score on all rows, on the predicted-healthy rows,
-    and the verdict of the decision rule."""
+    and the verdict of the decision rule; with the `channel` of a multichannel model's."""
     records = [
-        {"model_version": v, "feature": c, **{k: e.get(k) for k in ("all", "healthy", "verdict")}}
+        {
+            "model_version": v,
+            "channel": feature_channel(c),
+            "feature": c,
+            **{k: e.get(k) for k in ("all", "healthy", "verdict")},
+        }
         for v, fig in result["versions"].items()
         for c, e in fig["input_drift"]["columns"].items()
     ]
-    return pd.DataFrame(records, columns=["model_version", "feature", "all", "healthy", "verdict"])
+    columns = ["model_version", "channel", "feature", "all", "healthy", "verdict"]
+    table = pd.DataFrame(records, columns=columns)
+    return table if table["channel"].notna().any() else table.drop(columns="channel")
 
 
 def plot_drift_scores(result: dict[str, Any]) -> Figure:
-    """Bars of the drift score per feature (all rows and predicted healthy), per version, with
-    the threshold."""
+    """Bars of the drift score per feature (all rows and predicted healthy), per version (a
+    row of panels), with the threshold; a multichannel model's in one panel per channel."""
     import matplotlib.pyplot as plt
 
     table = drift_table(result)
     versions = list(result["versions"]) or ["(no predictions)"]
-    fig, axes = plt.subplots(len(versions), 1, figsize=(9, 2.6 * len(versions)), squeeze=False)
-    for ax, version in zip(axes[:, 0], versions, strict=True):
-        part = table[table["model_version"] == version]
-        x = np.arange(len(part))
-        for offset, col in ((-0.2, "all"), (0.2, "healthy")):
-            ax.bar(x + offset, part[col].astype("float64").fillna(0), width=0.4, label=col)
-        ax.axhline(result["config"]["drift_threshold"], color="tab:red", lw=0.8, ls="--")
-        ax.set_xticks(x, part["feature"], fontsize=8, rotation=30)
-        ax.set_title(f"{version}: {result['config']['stattest']} drift score", fontsize=9)
-        ax.legend(fontsize=7)
+    channels = list(by_channel(table["feature"])) or [None]
+    fig, axes = plt.subplots(
+        len(versions),
+        len(channels),
+        figsize=(9 if len(channels) == 1 else 4 * len(channels), 2.6 * len(versions)),
+        squeeze=False,
+        sharey="row",
+    )
+    for row, version in zip(axes, versions, strict=True):
+        for ax, channel in zip(row, channels, strict=True):
+            part = table[table["model_version"] == version]
+            if channel is not None:
+                part = part[part["channel"] == channel]
+            x = np.arange(len(part))
+            for offset, col in ((-0.2, "all"), (0.2, "healthy")):
+                ax.bar(x + offset, part[col].astype("float64").fillna(0), width=0.4, label=col)
+            ax.axhline(result["config"]["drift_threshold"], color="tab:red", lw=0.8, ls="--")
+            ax.set_xticks(x, [split_column(c)[0] for c in part["feature"]], fontsize=8, rotation=30)
+            where = "" if channel is None else f" {channel}"
+            ax.set_title(
+                f"{version}{where}: {result['config']['stattest']} drift score", fontsize=9
+            )
+            ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -4,6 +4,11 @@ The same functions as the service (faultwatch.features.monitor_features and the 
 InputSummary for mean and std), so a difference between reference and window is a difference in
 the data, never in the code; and the model's penultimate-layer embedding of the same signals,
 per model version (each version has its own embedding space).
+
+A multichannel split (faultwatch.splits.read_split: (channels, samples) values, the names in
+`attrs["channels"]`) gives the features per channel, `rms[x]` ... `band_3[z]`, as the service
+logs them (`channel_features`): those are its drift columns. The log's mean and std span all
+channels of a signal, so a drift there could name no channel: they are not tested then.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ import numpy as np
 import pandas as pd
 
 from faultwatch.errors import FaultwatchError
-from faultwatch.features import FEATURES, monitor_features
+from faultwatch.features import FEATURES, channel_feature_names, monitor_features
 from faultwatch.serve.embedding import check_embeddable, proba_and_embedding
 from faultwatch.serve.predlog import InputSummary
 from faultwatch.serve.store import MODEL_NAME, load_from_store
+from faultwatch.splits import frame_channels
 
 if TYPE_CHECKING:
     from faultwatch.model.io import LoadedModel
@@ -29,19 +35,32 @@ SUMMARY = ("mean", "std")  # from the log's input summary
 DRIFT_COLUMNS: tuple[str, ...] = (*SUMMARY, *FEATURES)  # the columns tested for input drift
 
 
+def drift_columns(channels: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The columns tested for input drift: DRIFT_COLUMNS for a univariate model, the FEATURES
+    of every channel (`rms[x]`, channel-major) for a multichannel one."""
+    if channels is None:
+        return DRIFT_COLUMNS
+    return tuple(channel_feature_names(FEATURES, channels))
+
+
 def reference_frame(train: pd.DataFrame) -> pd.DataFrame:
     """One row per training signal: `y` (1 = fault), `n`, `mean`, `std` (as the log's
-    InputSummary computes them) and the FEATURES columns."""
+    InputSummary computes them) and the FEATURES columns, per channel for a multichannel split
+    (whose channel names the result's `attrs["channels"]` keeps)."""
     missing = [c for c in ("y", "values") if c not in train.columns]
     if missing:
         raise ValueError(f"the reference needs columns {missing} (prepare's split schema)")
+    channels = frame_channels(train)
     values = [np.asarray(v, dtype="float64") for v in train["values"]]
     summaries = [InputSummary.of(v) for v in values]
-    out = pd.DataFrame(monitor_features(values), columns=list(FEATURES))
+    names = channel_feature_names(FEATURES, channels)
+    out = pd.DataFrame(monitor_features(values).reshape(len(values), len(names)), columns=names)
     out.insert(0, "std", [s.std for s in summaries])
     out.insert(0, "mean", [s.mean for s in summaries])
     out.insert(0, "n", [s.n for s in summaries])
     out.insert(0, "y", train["y"].astype(int).to_numpy())
+    if channels is not None:
+        out.attrs["channels"] = channels
     return out
 
 

@@ -24,9 +24,11 @@ The decision rule, and why:
   `min_labels` labelled rows (raw scores are not probabilities).
 
 Each of these is a reason {kind, feature, score, threshold, model_version}; any reason sets
-`retrain_needed`. Malformed requests, latency and signal quality (the share of each sensor
-rule, `signal_quality`) are reported but are never a reason: retraining does not fix a client
-that sends bad data, a slow host or a dead sensor. Signals answered "unscored" (a sensor fault,
+`retrain_needed`. A multichannel model's input drift is tested per channel and feature
+(`rms[z]`: reference.drift_columns), and its input drift reasons also carry the `channel`.
+Malformed requests, latency and signal quality (the share of each sensor rule,
+`signal_quality`) are reported but are never a reason: retraining does not fix a client that
+sends bad data, a slow host or a dead sensor. Signals answered "unscored" (a sensor fault,
 no verdict) are left out of the drift and performance figures.
 """
 
@@ -34,7 +36,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,10 +45,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from faultwatch.monitor.channels import feature_channel
 from faultwatch.monitor.drift import column_drift, embedding_drift
 from faultwatch.monitor.params import MonitorParams
 from faultwatch.monitor.performance import performance_figures
-from faultwatch.monitor.reference import DRIFT_COLUMNS
+from faultwatch.monitor.reference import drift_columns
 from faultwatch.signal_quality import UNSCORED, rule_counts
 
 # version -> (reference embeddings aligned with the reference frame's rows, or None; source)
@@ -58,12 +61,23 @@ ReadEmbeddings = Callable[[list[str]], np.ndarray]
 @dataclass
 class Reference:
     """What a window is compared with: the training rows (reference.reference_frame), the
-    test split's fault ratio, and per-version embeddings of the training signals."""
+    test split's fault ratio, and per-version embeddings of the training signals. `channels`:
+    a multichannel model's, in order (by default those the frame's attrs name), else None."""
 
     frame: pd.DataFrame
     test_fault_rate: float | None = None
     embeddings: ReferenceEmbeddings | None = None
+    channels: tuple[str, ...] | None = None
     _cache: dict[str, tuple[np.ndarray | None, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.channels is None and self.frame.attrs.get("channels") is not None:
+            self.channels = tuple(self.frame.attrs["channels"])
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns tested for input drift (per channel for a multichannel model)."""
+        return drift_columns(self.channels)
 
     @property
     def fault_rate(self) -> float:
@@ -129,9 +143,18 @@ def input_drift(
     params: MonitorParams,
     html_dir: Path | None,
     version: str,
+    columns: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Per column: the score on all rows and on the predicted-healthy subset, and the verdict."""
+    """Per column: the score on all rows and on the predicted-healthy subset, and the verdict.
+    `columns`: those tested (default: the reference frame's, reference.drift_columns); one the
+    window's rows lack (another model's rows) is untested there."""
     tag = _file_safe(version)
+    if columns is None:
+        columns = drift_columns(reference.attrs.get("channels"))
+    columns = list(columns)
+    absent = [c for c in columns if c not in rows.columns]
+    if absent:
+        rows = rows.assign(**dict.fromkeys(absent, np.nan))
     subsets = {
         "all": (rows, reference),
         "healthy": (rows[rows["is_fault"] == 0], reference[reference["y"] == 0]),
@@ -139,7 +162,7 @@ def input_drift(
     tables: dict[str, pd.DataFrame | None] = {}
     n_rows: dict[str, int] = {}
     for name, (cur, ref) in subsets.items():
-        cur = cur.dropna(subset=list(DRIFT_COLUMNS), how="all")
+        cur = cur.dropna(subset=columns, how="all")
         n_rows[name] = len(cur)
         if len(cur) < params.min_rows:
             tables[name] = None
@@ -152,13 +175,13 @@ def input_drift(
         tables[name] = column_drift(
             _sample(cur, params.max_rows, params.seed),
             ref,
-            DRIFT_COLUMNS,
+            columns,
             params.stattest,
             params.drift_threshold,
             html,
         )
-    columns = {}
-    for c in DRIFT_COLUMNS:
+    verdicts = {}
+    for c in columns:
         entry: dict[str, Any] = {}
         flags: dict[str, bool | None] = {}
         for name, table in tables.items():
@@ -169,12 +192,12 @@ def input_drift(
             if table is not None and table.loc[c, "note"]:
                 entry["note"] = table.loc[c, "note"]
         entry["verdict"] = verdict(flags["all"], flags["healthy"])
-        columns[c] = entry
+        verdicts[c] = entry
     return {
         "n_rows": n_rows,
-        "columns": columns,
-        "drifted": [c for c, e in columns.items() if e["verdict"] in CALLED],
-        "class_mix": [c for c, e in columns.items() if e["verdict"] == "class_mix"],
+        "columns": verdicts,
+        "drifted": [c for c, e in verdicts.items() if e["verdict"] in CALLED],
+        "class_mix": [c for c, e in verdicts.items() if e["verdict"] == "class_mix"],
         "html": [
             f"drift_{tag}{'' if n == 'all' else '_healthy'}.html"
             for n, t in tables.items()
@@ -243,15 +266,15 @@ def reasons_for(version: str, fig: dict[str, Any], params: MonitorParams) -> lis
     out = []
 
     def add(kind: str, feature: str, score: float, threshold: float) -> None:
-        out.append(
-            {
-                "kind": kind,
-                "feature": feature,
-                "score": score,
-                "threshold": threshold,
-                "model_version": version,
-            }
-        )
+        reason = {
+            "kind": kind,
+            "feature": feature,
+            "score": score,
+            "threshold": threshold,
+            "model_version": version,
+        }
+        channel = feature_channel(feature) if kind == "input_drift" else None
+        out.append(reason if channel is None else {**reason, "channel": channel})
 
     for c in fig["input_drift"]["drifted"]:
         e = fig["input_drift"]["columns"][c]
@@ -312,7 +335,9 @@ def monitor_report(
     for version, rows in sorted(answered.groupby("model_version", sort=True)):
         version = str(version)
         fig: dict[str, Any] = {"n": len(rows)}
-        fig["input_drift"] = input_drift(rows, reference.frame, params, html_dir, version)
+        fig["input_drift"] = input_drift(
+            rows, reference.frame, params, html_dir, version, reference.columns
+        )
         fig["embedding_drift"] = embedding_drift_figures(
             rows, reference, params, version, read_embeddings
         )
@@ -343,6 +368,7 @@ def monitor_report(
                 "n": len(reference.frame),
                 "fault_rate": reference.fault_rate,
                 "test_fault_rate": reference.test_fault_rate,
+                **({} if reference.channels is None else {"channels": list(reference.channels)}),
             },
             "malformed": malformed(rejected),
             "signal_quality": {

@@ -1,6 +1,12 @@
 """Where the monitor's inputs come from: the prediction log's window (through the read
 functions of faultwatch.serve.predlog, SQLite or PostgreSQL alike), the training reference and
-its embeddings, and production signals shaped for the EDA views of 01_eda.ipynb."""
+its embeddings, and production signals shaped for the EDA views of 01_eda.ipynb.
+
+A multichannel model's rows carry their monitor features per channel in the log's
+`channel_features` (a JSON object, `{"rms[x]": 1.2, ...}`; the fixed feature columns are NULL
+there): `expand_channel_features` makes them the columns (`rms[x]` ...) the monitor tests, and
+its sampled signals come back as (channels, samples) arrays.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from faultwatch.monitor.reference import model_embeddings, model_for_version, re
 from faultwatch.monitor.report import ReadEmbeddings, Reference
 from faultwatch.paths import resolve
 from faultwatch.serve import predlog
+from faultwatch.splits import read_split
 
 SIGNAL_FIELDS = ("prediction_id", "time", "values", "true_label", "model_version")
 
@@ -43,6 +50,19 @@ class Window:
         if self.note is not None:
             return pd.DataFrame(columns=list(SIGNAL_FIELDS))
         return predlog.read_signals(self.target, self.start, self.end)
+
+
+def expand_channel_features(predictions: pd.DataFrame) -> pd.DataFrame:
+    """`read_predictions`' rows with the log's `channel_features` (JSON, multichannel rows
+    only) in its place as one float column per name (`rms[x]` ...; NaN where a row has none),
+    by the log's own reader (predlog.features_frame). A frame without multichannel rows is
+    returned as it is."""
+    cells = predictions.get("channel_features")
+    if cells is None or cells.isna().all():
+        return predictions
+    wide = predlog.features_frame(predictions)
+    out = predictions.drop(columns=["channel_features", *wide.columns], errors="ignore")
+    return pd.concat([out, wide], axis=1)
 
 
 def log_target(params: MonitorParams) -> str:
@@ -79,7 +99,9 @@ def read_window(params: MonitorParams, now: float | None = None) -> Window:
             pd.DataFrame(columns=list(predlog.REJECTED_FIELDS)),
             note=no_log_yet(target),
         )
-    predictions = predlog.read_predictions(target, start, end, roles=tuple(params.roles))
+    predictions = expand_channel_features(
+        predlog.read_predictions(target, start, end, roles=tuple(params.roles))
+    )
     rejected = predlog.read_rejected(target, start, end)
     if "role" in rejected.columns:
         rejected = rejected[rejected["role"].isin(params.roles)]
@@ -102,12 +124,13 @@ def test_fault_rate(prepare_metrics: Path) -> float | None:
 
 
 def load_reference(params: MonitorParams, root: Path | None = None) -> Reference:
-    """The training split through the logged features, and per-version embeddings of it
-    (computed on first use, with the model that logged that version)."""
+    """The training split through the logged features (per channel for a multichannel split),
+    and per-version embeddings of it (computed on first use, with the model that logged that
+    version)."""
     path = resolve(params.reference_path, root)
     if not path.is_file():
         raise FileNotFoundError(f"monitor.reference_path: {path}: not found (run `dvc repro`)")
-    train = pd.read_parquet(path)
+    train = read_split(path)
     model_dir = resolve(params.model_dir, root)
     register_file = resolve(params.register_file, root)
 
@@ -127,7 +150,9 @@ def load_reference(params: MonitorParams, root: Path | None = None) -> Reference
 def production_eda_frame(signals: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
     """Sampled production signals in the schema eda.py reads (label, y, length, values, split):
     the true label where one arrived (`split` "labelled"), else the model's answer (`split`
-    "predicted"), so production data is looked at the way the training data was."""
+    "predicted"), so production data is looked at the way the training data was. Multichannel
+    signals stay (channels, samples), `length` counts samples per channel, and the channel
+    names (the predictions' `channels`) are in `attrs["channels"]`."""
     cols = ["id", "label", "y", "length", "values", "split", "model_version"]
     if signals is None or signals.empty:
         return pd.DataFrame(columns=cols)
@@ -145,10 +170,26 @@ def production_eda_frame(signals: pd.DataFrame, predictions: pd.DataFrame) -> pd
             "id": df["prediction_id"],
             "label": df["true_label"].where(labelled, df["label"]).astype(str),
             "y": np.where(labelled, true_fault.fillna(False), df["is_fault"].fillna(0)).astype(int),
-            "length": [len(v) for v in df["values"]],
+            "length": [np.shape(v)[-1] for v in df["values"]],
             "values": [np.asarray(v, dtype="float64") for v in df["values"]],
             "split": np.where(labelled, "labelled", "predicted"),
             "model_version": df["model_version"],
         }
     )
-    return out.reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    channels = logged_channels(predictions)
+    if channels is not None and any(np.ndim(v) == 2 for v in out["values"]):
+        out.attrs["channels"] = channels
+    return out
+
+
+def logged_channels(predictions: pd.DataFrame) -> tuple[str, ...] | None:
+    """The channel names the window's multichannel rows logged (the last row's, the newest
+    model's), None when every row is univariate."""
+    if "channels" not in predictions.columns:
+        return None
+    named = predictions["channels"].dropna()
+    if named.empty:
+        return None
+    last = named.iloc[-1]
+    return tuple(last if isinstance(last, list | tuple) else json.loads(last))

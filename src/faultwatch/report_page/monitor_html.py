@@ -1,11 +1,13 @@
 """The monitoring section of the page: the latest report's verdict, reasons and figures per
-model version, with links to its pages."""
+model version, with links to its pages. A multichannel model's drifted features are grouped by
+channel in one cell ("z: rms, crest"); its reasons name them as monitor.json does (`rms[z]`)."""
 
 from __future__ import annotations
 
 from html import escape
 from typing import Any
 
+from faultwatch.monitor.channels import describe_columns
 from faultwatch.report_page.markup import badge, e, link, table
 
 
@@ -25,7 +27,9 @@ def _versions_table(figures: dict[str, Any]) -> str:
                 ),
                 f"{e(real.get('f1'))} ({e(real.get('n'))} labelled)",
                 e((perf.get("estimated") or {}).get("f1")),
-                escape(", ".join((fig.get("input_drift") or {}).get("drifted") or []) or "—"),
+                escape(
+                    describe_columns((fig.get("input_drift") or {}).get("drifted") or []) or "—"
+                ),
                 e((fig.get("embedding_drift") or {}).get("verdict")),
             ]
         )

@@ -8,7 +8,8 @@ notebooks' cells and epochs, and the steps of the canary show as progress on std
    signals of a window of the prediction log) goes through `prepare`'s own code
    (faultwatch.data.prepare.load_splits, with the batch added): the source's rules on every
    signal, labels that are classes of the source or `healthy`. A bad batch stops here, naming
-   file, row and rule, with nothing changed.
+   file, row and rule, with nothing changed. A multichannel model's logged signals make a
+   multichannel batch with the channel names they were logged with (retrain/batch.py).
 2. data: the batch is copied into `data.production_dir`/<data.source> (data/raw/production/,
    under the prepare stage's dependency; faultwatch.data.prepare.production_folder) and `dvc
    add`ed: a new version of the data. `prepare` appends every batch of the current source to

@@ -12,6 +12,7 @@ from faultwatch.errors import FaultwatchError
 from faultwatch.params import load_params, section
 from faultwatch.promote import promote_if_better
 from faultwatch.report_page import refresh
+from faultwatch.retrain.batch import batch_from_log
 from faultwatch.retrain.loop import (
     EXIT_REFUSED,
     LOG_DIR,
@@ -23,32 +24,6 @@ from faultwatch.retrain.loop import (
     run_logged,
     tool,
 )
-from faultwatch.serve import predlog
-
-
-def batch_from_log(target: str, start: float | None, end: float | None, dest: Path) -> int:
-    """The labelled production signals of [start, end) from the prediction log, as a Parquet
-    batch in `dest` (id = prediction_id, label = the delayed true label); returns the count."""
-    reader = getattr(predlog, "read_signals", None)
-    if reader is None:
-        raise RetrainError(
-            "--from-log: this prediction log module has no read_signals (the sampled signals "
-            "arrive with FAULTWATCH_LOG_SIGNALS)"
-        )
-    df = reader(target, start, end, labelled_only=True)
-    if df.empty:
-        raise RetrainError(
-            f"--from-log {target}: no labelled signals in the window (signals are sampled at "
-            "FAULTWATCH_LOG_SIGNALS, labels come through POST /feedback)"
-        )
-    batch = df.assign(
-        id=df["prediction_id"].astype(str),
-        label=df["true_label"].astype(str),
-        values=df["values"].map(lambda v: [float(x) for x in v]),
-    )[["id", "label", "values"]]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    batch.to_parquet(dest, index=False)
-    return len(batch)
 
 
 def validate(root: Path, batch: Path) -> dict:

@@ -78,3 +78,27 @@ def refusal(e: Exception) -> Response:
     if isinstance(e, Overloaded):
         return error_response(503, "overloaded", [], f"overloaded: {e}")
     return error_response(503, "shutting_down", [], str(e))
+
+
+def feedback_refusal(
+    items: list[tuple[str, str]],
+    single: bool,
+    classes: tuple[str, str],
+    version: str,
+    role: str,
+) -> Response | None:
+    """The answer refusing a /feedback request before anything is written, else None: a shadow
+    copy (the live colour records the labels; 409), or a label that is not one of the model's
+    classes (422, naming the item)."""
+    if role == "shadow":  # a copy of a live request
+        msg = "feedback is recorded from live requests only, not from a shadow copy"
+        return error_response(409, "shadow_feedback", ["header", "X-Faultwatch-Role"], msg)
+    for i, (_, lab) in enumerate(items):
+        if lab not in classes:
+            msg = f"{lab!r} is not a class of model {version}: expected one of " + ", ".join(
+                map(repr, classes)
+            )
+            return error_response(
+                422, "not_a_class", ["label"] if single else ["labels", i, "label"], msg
+            )
+    return None

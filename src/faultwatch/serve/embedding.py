@@ -56,7 +56,9 @@ def proba_and_embedding(
     with torch.inference_mode():
         for i in range(0, len(x), model.batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(x[i : i + model.batch_size]))
-            xb = xb.to(model._device).unsqueeze(1)
+            xb = xb.to(model._device)
+            if xb.dim() == 2:  # univariate: one input channel (a multichannel x has its own)
+                xb = xb.unsqueeze(1)
             # FaultCNN.forward, halved: keep z, the pooled features
             z = net.features(xb).mean(dim=-1)
             logit = net.head(net.dropout(z)).squeeze(-1)

@@ -7,6 +7,8 @@ run) and the model's answers on them, computed the way the service computes them
 names). They are written as `golden.json` inside the store entry's folder, so they travel with
 the model: {"model_tag", "ids", "signals", "probabilities", "labels", "threshold", "fault_rate"}
 (the test split's share of faults: what `faultwatch deploy` compares live fault rates with).
+A multichannel model's golden signals are lists of channels (channels first, in the model's
+order), which is one of the forms its /predict_batch takes.
 
 `smoke_test` sends the golden signals to a server's `/predict_batch` (role `smoke`, so that
 analyses leave them out) and passes only if the server answers with the same model version,
@@ -49,7 +51,7 @@ class GoldenError(FaultwatchError):
 class Golden:
     model_tag: str
     ids: list[str]
-    signals: list[list[float]]
+    signals: list[list[float]] | list[list[list[float]]]  # multichannel: channels first
     probabilities: list[float]
     labels: list[str]
     threshold: float
@@ -69,7 +71,8 @@ def select_golden(
     test: pd.DataFrame, min_length: int = 2, max_length: int | None = None, where: str = "test"
 ) -> pd.DataFrame:
     """Up to MAX_FAULTS fault rows (y == 1), then healthy rows (y == 0) up to MAX_SIGNALS, each
-    in order of `id`; only signals the service accepts (finite, length within the limits)."""
+    in order of `id`; only signals the service accepts (finite, length within the limits; of
+    each channel for a multichannel split)."""
     import numpy as np
     import pandas as pd
 
@@ -78,11 +81,10 @@ def select_golden(
         raise GoldenError(f"{where}: no column {', '.join(missing)} (expected prepare's split)")
 
     def servable(values: Any) -> bool:
-        x = np.asarray(values, dtype="float64")
+        x = np.asarray(values, dtype="float64")  # (samples,) or (channels, samples)
+        n = x.shape[-1] if x.ndim else 0
         return (
-            x.ndim == 1
-            and min_length <= x.size <= (max_length or x.size)
-            and bool(np.isfinite(x).all())
+            x.ndim in (1, 2) and min_length <= n <= (max_length or n) and bool(np.isfinite(x).all())
         )
 
     ok = test[test["values"].map(servable)].sort_values("id", kind="stable")
@@ -149,7 +151,7 @@ def load_golden(entry_path: Path | str) -> Golden:
         golden = Golden(
             model_tag=_str(data, "model_tag"),
             ids=[str(i) for i in _list(data, "ids")],
-            signals=[[float(v) for v in s] for s in _list(data, "signals")],
+            signals=[_floats(s) for s in _list(data, "signals")],
             probabilities=[float(p) for p in _list(data, "probabilities")],
             labels=[str(label) for label in _list(data, "labels")],
             threshold=float(data["threshold"]),
@@ -168,6 +170,15 @@ def load_golden(entry_path: Path | str) -> Golden:
     if not all(math.isfinite(p) and 0 <= p <= 1 for p in golden.probabilities):
         raise GoldenError(f"{path}: malformed golden set: a probability outside [0, 1]: {FIX}")
     return golden
+
+
+def _floats(signal: Any) -> list:
+    """A golden signal's numbers as floats: a list of them, or a list of channels of them."""
+    if not isinstance(signal, list):
+        raise TypeError(f"a golden signal must be a list, got {type(signal).__name__}")
+    if signal and isinstance(signal[0], list):
+        return [[float(v) for v in channel] for channel in signal]
+    return [float(v) for v in signal]
 
 
 def _list(data: dict[str, Any], key: str) -> list:

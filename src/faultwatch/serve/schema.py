@@ -12,7 +12,7 @@ would pull pandas into the serving image).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -34,10 +34,17 @@ class ServingLimits:
     max_body_bytes: int = 4 * 1024 * 1024
 
     @classmethod
-    def resolve(cls, metadata: Mapping[str, Any] | None = None) -> ServingLimits:
-        """Defaults, then the model's `input_schema` metadata, then the environment."""
+    def resolve(
+        cls, metadata: Mapping[str, Any] | None = None, channels: Sequence[str] | None = None
+    ) -> ServingLimits:
+        """Defaults, then the model's `input_schema` metadata, then the environment. A
+        multichannel model's (`channels`, else those its input_schema names) default body limit
+        is the default times its channels: the limit counts every sample of every channel."""
         values: dict[str, int] = {}
         schema = (metadata or {}).get("input_schema") or {}
+        channels = channels or schema.get("channels")
+        if channels:
+            values["max_body_bytes"] = cls.max_body_bytes * len(channels)
         for name in ("min_length", "max_length", "max_batch", "max_body_bytes"):
             if name in schema:
                 values[name] = int(schema[name])
@@ -48,6 +55,24 @@ class ServingLimits:
         if not 2 <= limits.min_length <= limits.max_length:
             raise ValueError(f"serving limits: need 2 <= min_length <= max_length, got {limits}")
         return limits
+
+
+def input_schema(data_params: Mapping[str, Any], model_json: Mapping[str, Any]) -> dict[str, Any]:
+    """The store entry's `input_schema` (what the service validates with): the length limits of
+    params.yaml `data`, the length the model resamples to; for a multichannel model also its
+    channels, in order, and their normalisation (a univariate entry's is as it always was)."""
+    schema: dict[str, Any] = {
+        "type": "array of finite numbers (one signal)",
+        "min_length": data_params.get("min_length", ServingLimits.min_length),
+        "max_length": data_params.get("max_length", ServingLimits.max_length),
+        "resampled_to": model_json.get("input_length"),
+    }
+    channels = model_json.get("channels")
+    if channels is not None:
+        schema["type"] = "channels x samples of finite numbers (one signal, channels first)"
+        schema["channels"] = list(channels)
+        schema["normalisation"] = (model_json.get("preprocessing") or {}).get("normalise")
+    return schema
 
 
 def signal_type(limits: ServingLimits) -> Any:

@@ -4,7 +4,8 @@ imported (which `bentoml serve` and `bentoml build` do before any worker starts)
 `served_model(settings)` picks the store entry (FAULTWATCH_MODEL_TAG, else the bento's
 `model_tag` build argument, else fault_cnn:latest), checks that BENTOML_HOME resolves, that the
 entry is in the store and that its weights are the ones recorded at registration, and reads
-what follows from the entry: the input limits, the signal-quality thresholds, the class names.
+what follows from the entry: the input limits, the signal-quality thresholds, the class names
+and, for a multichannel model, its channels.
 A failure stops the command with a message naming the entry, instead of workers that fail and
 restart in a loop.
 """
@@ -42,6 +43,8 @@ class ServedModel:
     quality: QualityThresholds  # the sensor checks the model was registered with
     class_names: list[str]  # [healthy, fault]: the realised F1 is the fault class's
     log_target: Path | str  # the prediction log: a SQLite file or a postgresql:// URL
+    # a multichannel model's channel names, in the network's order (model.json); None: univariate
+    channels: tuple[str, ...] | None = None
 
 
 def model_tag(serve_settings: ServeSettings) -> str:
@@ -76,9 +79,10 @@ def served_model(serve_settings: ServeSettings) -> ServedModel:
     tag = model_tag(serve_settings)
     ref = bentoml.models.BentoModel(tag)
     entry = checked_entry(ref, tag)
-    limits = ServingLimits.resolve(dict(entry.info.metadata))
+    meta = json.loads((Path(entry.path) / "model.json").read_text())
+    channels = None if meta.get("channels") is None else tuple(map(str, meta["channels"]))
+    limits = ServingLimits.resolve(dict(entry.info.metadata), channels)
     quality = QualityThresholds.from_metadata(entry.info.metadata)
     log_target = serve_settings.prediction_log or default_target()
-    meta = json.loads((Path(entry.path) / "model.json").read_text())
     class_names = [str(c) for c in meta["class_names"]]
-    return ServedModel(tag, ref, entry, limits, quality, class_names, log_target)
+    return ServedModel(tag, ref, entry, limits, quality, class_names, log_target, channels)

@@ -48,6 +48,12 @@ learned wait keeps single requests waiting (p50 at concurrency 1: ~7 ms before t
 burst of 32 concurrent clients, 38-53 ms in every round after it), its bare-list answer costs
 a JSON-schema build per response in BentoML 1.4.39, and with a tight `max_latency_ms` it
 answers bursts with 503 (shared/MEASURED.md).
+
+Channels (issue 21). A multichannel model (model.json names its channels) takes a signal
+channels first or by name (faultwatch.serve.channels, which names the channel in every refusal:
+a wrong count, an unknown or missing name, unequal lengths are a 422); its quality is checked
+per channel (`flat_line[z]`), its log rows carry the channels and the per-channel features. It
+is always served by the queue batcher.
 """
 
 from __future__ import annotations
@@ -71,10 +77,12 @@ from faultwatch.serve.answers import (
     ModelFailure,
     Scored,
     error_response,
+    feedback_refusal,
     model_failures,
     refusal,
 )
 from faultwatch.serve.batching import BatchCancelled, MicroBatcher, Overloaded, run_isolated
+from faultwatch.serve.channels import ChannelError, ChannelSpec, multichannel_types
 from faultwatch.serve.embedding import check_embeddable, proba_and_embedding
 from faultwatch.serve.guard import RequestGuard
 from faultwatch.serve.identity import current, new_id
@@ -113,6 +121,12 @@ SignalValues = signal_type(SERVED.limits)
 Signal = signal_model(SERVED.limits)
 SignalBatch = Annotated[list[Signal], Field(min_length=1, max_length=SERVED.limits.max_batch)]
 Feedback = feedback_model(SERVED.limits)
+CHANNELS = None if SERVED.channels is None else ChannelSpec(SERVED.channels, SERVED.limits)
+if CHANNELS is not None:  # a multichannel model's input forms (faultwatch.serve.channels)
+    ChannelsFirst, ChannelsByName, ChannelsItem = multichannel_types(SERVED.limits, CHANNELS.names)
+    ChannelsBatch = Annotated[
+        list[ChannelsItem], Field(min_length=1, max_length=SERVED.limits.max_batch)
+    ]
 
 PREDICTION_ROUTES = ("/predict", "/predict_batch")
 ROUTES = (*PREDICTION_ROUTES, "/feedback")
@@ -158,7 +172,8 @@ class FaultDetector:
         self.metrics = service_metrics()
         quiet_client_errors()  # a 4xx is one line (the guard's), not BentoML's traceback
         # the first model call pays for lazy initialisation: not a client's request
-        self._score([np.zeros(SERVED.limits.min_length)])
+        shape = (SERVED.limits.min_length,)
+        self._score([np.zeros(shape if CHANNELS is None else (len(CHANNELS.names), *shape))])
 
     def _score(self, signals: list[np.ndarray]) -> list[Scored]:
         """One model call (probability and embedding) and the monitor's features of the
@@ -203,7 +218,7 @@ class FaultDetector:
         """The answer for one signal the model scored, and its log entry (the probability is
         logged also when the signal's quality leaves it unscored)."""
         p = scored.probability
-        quality = quality_of(it.values, SERVED.quality)
+        quality = quality_of(it.values, SERVED.quality, SERVED.channels)
         scored_answer = quality == OK or SERVED.quality.score_bad_signals
         fault = scored_answer and p >= self.threshold
         label = (self.fault_label if fault else self.healthy_label) if scored_answer else UNSCORED
@@ -234,6 +249,7 @@ class FaultDetector:
             features=scored.features,
             embedding=scored.embedding,
             signal=it.values if self._sampled() else None,
+            channels=SERVED.channels,
         )
         return answer, entry
 
@@ -275,21 +291,10 @@ class FaultDetector:
             if single
             else [(i.prediction_id, i.label) for i in labels]
         )
-
-        def where(i: int, key: str) -> list[str | int]:
-            return [key] if single else ["labels", i, key]
-
-        if current().role == "shadow":  # a copy of a live request: the live colour records it
-            msg = "feedback is recorded from live requests only, not from a shadow copy"
-            return error_response(409, "shadow_feedback", ["header", "X-Faultwatch-Role"], msg)
         classes = (self.healthy_label, self.fault_label)
-        for i, (_, lab) in enumerate(items):
-            if lab not in classes:
-                msg = (
-                    f"{lab!r} is not a class of model {self.version}: expected one of "
-                    + ", ".join(map(repr, classes))
-                )
-                return error_response(422, "not_a_class", where(i, "label"), msg)
+        refused = feedback_refusal(items, single, classes, self.version, current().role)
+        if refused is not None:
+            return refused
         try:
             accepted = await anyio.to_thread.run_sync(self.log.add_labels, items, source)
         except FeedbackError as e:
@@ -302,26 +307,45 @@ class FaultDetector:
         await anyio.to_thread.run_sync(REALISED.refresh_quietly, True)
         return FeedbackAccepted(accepted=accepted)
 
-    if SETTINGS.batching == "queue":
+    if CHANNELS is not None:
+
+        @bentoml.api
+        async def predict(
+            self,
+            signal: ChannelsFirst | None = None,  # type: ignore[valid-type]
+            channels: ChannelsByName | None = None,  # type: ignore[valid-type]
+        ) -> Prediction:
+            """Fault probability of one multichannel signal: `signal` (channels first, in the
+            model's order) or `channels` (by name)."""
+            try:
+                values = CHANNELS.values_of(signal, channels)
+            except ChannelError as e:
+                return error_response(e.status, e.reason, e.loc, e.msg)
+            out = await self._submit([_item(values)])
+            return out if isinstance(out, Response) else out[0]
+
+        @bentoml.api
+        async def predict_batch(self, signals: ChannelsBatch) -> BatchPrediction:  # type: ignore[valid-type]
+            """Fault probabilities of many multichannel signals, each channels first or by name."""
+            try:
+                values = CHANNELS.batch_values([s.root for s in signals])
+            except ChannelError as e:
+                return error_response(e.status, e.reason, e.loc, e.msg)
+            out = await self._submit(_items(values, signals))
+            return out if isinstance(out, Response) else BatchPrediction(predictions=out)
+
+    elif SETTINGS.batching == "queue":
 
         @bentoml.api
         async def predict(self, signal: SignalValues) -> Prediction:  # type: ignore[valid-type]
             """Fault probability of one signal (any length within the limits)."""
-            item = Item(
-                np.asarray(signal), time.perf_counter(), "predict", next(_requests), None, current()
-            )
-            out = await self._submit([item])
+            out = await self._submit([_item(np.asarray(signal))])
             return out if isinstance(out, Response) else out[0]
 
         @bentoml.api
         async def predict_batch(self, signals: SignalBatch) -> BatchPrediction:  # type: ignore[valid-type]
             """Fault probabilities of many signals; concurrent requests share model calls."""
-            request = next(_requests)
-            items = [
-                Item(np.asarray(s.root), s._received, "predict_batch", request, i, s._identity)
-                for i, s in enumerate(signals)
-            ]
-            out = await self._submit(items)
+            out = await self._submit(_items([np.asarray(s.root) for s in signals], signals))
             return out if isinstance(out, Response) else BatchPrediction(predictions=out)
 
     else:
@@ -329,11 +353,8 @@ class FaultDetector:
         @bentoml.api
         def predict(self, signal: SignalValues) -> Prediction:  # type: ignore[valid-type]
             """Fault probability of one signal (any length within the limits)."""
-            item = Item(
-                np.asarray(signal), time.perf_counter(), "predict", next(_requests), None, current()
-            )
             try:
-                return self._answer_now([item])[0]
+                return self._answer_now([_item(np.asarray(signal))])[0]
             except (ModelFailure, PredictionLogError) as e:
                 return refusal(e)
 
@@ -346,13 +367,21 @@ class FaultDetector:
             """Fault probabilities of many signals; BentoML batches concurrent requests.
 
             The answer is a bare list (batchable=True splits the output list by request)."""
-            request = next(_requests)
-            return self._answer_now(
-                [
-                    Item(np.asarray(s.root), s._received, "predict_batch", request, i, s._identity)
-                    for i, s in enumerate(signals)
-                ]
-            )
+            return self._answer_now(_items([np.asarray(s.root) for s in signals], signals))
+
+
+def _item(values: np.ndarray) -> Item:
+    """The one signal of a /predict request, validated now."""
+    return Item(values, time.perf_counter(), "predict", next(_requests), None, current())
+
+
+def _items(values: list[np.ndarray], stamped: list) -> list[Item]:
+    """The signals of one /predict_batch request (`stamped`: its validated items)."""
+    request = next(_requests)
+    return [
+        Item(v, s._received, "predict_batch", request, i, s._identity)
+        for i, (v, s) in enumerate(zip(values, stamped, strict=True))
+    ]
 
 
 def _count_rejection(reason: str) -> None:

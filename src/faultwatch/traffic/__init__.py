@@ -17,6 +17,11 @@ Drift, applied to each signal in this order (every option is off by default):
 - `fault_share` p: another class mix: the signals are resampled (with replacement, seeded) so
   that faults make up p of them.
 
+Multichannel signals (a prepared multichannel split: (channels, samples) each) are sent channels
+first; each channel is drifted on its own (its own std), every channel, or only `channel` (the
+CLI's `--drift-channel NAME`), so that a drift injected into one channel can be looked for on
+that channel alone.
+
 Sending is open loop: request i is due at start + i / rate, `concurrency` keep-alive clients
 take the requests in turn (a slow server makes requests late, never more than `concurrency`
 at once). It stops after `count` requests or `duration` seconds, whichever comes first, then

@@ -176,12 +176,13 @@ class _Load:
     """What the clients send: the drifted signals in order (computed once, the noise seeded),
     their labels, and how many requests."""
 
-    values: list[list[float]]
+    values: list[list[float]] | list[list[list[float]]]  # multichannel: channels first
     labels: list[str] | None
     n_req: float
 
 
 def _load(plan: Plan, signals: Signals, drift: Drift) -> _Load:
+    drift.check_channel(signals.channels)
     rng = np.random.default_rng(plan.seed)
     order = np.arange(len(signals.values))
     if drift.fault_share is not None:
@@ -191,7 +192,9 @@ def _load(plan: Plan, signals: Signals, drift: Drift) -> _Load:
     if plan.label_delay_s is not None and signals.labels is None:
         raise TrafficError("--label-delay needs the true classes: a `y` or `label` column")
     # the drifted signals, computed once (the noise is seeded): request i sends a window of them
-    sent_values = [drift_signal(signals.values[i], drift, rng).tolist() for i in order]
+    sent_values = [
+        drift_signal(signals.values[i], drift, rng, signals.channels).tolist() for i in order
+    ]
     sent_labels = [signals.labels[i] for i in order] if signals.labels else None
     # --count, else as many as --duration allows (cycling over the signals), else one pass
     if plan.count is not None:

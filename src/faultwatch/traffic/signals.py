@@ -26,6 +26,8 @@ class Drift:
     noise: float = 0.0
     time_shift: float = 0.0
     fault_share: float | None = None
+    # a multichannel signal's channel the drift applies to; None: every channel
+    channel: str | None = None
 
     def describe(self) -> str:
         parts = []
@@ -37,14 +39,43 @@ class Drift:
             parts.append(f"offset {self.offset:+g} std")
         if self.noise:
             parts.append(f"noise {self.noise:g} std")
+        drifted = ", ".join(parts)
+        if drifted and self.channel is not None:
+            drifted += f" on channel {self.channel}"
         if self.fault_share is not None:
-            parts.append(f"fault share {self.fault_share:.0%}")
-        return ", ".join(parts) or "none"
+            drifted += (", " if drifted else "") + f"fault share {self.fault_share:.0%}"
+        return drifted or "none"
+
+    def check_channel(self, channels: tuple[str, ...] | None) -> None:
+        """TrafficError unless `channel` is None or one of the signals' `channels`."""
+        if self.channel is None or (channels is not None and self.channel in channels):
+            return
+        have = f"their channels are {', '.join(channels)}" if channels else "they are univariate"
+        raise TrafficError(f"--drift-channel {self.channel}: not a channel of the signals ({have})")
 
 
-def drift_signal(values: np.ndarray, d: Drift, rng: np.random.Generator) -> np.ndarray:
-    """One signal with the drift `d` applied (a new array; `values` is left alone)."""
+def drift_signal(
+    values: np.ndarray,
+    d: Drift,
+    rng: np.random.Generator,
+    channels: tuple[str, ...] | None = None,
+) -> np.ndarray:
+    """One signal with the drift `d` applied (a new array; `values` is left alone). A
+    (channels, samples) signal, its rows named `channels`: each channel drifted on its own
+    (its own std), every channel or only `d.channel`."""
     x = np.asarray(values, dtype="float64")
+    if x.ndim == 2:
+        names = channels or tuple(f"dim_{k}" for k in range(len(x)))
+        return np.stack(
+            [
+                _drift_1d(row, d, rng) if d.channel in (None, name) else row.copy()
+                for name, row in zip(names, x, strict=True)
+            ]
+        )
+    return _drift_1d(x, d, rng)
+
+
+def _drift_1d(x: np.ndarray, d: Drift, rng: np.random.Generator) -> np.ndarray:
     std = float(x.std())
     if d.time_shift:
         x = np.roll(x, int(round(d.time_shift * len(x))))
@@ -64,18 +95,23 @@ class Signals:
     values: list[np.ndarray]
     y: np.ndarray | None
     labels: list[str] | None
+    # a multichannel file's channel names, in order ((channels, samples) values); None: univariate
+    channels: tuple[str, ...] | None = None
 
 
 def read_signals_file(path: Path, fault_label: str | None = None) -> Signals:
-    """A Parquet file with a `values` list column, and `y` (1 = fault) or `label` with
-    `fault_label` for the true classes. The labels posted are the served model's class names:
+    """A Parquet file with a `values` list column (a prepared split, multichannel too: read
+    with faultwatch.splits.read_split), and `y` (1 = fault) or `label` with `fault_label` for
+    the true classes. The labels posted are the served model's class names:
     HEALTHY_LABEL, and the fault class (the `label` of y == 1 rows, or `fault_label`)."""
     import pandas as pd
+
+    from faultwatch.splits import frame_channels, read_split
 
     if not path.is_file():
         raise TrafficError(f"{path}: no such file (--signals; `dvc repro` writes the test split)")
     try:
-        df = pd.read_parquet(path)
+        df = read_split(path)
     except Exception as e:  # pyarrow raises several types for a file that is not Parquet
         raise TrafficError(f"{path}: not readable as Parquet ({e})") from None
     if "values" not in df.columns:
@@ -94,7 +130,7 @@ def read_signals_file(path: Path, fault_label: str | None = None) -> Signals:
             faults = df.loc[y == 1, "label"] if "label" in df.columns else pd.Series([], dtype=str)
             fault_label = str(faults.iloc[0]) if len(faults) else "fault"
         labels = [fault_label if f else HEALTHY_LABEL for f in y]
-    return Signals(values, y, labels)
+    return Signals(values, y, labels, frame_channels(df))
 
 
 def resample_share(y: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:

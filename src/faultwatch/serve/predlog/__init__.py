@@ -31,6 +31,11 @@ columns existed is migrated when it is opened (ALTER TABLE ADD COLUMN; the new c
 Labels (`add_labels`) are validated all first, then written in one transaction:
 `FeedbackError` 404 unknown_prediction or 409 duplicate_label, nothing written. The read side
 (read.py) gives DataFrames for the monitor and retraining.
+
+Multichannel models (issue 21): a prediction's row names its channels (`channels`, JSON) and
+holds its per-channel features as JSON (`channel_features`, {"rms[x]": ...}; the univariate
+feature columns NULL); `features_frame` turns them into columns. A sampled signal is stored
+channel-major with its channel count (`signals.channels`), and read back as (channels, samples).
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from faultwatch.serve.predlog.postgres import PostgresPredictionLog
 from faultwatch.serve.predlog.read import (
     PREDICTION_FIELDS,
     REJECTED_FIELDS,
+    features_frame,
     log_exists,
     read_embeddings,
     read_only,
@@ -110,6 +116,7 @@ __all__ = [
     "default_target",
     "encode_embedding",
     "encode_signal",
+    "features_frame",
     "is_postgres_url",
     "log_exists",
     "mask_url",

@@ -30,7 +30,8 @@ class FeedbackError(FaultwatchError):
 
 @dataclass(frozen=True)
 class InputSummary:
-    """Length and moments of a raw signal (its finite values), and how many were not finite."""
+    """Length and moments of a raw signal (its finite values), and how many were not finite.
+    A (channels, samples) signal: `n` is the samples per channel, the rest over all channels."""
 
     n: int
     mean: float | None
@@ -42,11 +43,12 @@ class InputSummary:
     @classmethod
     def of(cls, values: Sequence[float] | np.ndarray) -> InputSummary:
         x = np.asarray(values, dtype="float64")
+        n = int(x.shape[-1]) if x.ndim == 2 else int(x.size)
         finite = x[np.isfinite(x)]
         if finite.size == 0:
-            return cls(int(x.size), None, None, None, None, int(x.size))
+            return cls(n, None, None, None, None, int(x.size))
         return cls(
-            n=int(x.size),
+            n=n,
             mean=float(finite.mean()),
             std=float(finite.std()),
             min=float(finite.min()),
@@ -58,9 +60,12 @@ class InputSummary:
 @dataclass(frozen=True, eq=False)  # arrays inside: compare fields, not entries
 class LoggedPrediction:
     """One answered prediction. `probability` is the model's, also for a signal answered
-    "unscored" (its `label`; `is_fault` False) because of its `quality`. `features` in faultwatch.features.FEATURES order,
-    `embedding` the model's penultimate layer, `signal` the raw signal only when sampled
-    (FAULTWATCH_LOG_SIGNALS); None: not logged (NULL, or no signals row)."""
+    "unscored" (its `label`; `is_fault` False) because of its `quality`. `features` in
+    faultwatch.features.FEATURES order (a multichannel signal's: channel-major, the columns
+    `channel_feature_names(FEATURES, channels)`), `embedding` the model's penultimate layer,
+    `signal` the raw signal only when sampled (FAULTWATCH_LOG_SIGNALS; (channels, samples) for
+    a multichannel model); None: not logged (NULL, or no signals row). `channels`: the names of
+    a multichannel signal's rows, in the model's order; None for a univariate one."""
 
     endpoint: str
     model_version: str
@@ -78,6 +83,7 @@ class LoggedPrediction:
     features: Sequence[float] | None = None
     embedding: np.ndarray | None = None
     signal: np.ndarray | None = None
+    channels: tuple[str, ...] | None = None
 
 
 def encode_embedding(embedding: np.ndarray | Sequence[float]) -> bytes:
@@ -91,12 +97,15 @@ def decode_embedding(data: bytes) -> np.ndarray:
 
 
 def encode_signal(signal: np.ndarray | Sequence[float]) -> bytes:
-    """zlib of the float32 little-endian bytes (half of float64 already). zlib itself saves
+    """zlib of the float32 little-endian bytes (half of float64 already; a (channels, samples)
+    signal flattened channel-major: `decode_signal(data, channels)` reshapes it). zlib saves
     only about 7 % on float32 signals, at level 1 as at 6 (80 us per 1 000 points); level 1,
     as this runs on the request path."""
     return zlib.compress(np.asarray(signal, dtype="<f4").ravel().tobytes(), 1)
 
 
-def decode_signal(data: bytes) -> np.ndarray:
-    """The signal `encode_signal` wrote, as float64."""
-    return np.frombuffer(zlib.decompress(data), dtype="<f4").astype("float64")
+def decode_signal(data: bytes, channels: int | None = None) -> np.ndarray:
+    """The signal `encode_signal` wrote, as float64: (samples,), or (channels, samples) when
+    `channels` is given (the signals row's `channels`; None: univariate)."""
+    x = np.frombuffer(zlib.decompress(data), dtype="<f4").astype("float64")
+    return x if channels is None else x.reshape(int(channels), -1)

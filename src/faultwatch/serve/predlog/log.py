@@ -10,6 +10,7 @@ concurrency: see the package's docstring.
 
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from faultwatch.features import channel_feature_names
 from faultwatch.serve.predlog.entries import (
     FeedbackError,
     LoggedPrediction,
@@ -39,17 +41,28 @@ def row(table: str, values: dict[str, Any]) -> tuple:
     return tuple(values[c] for c in written(table))
 
 
+def _features(e: LoggedPrediction) -> tuple[list[float | None], str | None]:
+    """(the FEATURE_COLUMNS values, the channel_features JSON) of `e`: a univariate entry's
+    features go to the columns; a multichannel entry's, by name (`rms[x]`), to the JSON, and
+    the columns are NULL."""
+    empty: list[float | None] = [None] * len(FEATURE_COLUMNS)
+    if e.features is None:
+        return empty, None
+    features = [float(v) for v in e.features]
+    names = channel_feature_names(FEATURE_COLUMNS, e.channels)
+    if len(features) != len(names):
+        raise ValueError(
+            f"features: expected {len(names)} values ({', '.join(names[:9])}"
+            f"{', ...' if len(names) > 9 else ''}), got {len(features)}"
+        )
+    if e.channels is None:
+        return list(features), None
+    return empty, json.dumps(dict(zip(names, features, strict=True)))
+
+
 def prediction_row(e: LoggedPrediction, now: float, colour: str) -> tuple:
     """The predictions row of `e`, in PREDICTION_COLUMNS order."""
-    if e.features is None:
-        features: list[float | None] = [None] * len(FEATURE_COLUMNS)
-    else:
-        features = [float(v) for v in e.features]
-        if len(features) != len(FEATURE_COLUMNS):
-            raise ValueError(
-                f"features: expected {len(FEATURE_COLUMNS)} values "
-                f"({', '.join(FEATURE_COLUMNS)}), got {len(features)}"
-            )
+    features, channel_features = _features(e)
     s = e.summary
     values: dict[str, Any] = {
         "time": now,
@@ -74,6 +87,8 @@ def prediction_row(e: LoggedPrediction, now: float, colour: str) -> tuple:
         "quality": e.quality,
         **dict(zip(FEATURE_COLUMNS, features, strict=True)),
         "embedding": None if e.embedding is None else encode_embedding(e.embedding),
+        "channels": None if e.channels is None else json.dumps(list(e.channels)),
+        "channel_features": channel_features,
     }
     return row("predictions", values)
 
@@ -82,11 +97,15 @@ def signal_row(e: LoggedPrediction, now: float) -> tuple:
     """The signals row of a sampled entry; its prediction_id is the key."""
     if not e.prediction_id:
         raise ValueError("a sampled signal needs its entry's prediction_id (the signals key)")
+    x = np.asarray(e.signal)
+    if (x.ndim == 2) != (e.channels is not None) or (x.ndim == 2 and x.shape[0] != len(e.channels)):
+        raise ValueError(f"a sampled signal of shape {x.shape} for channels {e.channels}")
     values = {
         "prediction_id": e.prediction_id,
         "time": now,
-        "n": int(np.asarray(e.signal).size),
-        "data": encode_signal(e.signal),
+        "n": int(x.shape[-1]),
+        "data": encode_signal(x),
+        "channels": None if e.channels is None else len(e.channels),
     }
     return row("signals", values)
 

@@ -13,6 +13,7 @@ a PostgreSQL session in read-only mode); `log_exists` tells "no log there yet" a
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -52,6 +53,8 @@ PREDICTION_FIELDS = (
     "threshold",
     "latency_ms",
     "quality",
+    "channels",  # JSON list of names; None: univariate
+    "channel_features",  # JSON {"rms[x]": ...}; None: univariate (see features_frame)
     *FEATURE_COLUMNS,
 )
 FLOAT_FIELDS = (
@@ -165,7 +168,8 @@ def read_predictions(
 ) -> pd.DataFrame:
     """One row per logged prediction in [start, end) of `roles` (None: all), oldest first:
     PREDICTION_FIELDS, then `true_label` and `label_time` from the labels (missing: none yet).
-    The FEATURES columns are NaN for rows written without them."""
+    The FEATURES columns are NaN for rows written without them, and for multichannel rows,
+    whose features are in `channel_features` (as JSON: `features_frame` makes them columns)."""
     where, params = _where("p.time", start, end, roles)
     fields = ", ".join(f"p.{f}" for f in PREDICTION_FIELDS)
     sql = (
@@ -226,18 +230,52 @@ def read_signals(
     roles: Sequence[str] | None = ("live",),
 ) -> pd.DataFrame:
     """The sampled raw signals in [start, end) of `roles`, oldest first: prediction_id, time,
-    values (float64 arrays), true_label (missing: not labelled yet), model_version.
-    `labelled_only`: only those with a label (what retraining can use)."""
+    values (float64 arrays: (samples,), or (channels, samples) for a multichannel model),
+    true_label (missing: not labelled yet), model_version. `labelled_only`: only those with
+    a label (what retraining can use)."""
+    import pandas as pd
+
     where, params = _where("s.time", start, end, roles)
     join = "JOIN" if labelled_only else "LEFT JOIN"
     sql = (
-        "SELECT s.prediction_id, s.time, s.data, l.label AS true_label, p.model_version"
+        "SELECT s.prediction_id, s.time, s.data, s.channels, l.label AS true_label,"
+        " p.model_version"
         " FROM signals s JOIN predictions p ON p.prediction_id = s.prediction_id"
         f" {join} labels l ON l.prediction_id = s.prediction_id{where} ORDER BY s.time, p.id"
     )
     with opened(target) as log:
         columns, rows = log._select(sql, params)
     df = _frame(columns, rows)
-    values = [decode_signal(bytes(blob)) for blob in df.pop("data")]
-    df.insert(2, "values", values)
+    channels = [None if c is None or c != c else int(c) for c in df.pop("channels")]
+    values = [decode_signal(bytes(b), c) for b, c in zip(df.pop("data"), channels, strict=True)]
+    df.insert(2, "values", pd.Series(values, index=df.index, dtype=object))
     return df
+
+
+def features_frame(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The logged monitor features of `read_predictions`' rows as columns, one row per
+    prediction (same index): the FEATURES columns of univariate rows, and each multichannel
+    row's `channel_features` expanded into `feature[channel]` columns (`rms[x]`, ...,
+    channel-major, in the order logged); NaN where a row has no such feature. The univariate
+    columns come first, and only when some row is univariate (or none is multichannel)."""
+    import pandas as pd
+
+    parsed = [
+        json.loads(v) if isinstance(v, str) else None
+        for v in predictions.get("channel_features", pd.Series(None, index=predictions.index))
+    ]
+    names: dict[str, None] = {}
+    for d in parsed:
+        names.update(dict.fromkeys(d or {}))
+    univariate = any(d is None for d in parsed) or not names
+    out = (
+        predictions.reindex(columns=list(FEATURE_COLUMNS)).astype("float64")
+        if univariate
+        else pd.DataFrame(index=predictions.index)
+    )
+    if names:
+        wide = pd.DataFrame.from_records(
+            [d or {} for d in parsed], index=predictions.index, columns=list(names)
+        )
+        out = pd.concat([out, wide.astype("float64")], axis=1)
+    return out

@@ -35,7 +35,7 @@ PREDICTIONS = (
     Column("time", "REAL NOT NULL", "unix seconds, when the row was written"),
     Column("endpoint", "TEXT NOT NULL"),
     Column("model_version", "TEXT NOT NULL"),
-    Column("n", "INTEGER NOT NULL", "input summary: length and moments of the raw signal"),
+    Column("n", "INTEGER NOT NULL", "input summary: samples (per channel), moments of all"),
     Column("mean", "REAL"),
     Column("std", "REAL"),
     Column("min", "REAL"),
@@ -67,6 +67,13 @@ PREDICTIONS = (
     ),
     *(Column(name, "REAL", "", True) for name in FEATURE_COLUMNS),
     Column("embedding", "BLOB", "penultimate layer, float32 little-endian bytes", True),
+    Column("channels", "TEXT", "JSON list of channel names, NULL: a univariate signal", True),
+    Column(
+        "channel_features",
+        "TEXT",
+        'multichannel: JSON {"rms[x]": ...} (then the feature columns are NULL)',
+        True,
+    ),
 )
 REJECTED = (
     _ID,
@@ -85,6 +92,7 @@ SIGNALS = (  # the sampled raw signals (FAULTWATCH_LOG_SIGNALS)
     Column("time", "REAL NOT NULL"),
     Column("n", "INTEGER NOT NULL"),
     Column("data", "BLOB NOT NULL", "zlib.compress(float32 little-endian bytes)"),
+    Column("channels", "INTEGER", "channels of data (channel-major), NULL: univariate", True),
 )
 LABELS = (  # delayed ground truth, POST /feedback: one per prediction
     Column("prediction_id", "TEXT PRIMARY KEY"),
