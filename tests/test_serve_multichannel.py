@@ -163,6 +163,8 @@ def _bad_cases(v: np.ndarray) -> dict[str, tuple[str, dict, str, list]]:
     return {
         "two_channels": ("/predict", {"signal": [x, y]}, "channel_count", ["signal"]),
         "four_channels": ("/predict", {"signal": [x, y, z, z]}, "channel_count", ["signal"]),
+        # the univariate form, a list of numbers, is one channel: not a 400 for every sample
+        "univariate_form": ("/predict", {"signal": x}, "channel_count", ["signal"]),
         "unknown_name": (
             "/predict",
             {"channels": {"x": x, "y": y, "z": z, "w": z}},
@@ -190,6 +192,7 @@ def _bad_cases(v: np.ndarray) -> dict[str, tuple[str, dict, str, list]]:
             ["signals", 1, "y"],
         ),
         "batch_count": ("/predict_batch", {"signals": [[x, y]]}, "channel_count", ["signals", 0]),
+        "batch_univariate": ("/predict_batch", {"signals": [x]}, "channel_count", ["signals", 0]),
     }
 
 

@@ -39,7 +39,14 @@ XDIST_GROUPS = {
 }
 # the longest groups first: the scheduler hands groups out in collection order, so a long one
 # started last would leave the other worker idle at the end
-LONGEST_FIRST = ["podman", "tiny_pipeline", "deploy", "test_retrain", "test_serve"]
+LONGEST_FIRST = [
+    "podman",
+    "tiny_pipeline",
+    "deploy",
+    "test_retrain",
+    "test_multichannel_e2e",
+    "test_serve",
+]
 
 
 def group_of_nodeid(nodeid: str) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import Field, PrivateAttr, RootModel
+from pydantic import BeforeValidator, Field, PrivateAttr, RootModel
 
 from faultwatch.errors import FaultwatchError
 from faultwatch.serve.identity import RequestIdentity, current
@@ -51,6 +51,18 @@ def _channel_schema(limits: ServingLimits) -> dict[str, Any]:
     }
 
 
+def _flat_as_one_channel(value: Any) -> Any:
+    """A flat list of numbers (the univariate form) as one channel, so that `values_of` refuses
+    it with a 422 naming the expected channels instead of pydantic's 400 for every sample."""
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in value)
+    ):
+        return [value]
+    return value
+
+
 def multichannel_types(limits: ServingLimits, channels: tuple[str, ...]) -> tuple[Any, Any, Any]:
     """(channels first, by name, a predict_batch item): the annotations BentoML builds the
     endpoints' input schemas from; the schemas show the channels and the limits."""
@@ -58,6 +70,7 @@ def multichannel_types(limits: ServingLimits, channels: tuple[str, ...]) -> tupl
     values = Annotated[list[Sample], Field(json_schema_extra=_channel_schema(limits))]
     first = Annotated[
         list[values],
+        BeforeValidator(_flat_as_one_channel),
         Field(
             description=f"channels first, in this order: {named}; each {limits.min_length} to "
             f"{limits.max_length} finite numbers, all of one length",
@@ -125,7 +138,8 @@ class ChannelSpec:
                     422,
                     "channel_count",
                     base,
-                    f"{len(rows)} channels: {self.expected}, in this order, as lists of numbers",
+                    f"{len(rows)} channel{'' if len(rows) == 1 else 's'}: {self.expected}, "
+                    "in this order, as lists of numbers",
                 )
             keys = list(range(len(self.names)))
         lengths = [len(r) for r in rows]
