@@ -113,7 +113,8 @@ def test_eda_reads_a_multichannel_prepared_project(prepared):
         "n_constant_signals": 0,
     }
     counts, thresholds = eda.sensor_quality(df, {})
-    assert set(thresholds) == set(AXES) and counts.to_numpy().sum() == len(df)
+    # the thresholds as the store entry records them: each channel's own under `channels`
+    assert set(thresholds["channels"]) == set(AXES) and counts.to_numpy().sum() == len(df)
     env = eda.class_envelopes(df, length=32)
     assert env["fault"][0].shape == (3, 32)
     agg()

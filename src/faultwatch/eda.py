@@ -15,7 +15,7 @@ from faultwatch.errors import DataError
 from faultwatch.features import channel_feature_names
 from faultwatch.params import Section
 from faultwatch.preprocess import to_matrix
-from faultwatch.signal_quality import OK, QUALITIES, QualityParams, learn_thresholds, qualities
+from faultwatch.signal_quality import QUALITIES, QualityParams, learn_split_thresholds, qualities
 from faultwatch.splits import frame_channels, read_split
 
 if TYPE_CHECKING:
@@ -100,29 +100,17 @@ def _constant(v: np.ndarray) -> bool:
 def sensor_quality(df: pd.DataFrame, quality: Mapping[str, Any]) -> tuple[pd.DataFrame, dict]:
     """How many signals of each split each sensor rule (faultwatch.signal_quality) flags, with
     the thresholds the register stage learns from the training split and params.yaml
-    `quality`: (signals per split and quality, the thresholds). Multichannel signals: each
-    channel's thresholds learnt from that channel (by name), a signal flagged by the first
-    rule any of its channels breaks."""
+    `quality`: (signals per split and quality, the thresholds, as the store entry records
+    them). Multichannel signals: each channel's thresholds learnt from that channel, a signal
+    counted under the first rule any of its channels breaks (`stuck[z]` counts as stuck)."""
     params = QualityParams.model_validate(dict(quality))
     train = df.loc[df["split"] == "train", "values"].tolist()
     channels = signal_channels(df)
-    if channels is None:
-        thresholds = learn_thresholds(train, params)
-        found = pd.Series(qualities(df["values"], thresholds), index=df.index)
-        metadata = thresholds.as_metadata()
-    else:  # each channel its own thresholds; a signal takes its channels' first broken rule
-        per_channel = [
-            learn_thresholds([v[k] for v in train], params) for k in range(len(channels))
-        ]
-        by_channel = [qualities((v[k] for v in df["values"]), t) for k, t in enumerate(per_channel)]
-        found = pd.Series([_first_broken(q) for q in zip(*by_channel, strict=True)], index=df.index)
-        metadata = {c: t.as_metadata() for c, t in zip(channels, per_channel, strict=True)}
-    counts = pd.crosstab(df["split"], found).reindex(index=list(SPLITS), columns=list(QUALITIES))
-    return counts.fillna(0).astype(int), metadata
-
-
-def _first_broken(found: tuple[str, ...]) -> str:
-    return next((q for q in QUALITIES if q != OK and q in found), OK)
+    thresholds = learn_split_thresholds(train, params, channels)
+    found = [q.split("[")[0] for q in qualities(df["values"], thresholds, channels)]
+    counts = pd.crosstab(df["split"], pd.Series(found, index=df.index))
+    counts = counts.reindex(index=list(SPLITS), columns=list(QUALITIES))
+    return counts.fillna(0).astype(int), thresholds.as_metadata()
 
 
 def missing_counts(prepare_metrics: Path) -> dict[str, int]:
