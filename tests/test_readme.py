@@ -92,12 +92,14 @@ def test_every_readme_block_works_as_written(tmp_path):
     port = str(free_port())
     blocks = readme_blocks((REPO / "README.md").read_text())
     assert len(blocks) >= 5
+    containers: list[str] = []  # named by a block's `podman run --name`: removed at the end
     try:
         for i, block in enumerate(blocks):
             lines = [ln for ln in block.splitlines() if ln.split("#")[0].strip() not in LEFT_OUT]
             # the README's port is 3000: a free one here; a container's own port stays 3000
             script = "\n".join(lines).replace(":3000:3000", ":3000:INSIDE")
             script = script.replace("3000", port).replace(":INSIDE", ":3000")
+            containers += re.findall(r"podman run .*?--name (\S+)", script)
             if "data/raw/pumps.tsv" in script and not (root / "data/raw/pumps.tsv").exists():
                 write_tsv(pumps, root / "data/raw/pumps.tsv")
             proc = subprocess.Popen(
@@ -131,6 +133,10 @@ def test_every_readme_block_works_as_written(tmp_path):
             capture_output=True,
             timeout=120,
         )
+        # a container a failed block left behind would make the next run's `podman run
+        # --name` fail: the ones this test's blocks started go with it
+        for name in containers:
+            subprocess.run(["podman", "rm", "-f", name], capture_output=True, timeout=120)
 
 
 def github_slug(heading: str) -> str:
