@@ -10,7 +10,6 @@ tests run in order, on one project for the module, and say where they leave it.
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 import urllib.error
@@ -18,10 +17,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import cli
 from helpers.cli import git_commit, run, store_env
 from helpers.datafiles import write_parquet_nested
 from helpers.gate_project import kill_leftover_deployment
+from helpers.loop import DEPLOY, fw
 from helpers.ports import free_port
 from helpers.projects import TINY_PIPELINE, copy_project
 from helpers.signals import phase_relation_signals
@@ -31,22 +30,6 @@ from faultwatch.splits import read_split
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 CHANNELS = ["dim_0", "dim_1", "dim_2"]  # Parquet list-of-lists: sktime's names
-GIT_ID = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@t",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@t",
-}
-DEPLOY = {
-    "min_requests": 5,
-    "canary_interval_s": 3,
-    "canary_steps": [50, 100],
-    "ready_timeout_s": 120,
-    "max_p99_ratio": 20.0,
-    "p99_slack_ms": 500,
-    "max_fault_rate_delta": 0.5,
-}
-fw = functools.partial(cli.fw, **GIT_ID, FAULTWATCH_LOG_SIGNALS="1")
 
 
 def post(url: str, body: dict) -> tuple[int, dict]:

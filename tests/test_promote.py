@@ -255,19 +255,12 @@ def test_approval_is_not_production_until_the_deployment_says_so(tmp_path):
 
 def test_the_test_split_is_read_with_its_channels(tmp_path):
     """promote scores a multichannel candidate on (channels, samples) signals."""
-    from helpers.datafiles import write_parquet_columns
-    from helpers.signals import AXES, three_axis_signals
+    from helpers.projects import prepare_three_axis
+    from helpers.signals import AXES
 
-    from faultwatch.data.params import DataParams, SplitParams
-    from faultwatch.data.prepare import prepare
     from faultwatch.promote import read_test_split
 
-    write_parquet_columns(three_axis_signals(), tmp_path / "axes.parquet", AXES)
-    data = DataParams(
-        source="axes.parquet", positive_label="fault", min_positive=4, min_length=16,
-        production_dir=None,
-    )  # fmt: skip
-    prepare(data, SplitParams(seed=3, val_fraction=0.25, test_fraction=0.25), tmp_path)
+    prepare_three_axis(tmp_path)
     test = read_test_split(tmp_path / "data/prepared/test.parquet", tmp_path)
     assert list(test.columns) == ["values", "y"] and test.attrs["channels"] == AXES
     assert all(v.shape[0] == 3 for v in test["values"])

@@ -11,7 +11,6 @@ has to beat it on the same test split. The tests run in order and say where they
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import time
@@ -19,10 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import cli
 from helpers.cli import git_commit, project_env, run
 from helpers.datafiles import write_parquet_columns, write_tsv
 from helpers.gate_project import kill_leftover_deployment, put_model, write_lock
+from helpers.loop import DEPLOY, fw
 from helpers.ports import free_port
 from helpers.projects import TINY_PIPELINE, copy_project
 from helpers.signals import AXES, make_signals, three_axis_signals
@@ -30,30 +29,6 @@ from helpers.signals import AXES, make_signals, three_axis_signals
 from faultwatch.deploy.load import Load
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-GIT_ID = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@t",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@t",
-}
-# tiny canary: two steps of 3 s; the analysis limits are wide (on two shared cores a p99 or a
-# fault rate over a dozen answers is noise: tests/test_deploy.py checks the analysis itself)
-DEPLOY = {
-    "min_requests": 5,
-    "canary_interval_s": 3,
-    "canary_steps": [50, 100],
-    "ready_timeout_s": 120,
-    "max_p99_ratio": 20.0,
-    "p99_slack_ms": 500,
-    "max_fault_rate_delta": 0.5,
-}
-
-
-# `fw(root, *args)`: `faultwatch ARGS` as a person types it, in the project; the servers that
-# deploy starts log every raw signal (FAULTWATCH_LOG_SIGNALS), so production signals can be
-# labelled
-fw = functools.partial(cli.fw, **GIT_ID, FAULTWATCH_LOG_SIGNALS="1")
 
 
 def status(root: Path) -> dict:

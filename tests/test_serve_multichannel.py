@@ -16,13 +16,12 @@ import sqlite3
 
 import numpy as np
 import pytest
-from helpers.datafiles import write_parquet_columns
 from helpers.paths import REPO
 from helpers.ports import free_port
 from helpers.processes import started
+from helpers.projects import prepare_three_axis
 from helpers.ready import wait_ready
 from helpers.serving import AXES, THRESHOLD, save_tiny_multichannel_model, serve_cmd, server_env
-from helpers.signals import three_axis_signals
 
 TEST_SPLIT = "data/prepared/test.parquet"
 
@@ -35,8 +34,6 @@ def mc_store(tmp_path_factory):
     from bentoml._internal.configuration.containers import BentoMLContainer
     from bentoml._internal.models import ModelStore
 
-    from faultwatch.data.params import DataParams, SplitParams
-    from faultwatch.data.prepare import prepare
     from faultwatch.register import ensure_golden, quality_thresholds
     from faultwatch.serve.schema import input_schema
     from faultwatch.serve.store import import_model
@@ -45,15 +42,7 @@ def mc_store(tmp_path_factory):
     root = tmp / "proj"
     root.mkdir()
     (root / "params.yaml").write_text("{}\n")
-    write_parquet_columns(three_axis_signals(), root / "axes.parquet", AXES)
-    data = DataParams(
-        source="axes.parquet",
-        positive_label="fault",
-        min_positive=4,
-        min_length=16,
-        production_dir=None,
-    )
-    prepare(data, SplitParams(seed=3, val_fraction=0.25, test_fraction=0.25), root)
+    prepare_three_axis(root)
     home = tmp / "bentoml"
     (home / "models").mkdir(parents=True)
     model_dir = save_tiny_multichannel_model(tmp / "model")

@@ -260,19 +260,12 @@ def test_drift_applies_to_every_channel_or_to_the_one_named():
 
 
 def test_a_multichannel_split_is_read_with_its_channels(tmp_path):
-    from helpers.datafiles import write_parquet_columns
-    from helpers.signals import AXES, three_axis_signals
+    from helpers.projects import prepare_three_axis
+    from helpers.signals import AXES
 
-    from faultwatch.data.params import DataParams, SplitParams
-    from faultwatch.data.prepare import prepare
     from faultwatch.traffic import read_signals_file
 
-    write_parquet_columns(three_axis_signals(), tmp_path / "axes.parquet", AXES)
-    data = DataParams(
-        source="axes.parquet", positive_label="fault", min_positive=4, min_length=16,
-        production_dir=None,
-    )  # fmt: skip
-    prepare(data, SplitParams(seed=3, val_fraction=0.25, test_fraction=0.25), tmp_path)
+    prepare_three_axis(tmp_path)
     signals = read_signals_file(tmp_path / "data/prepared/test.parquet")
     assert signals.channels == AXES
     assert all(v.shape[0] == 3 for v in signals.values)

@@ -82,3 +82,24 @@ def copy_tree(template: Path, dest: Path) -> Path:
     what several test modules need, built once per session by a template fixture."""
     shutil.copytree(template, dest, symlinks=True)
     return dest
+
+
+def prepare_three_axis(root: Path) -> Path:
+    """helpers.signals.three_axis_signals (a list column per axis, x y z) through the real
+    prepare stage in `root`: its splits under root/data/prepared, which it returns."""
+    from faultwatch.data.params import DataParams, SplitParams
+    from faultwatch.data.prepare import prepare
+
+    from .datafiles import write_parquet_columns
+    from .signals import AXES, three_axis_signals
+
+    write_parquet_columns(three_axis_signals(), root / "axes.parquet", AXES)
+    data = DataParams(
+        source="axes.parquet",
+        positive_label="fault",
+        min_positive=4,
+        min_length=16,
+        production_dir=None,
+    )
+    prepare(data, SplitParams(seed=3, val_fraction=0.25, test_fraction=0.25), root)
+    return root / "data/prepared"
