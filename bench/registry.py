@@ -101,6 +101,29 @@ def main() -> None:
             f"GTO / faultwatch: {b / a:.0f}x (median of {args.repeat}); with imports "
             f"{(b + gto_import) / (a + ours_import):.0f}x"
         )
+        # the command a person types: `faultwatch registry list` (a process: its imports, the
+        # params, one read of the tags), against `gto show` of the same repository
+        (root / "params.yaml").write_text("groups: {}\n")
+        (root / "dvc.yaml").write_text("stages: {}\n")
+        venv = Path(__file__).resolve().parents[1] / ".venv" / "bin"
+        cli, gto_cli = [], []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            out = subprocess.run(
+                [str(venv / "faultwatch"), "registry", "list"], cwd=root, env=ENV,
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            cli.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            subprocess.run([str(venv / "gto"), "show"], cwd=root, env=ENV, capture_output=True,
+                           check=True)  # fmt: skip
+            gto_cli.append(time.perf_counter() - t0)
+        assert len(out.splitlines()) == args.groups + 2, out[:500]
+        c, g = statistics.median(cli), statistics.median(gto_cli)
+        print(
+            f"`faultwatch registry list` ({args.groups} groups, whole process): {c:.2f} s; "
+            f"`gto show` (the summary only): {g:.2f} s; ratio {g / c:.1f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ fixtures and the two-worker scheduler are plugin modules there, registered below
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -39,16 +42,33 @@ def tiny_pipeline(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     return root, first
 
 
-@pytest.fixture(scope="session")
-def deploy_template(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """A gate project with the bentofile and deploy/ folder, three registered versions
-    (helpers/gate_project.deploy_project): (the template's root, {registry version: model
-    version}). Copy it (`copy_tree`) before use: the deploy and container tests change it."""
-    root = make_project(tmp_path_factory.mktemp("deploy-template") / "proj", bento=True)
+def _make_deploy_template(root: Path) -> tuple[Path, dict[str, str]]:
+    make_project(root, bento=True)
     shutil.copytree(REPO / "deploy", root / "deploy")
     run(["git", "add", "-A"], root)
     git_commit(root, "project with bentofile")
     return root, deploy_project(root)
+
+
+@pytest.fixture(scope="session")
+def deploy_template(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A gate project with the bentofile and deploy/ folder, three registered versions
+    (helpers/gate_project.deploy_project): (the template's root, {registry version: model
+    version}). Copy it (`copy_tree`) before use: the deploy and container tests change it.
+    Built once per run, also under xdist: its users (the deploy group; test_container, in the
+    podman group) run on different workers, so the first to ask builds it (about 35 s) in the
+    run's folder that both workers share, while the other waits on the lock."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # one process: its own temporary folder
+        return _make_deploy_template(tmp_path_factory.mktemp("deploy-template") / "proj")
+    shared = tmp_path_factory.getbasetemp().parent / "deploy-template"  # this run's, every worker's
+    done = shared / "versions.json"
+    with open(f"{shared}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also on failure
+        if not done.is_file():
+            shutil.rmtree(shared, ignore_errors=True)  # what a worker that failed half-way left
+            _, versions = _make_deploy_template(shared / "proj")
+            done.write_text(json.dumps(versions))
+    return shared / "proj", json.loads(done.read_text())
 
 
 @pytest.fixture

@@ -58,11 +58,14 @@ def test_report_list_lists_the_files_and_the_old_name_still_works(tmp_path):
 # what `faultwatch --help` lists, in this order (scripts and the README name them)
 COMMANDS = [
     "prepare",
+    "group",
     "nb",
     "register",
     "package",
     "image",
     "promote",
+    "approve",
+    "reject",
     "registry",
     "serve",
     "deploy",

@@ -127,7 +127,7 @@ def test_a_green_failing_its_smoke_test_is_refused_and_blue_keeps_the_traffic(de
         golden.write_text(kept)
     assert r.returncode == 3, r.stdout + r.stderr
     assert "smoke test" in r.stdout and "blue keeps all the traffic" in r.stdout
-    assert "decision on v0.0.3 is 'rejected'" in r.stdout  # staged, and said so
+    assert "v0.0.3 is 'rejected'" in r.stdout  # staged, and said so
     s = status(root)
     assert s["colours"]["green"]["smoke"]["passed"] is False
     assert s["colours"]["green"]["running"] is False and s["weights"]["green"] == 0
@@ -363,8 +363,30 @@ def test_canary_steps_the_traffic_cannot_judge_are_refused_at_the_start(deployed
     assert after["history"] == before["history"] and not load.failed()
 
 
+def test_a_rejected_version_is_staged_but_never_takes_traffic(deployed):
+    root, url, versions = deployed
+    fw(root, "deploy", "stage", "v0.0.3")  # rejected by the gate: staged for its smoke test
+    before = status(root)
+    for cmd in (["switch"], ["canary", "10"], ["canary", "--steps", "10,100"]):
+        r = fw(root, "deploy", *cmd, check=False)
+        assert r.returncode == 1, (cmd, r.stdout, r.stderr)
+        assert (
+            "fault_cnn v0.0.3 is rejected by the promotion gate" in r.stderr
+            and "only an approved version can" in r.stderr
+        ), r.stderr
+    r = fw(root, "registry", "production", "v0.0.3", "--reason", "by hand", check=False)
+    assert r.returncode == 1 and "only an approved version can go to production" in r.stderr
+    after = status(root)
+    assert after["weights"] == before["weights"] == {"blue": 100, "green": 0}
+    assert after["registry"]["production"] == "v0.0.1"
+
+
 def test_a_green_failing_the_analysis_is_aborted_to_zero(deployed):
     root, url, versions = deployed
+    from faultwatch import registry
+
+    # as if the gate had passed it: a version approved offline that misbehaves online
+    registry.assign("v0.0.3", registry.APPROVED, "approved by hand (test)", root)
     fw(root, "deploy", "stage", "v0.0.3")  # flags every signal: fault rate 1.0
     load = Load(url, bodies(), concurrency=8, total=None, duration_s=60).start()
     try:

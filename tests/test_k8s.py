@@ -604,3 +604,27 @@ def test_compose_router_config_routes_by_weight_and_sets_request_ids(tmp_path):
         for srv in servers.values():
             srv.shutdown()
             srv.server_close()
+
+
+# ---------------------------------------------------------------- model groups on a cluster
+
+
+def test_the_fleet_job_trains_one_group_a_pod_and_validates(gateway_validators):
+    objs = kustomize(K8S / "fleet")
+    assert sorted(o["kind"] for o in objs) == ["ConfigMap", "Job"]
+    for obj in objs:
+        validate_object(obj, gateway_validators)
+    job = by_kind(objs, "Job")["faultwatch-train-groups"]
+    groups = by_kind(objs, "ConfigMap")
+    (cm,) = groups.values()
+    names = cm["data"]["groups.txt"].split()
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == len(names)
+    pod = spec["template"]["spec"]
+    (c,) = pod["containers"]
+    script = c["args"][0]
+    assert "JOB_COMPLETION_INDEX" in script and '"group-register@$group"' in script
+    assert 'dvc exp push origin "fleet-$group"' in script
+    mounted = {v["name"]: v for v in pod["volumes"]}
+    assert mounted["groups"]["configMap"]["name"] == cm["metadata"]["name"]  # kustomize's hash
+    assert pod["restartPolicy"] == "Never" and c["resources"]["requests"]["cpu"]

@@ -1,6 +1,7 @@
 """A three-axis project end to end, as a person runs it: `dvc repro` through package, the gate,
 blue/green behind the router with both request forms, the monitor naming the drifted channel,
-`retrain --from-log`, and the retrained version staged, smoke-tested and switched to.
+`retrain --from-log`, and the retrained version (rejected: a tie) staged and smoke-tested,
+which switch and canary then refuse.
 
 The data is helpers.signals.phase_relation_signals (the fault is y lagging x instead of
 leading it: only the channels together show it), so the CNN beats the classical baseline at
@@ -171,17 +172,31 @@ def test_retrain_from_the_log_trains_a_three_channel_model_on_the_labelled_signa
     assert model["channels"] == CHANNELS
 
 
-def test_the_retrained_version_is_staged_smoke_tested_and_switched_to(project):
+def test_the_retrained_version_is_staged_and_smoke_tested_but_never_takes_traffic(project):
+    """v0.0.2 (three channels) was rejected by the gate (a tie keeps production): it can be
+    staged and smoke-tested, answers on its own port, and switch, canary and `registry
+    production` refuse it; blue keeps all the traffic."""
     root, url, _ = project
     r = fw(root, "deploy", "stage", "v0.0.2")
     assert "smoke" in r.stdout.lower() and "pass" in r.stdout.lower(), r.stdout
-    fw(root, "deploy", "switch")
+    assert "v0.0.2 is 'rejected'" in r.stdout, r.stdout
+    for cmd in (["deploy", "switch"], ["deploy", "canary", "50"]):
+        refused = fw(root, *cmd, check=False)
+        assert refused.returncode == 1, refused.stdout
+        assert "v0.0.2 is rejected by the promotion gate" in refused.stderr, refused.stderr
     s = status(root)
-    assert s["live"] == "green" and s["colours"]["green"]["version"] == "v0.0.2"
+    assert s["live"] == "blue" and s["weights"] == {"blue": 100, "green": 0}
+    green = s["colours"]["green"]
+    assert green["version"] == "v0.0.2" and green["smoke"]["passed"] is True
     test = read_split(root / "data/prepared/test.parquet")
-    answers = [post(f"{url}/predict", {"signal": v.tolist()}) for v in test["values"][:5]]
-    assert {code for code, _ in answers} == {200}
-    tag = s["colours"]["green"]["model_tag"].split(":")[1]
-    assert {a["model_version"] for _, a in answers} == {tag}
-    fw(root, "deploy", "rollback")
-    assert status(root)["live"] == "blue"
+    on_green = [
+        post(f"http://127.0.0.1:{green['port']}/predict", {"signal": v.tolist()})
+        for v in test["values"][:5]
+    ]
+    assert {code for code, _ in on_green} == {200}
+    tag = green["model_tag"].split(":")[1]
+    assert {a["model_version"] for _, a in on_green} == {tag}
+    through_router = [post(f"{url}/predict", {"signal": v.tolist()}) for v in test["values"][:5]]
+    assert {a["model_version"] for _, a in through_router} == {
+        s["colours"]["blue"]["model_tag"].split(":")[1]
+    }

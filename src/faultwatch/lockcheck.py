@@ -13,7 +13,9 @@ and builds a folder's `.dir` hash, and `.dvcignore` is applied with DVC's filter
 from __future__ import annotations
 
 import functools
+import re
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,10 +155,38 @@ def _stale_params(name: str, spec: dict, locked: dict, wdir: Path) -> list[Stale
         current = _load_yaml(wdir / file) if (wdir / file).is_file() else {}
         for key in keys or list(current):
             found, now = _dotted(current, key)
-            had, then = _dotted(recorded.get(file) or {}, key)
+            rec = recorded.get(file) or {}
+            # dvc.lock keeps a dotted key as written in dvc.yaml (`groups.p-100`): one key
+            had, then = (True, rec[key]) if key in rec else _dotted(rec, key)
             diffs = _differences(now if found else _MISSING, then if had else _MISSING, key)
             stale += [StaleDep(name, f"{file}:{k}", why) for k, why in diffs]
     return stale
+
+
+def _substituted(value: Any, key: str) -> Any:
+    """A `foreach` stage's `do` for one key: `${key}` replaced in every string."""
+    if isinstance(value, str):
+        return value.replace("${key}", key)
+    if isinstance(value, list):
+        return [_substituted(v, key) for v in value]
+    if isinstance(value, dict):
+        return {_substituted(k, key): _substituted(v, key) for k, v in value.items()}
+    return value
+
+
+def _expanded(root: Path, stages: dict) -> Iterator[tuple[str, dict]]:
+    """dvc.yaml's stages, a `foreach: ${section}` over a params.yaml mapping (the model groups'
+    stages) as DVC expands it: `NAME@KEY` for each key (none for an empty mapping)."""
+    for name, spec in stages.items():
+        over = spec.get("foreach") if isinstance(spec, dict) else None
+        if not isinstance(over, str):
+            yield name, spec
+            continue
+        m = re.fullmatch(r"\$\{([\w.-]+)\}", over)
+        params = _load_yaml(root / DEFAULT_PARAMS) if (root / DEFAULT_PARAMS).is_file() else {}
+        found, items = _dotted(params, m.group(1)) if m else (False, None)
+        for key in items if found and isinstance(items, dict) else {}:
+            yield f"{name}@{key}", _substituted(spec.get("do") or {}, str(key))
 
 
 def stale_lock_entries(root: Path | str) -> list[StaleDep]:
@@ -166,7 +196,7 @@ def stale_lock_entries(root: Path | str) -> list[StaleDep]:
     _load_yaml.cache_clear()  # the files as they are now
     if not (root / PIPELINE).is_file():
         return []
-    stages = _load_yaml(root / PIPELINE).get("stages") or {}
+    stages = dict(_expanded(root, _load_yaml(root / PIPELINE).get("stages") or {}))
     lock_path = root / LOCK
     locked_stages = (_load_yaml(lock_path).get("stages") or {}) if lock_path.is_file() else {}
     ws = _Workspace(root)

@@ -38,7 +38,7 @@ from faultwatch import progress, settings
 from faultwatch.engine import register as register_engine
 from faultwatch.errors import FaultwatchError, ParamsError
 from faultwatch.params import SECTIONS, load_params, section
-from faultwatch.paths import STAGING_ENV, display_path, write_text_atomic
+from faultwatch.paths import STAGING_ENV, display_path, group_of, write_text_atomic
 from faultwatch.scraps import json_metrics, read_scraps
 
 
@@ -155,6 +155,14 @@ VOLATILE_NB_KEYS = (
 )
 
 
+def _relative(path: Path, root: Path) -> Path:
+    """`path` relative to `root` when both lie in a model group's project; else as given."""
+    found = group_of(root)
+    if found and path.resolve().is_relative_to(found[0].resolve()):
+        return Path(os.path.relpath(path.resolve(), root.resolve()))
+    return path
+
+
 def scrub(nb: nbformat.NotebookNode, root: Path) -> nbformat.NotebookNode:
     """Drop timestamps, durations and absolute paths so re-runs give identical files."""
     pm = nb.metadata.get("papermill", {})
@@ -194,16 +202,24 @@ def _stage_context(root: Path, staging: Path, in_process: bool = True) -> Iterat
 
 
 def declared_outputs(root: Path, stage: str) -> list[Path]:
-    """The outs, metrics and plots dvc.yaml declares for `stage`, relative to the root."""
-    path = root / "dvc.yaml"
+    """The outs, metrics and plots dvc.yaml declares for `stage`, relative to the root. In a
+    model group's folder (faultwatch.groups): those of the project's `group-<stage>` stage,
+    whose paths are relative to the group's folder (its `wdir`)."""
+    found = group_of(root)
+    path = (found[0] if found else root) / "dvc.yaml"
     if not path.is_file():
         return []
     spec = yaml.safe_load(path.read_text()) or {}
+    if found:
+        stage = f"group-{stage}"
     declared = ((spec.get("stages") or {}).get(stage)) or {}
+    if found:
+        declared = declared.get("do") or {}
     paths = []
     for key in ("outs", "metrics", "plots"):
         for entry in declared.get(key) or []:
-            paths.append(Path(next(iter(entry)) if isinstance(entry, dict) else str(entry)))
+            name = next(iter(entry)) if isinstance(entry, dict) else str(entry)
+            paths.append(Path(name.replace("${key}", found[1]) if found else name))
     return paths
 
 
@@ -352,7 +368,8 @@ def run_notebook(
     """
     src = Path(notebook)
     src = src if src.is_absolute() else root / src
-    rel = src.relative_to(root) if src.is_relative_to(root) else src
+    # a model group's folder runs the project's notebooks: ../../notebooks/01_eda.ipynb
+    rel = src.relative_to(root) if src.is_relative_to(root) else _relative(src, root)
     stage = stage_name(src)
     nb_in = nbformat.read(src, as_version=4)
     nb_in.metadata["path"] = str(rel)

@@ -84,6 +84,30 @@ def display_path(path: Path | str, root: Path | None = None) -> str:
         return str(p)
 
 
+# A model group's folder (faultwatch.groups): groups/<name>/, laid out as the project is
+GROUPS_DIR = "groups"
+
+
+def group_of(root: Path) -> tuple[Path, str] | None:
+    """(the project, the group's name) when `root` is a group's folder, `<project>/groups/<name>`
+    holding its generated params.yaml beside the project's dvc.yaml; None otherwise."""
+    root = Path(root)
+    home = root.parent.parent
+    if (
+        root.parent.name == GROUPS_DIR
+        and (root / "params.yaml").is_file()
+        and (home / "dvc.yaml").is_file()
+    ):
+        return home, root.name
+    return None
+
+
+def home_root(root: Path) -> Path:
+    """The project a group's folder belongs to; `root` itself otherwise."""
+    found = group_of(root)
+    return found[0] if found else root
+
+
 EXPERIMENT_WORKSPACE = (".dvc", "tmp", "exps")
 
 
@@ -112,6 +136,7 @@ def bentoml_home(root: Path | None = None) -> Path:
 def project_store(root: Path) -> Path:
     """`bentoml_home`'s default, whatever BENTOML_HOME says: `root`'s own store, or its
     project's for a DVC experiment's copy."""
+    root = home_root(root)
     return (experiment_home(root) or root) / ".bentoml"
 
 

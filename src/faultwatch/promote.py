@@ -59,6 +59,9 @@ class PromoteParams(Section):
         allow_inf_nan=False,
         description="candidate > production and candidate >= production + margin",
     )
+    # true: a version the gate passed is `pending` until a person approves it (`faultwatch
+    # approve NAME VERSION --by WHO`) or rejects it; false: the gate's approval is final
+    require_approval: bool = False
 
 
 @dataclass
@@ -356,7 +359,16 @@ def promote_if_better(
     record = _record(candidate_tag, decision, yard, scores, baselines, p.primary_metric)
     version = same_model[-1].version if same_model else registry.register(record, root)
     reason = "; ".join(decision.reasons)
-    if decision.approved:  # production only when the deployment puts the traffic on it
+    person = same_model[-1].decision.get("by") if same_model else None
+    if person not in (None, registry.GATE):
+        # a person's approval or rejection stands: the gate never overrides it
+        decision.reasons.append(
+            f"{version} was {same_model[-1].approval} by {person}: the registry keeps that"
+        )
+    elif decision.approved and p.require_approval:
+        # a person decides: until then it is pending, which no path to production accepts
+        registry.assign(version, registry.PENDING, reason, root)
+    elif decision.approved:  # production only when the deployment puts the traffic on it
         registry.assign(version, registry.APPROVED, reason, root)
     else:
         registry.assign(version, registry.REJECTED, reason, root)

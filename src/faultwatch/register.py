@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from faultwatch.errors import FaultwatchError
+from faultwatch.groups import lock_stage
 from faultwatch.params import load_params, section
 from faultwatch.paths import bentoml_home, display_path, write_text_atomic
 from faultwatch.serve.golden import (
@@ -108,7 +109,7 @@ def git_commit(root: Path) -> dict[str, Any]:
 def data_hashes(root: Path) -> dict[str, str]:
     """md5 of every data output of `prepare` (its metrics under reports/ are not data), as
     dvc.lock records it; missing is an error."""
-    lock_file = root / "dvc.lock"
+    lock_file, stage = lock_stage(root, "prepare")  # a group's: group-prepare@NAME
     how = "run the pipeline with `dvc repro`, which writes it, not `faultwatch register` alone"
     try:
         lock = yaml.safe_load(lock_file.read_text()) or {}
@@ -120,15 +121,15 @@ def data_hashes(root: Path) -> dict[str, str]:
     except yaml.YAMLError as e:
         raise ProvenanceError(f"dvc.lock: not valid YAML: {e}") from None
     stages = lock.get("stages") if isinstance(lock, dict) else None
-    outs = ((stages or {}).get("prepare") or {}).get("outs") or []
+    outs = ((stages or {}).get(stage) or {}).get("outs") or []
     if not outs:
-        raise ProvenanceError(f"dvc.lock: no outputs of stage 'prepare' recorded: {how}")
+        raise ProvenanceError(f"dvc.lock: no outputs of stage '{stage}' recorded: {how}")
     hashes = {}
     for out in outs:
         if str(out.get("path", "")).startswith("reports/"):
             continue
         if not out.get("md5"):
-            raise ProvenanceError(f"dvc.lock: stage 'prepare', out {out.get('path')!r}: no md5")
+            raise ProvenanceError(f"dvc.lock: stage '{stage}', out {out.get('path')!r}: no md5")
         hashes[out["path"]] = out["md5"]
     return hashes
 
@@ -250,6 +251,9 @@ def provenance(root: Path, model_dir: Path) -> tuple[dict[str, str], dict[str, A
         "weights_sha256": weights_sha[:16],
     }
     data_params = params.get("data", {})
+    group = params.get("group")  # a model group's folder (faultwatch.groups): who it is
+    if isinstance(group, dict):
+        labels["group"] = str(group.get("name"))
     metadata = {
         "metrics": {"test": test, "val": evaluation.get("val", {})},
         "baselines": {k: v for k, v in evaluation.items() if k.startswith("baseline")},
@@ -271,6 +275,9 @@ def provenance(root: Path, model_dir: Path) -> tuple[dict[str, str], dict[str, A
         "weights_sha256": weights_sha,
         "signal_quality": quality_thresholds(root, params),
     }
+    if isinstance(group, dict):
+        metadata["group"] = group
+        metadata["data"]["filter"] = data_params.get("filter")
     return labels, _no_none(metadata), threshold
 
 

@@ -139,3 +139,40 @@ def phase_relation_signals(
         axes = axes + 0.05 * rng.standard_normal(axes.shape)
         rows.append((f"p{i}", "fault" if fault else "ok", axes.round(6)))
     return pd.DataFrame(rows, columns=["id", "label", "values"])
+
+
+FLEET_ASSETS = ("P-100", "P-200", "F-300")
+
+
+def _fleet_wave(asset: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """One healthy cycle train of `asset`: a waveform that is not symmetric in time."""
+    cycles = rng.uniform(3, 5)
+    phase = rng.uniform(0, 1)
+    u = (np.linspace(0, cycles, n) + phase) % 1.0  # position within each cycle
+    if asset == "P-100":  # a sawtooth: a slow rise, a sudden drop
+        return u - 0.5
+    if asset == "P-200":  # impacts: a sudden rise, a slow exponential decay
+        return np.exp(-5 * u) - 0.2
+    return 0.8 - np.exp(-4 * u)  # F-300, a fan's load cycle: a quick climb that levels off
+
+
+def fleet_signals(per_asset: int = 40, faults: int = 12, seed: int = 0) -> pd.DataFrame:
+    """A small fleet in one table (id, label, asset_type, values; 48-80 samples): three asset
+    types, each with its own healthy signature (P-100 a sawtooth, P-200 impacts that decay,
+    F-300 a climb that levels off) whose fault is the same waveform running backwards in time (a
+    reversed sawtooth, impacts that build up, a slow climb that ends in a jump). Reversal keeps every per-signal
+    statistic and the FFT's band energies: the classical baseline sees no difference, a CNN
+    that reads the shape does. Each asset type has `per_asset` signals, `faults` of them
+    faults ("fault"; else "ok")."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for asset in FLEET_ASSETS:
+        for i in range(per_asset):
+            fault = i >= per_asset - faults
+            n = int(rng.integers(48, 81))
+            x = _fleet_wave(asset, n, rng)
+            if fault:
+                x = x[::-1].copy()
+            x = x + 0.03 * rng.standard_normal(n)
+            rows.append((f"{asset}-{i}", "fault" if fault else "ok", asset, x.round(6)))
+    return pd.DataFrame(rows, columns=["id", "label", "asset_type", "values"])

@@ -37,14 +37,16 @@ XDIST_GROUPS = {
     "test_k8s": "npm",
     "test_ci_workflow": "npm",
 }
-# the longest groups first: the scheduler hands groups out in collection order, so a long one
-# started last would leave the other worker idle at the end
+# the longest groups first: the scheduler hands groups out in collection order (xdist's
+# default reorder by number of tests is turned off below), so a long one started last would
+# leave the other worker idle at the end
 LONGEST_FIRST = [
     "podman",
     "tiny_pipeline",
     "deploy",
     "test_retrain",
     "test_multichannel_e2e",
+    "test_fleet",
     "test_serve",
 ]
 
@@ -79,4 +81,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
         def _split_scope(self, nodeid: str) -> str:
             return group_of_nodeid(nodeid)
 
+    # LoadScopeScheduling sorts its units by number of tests unless told not to
+    # (--loadscope-reorder is on by default): that put the podman group (13 tests, the longest)
+    # 21st of 41 and the README walk-through on the critical path. Collection order it is.
+    config.option.loadscopereorder = False
     return GroupScheduling(config, log)

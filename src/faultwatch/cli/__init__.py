@@ -15,6 +15,7 @@ from faultwatch.cli import (
     config,
     data,
     deploy,
+    group,
     model,
     monitor,
     notebooks,
@@ -48,6 +49,7 @@ files under reports/.
 # the command groups in the order --help lists their commands
 COMMAND_GROUPS = (
     data,
+    group,
     notebooks,
     model,
     registry,
@@ -74,8 +76,8 @@ def parser() -> argparse.ArgumentParser:
     )
     # COMMAND: the usage line lists no hidden alias (a parser added without help)
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in COMMAND_GROUPS:
-        group.register(sub)
+    for commands in COMMAND_GROUPS:
+        commands.register(sub)
     return ap
 
 

@@ -81,9 +81,9 @@ def stage(args: argparse.Namespace, root: Path | None = None) -> int:
         return 0
     if r.approval != "approved":
         say(
-            f"  note: the promotion gate's decision on {r.version} is '{r.approval}' "
-            f"(`faultwatch registry show {r.version}`); it takes traffic only after its smoke "
-            "test, and `canary --steps` gates each step on live traffic"
+            f"  note: {r.version} is '{r.approval}' (`faultwatch registry show {r.version}`): "
+            "staged for its smoke test and shadow traffic only; canary, switch and rollback "
+            "refuse a version that is not approved"
         )
     if r.shadow_stopped:
         say("  shadow off (its target is being replaced)")

@@ -11,7 +11,7 @@ import sys
 
 from faultwatch import progress
 from faultwatch.cli.report import refresh_page
-from faultwatch.paths import bentoml_home, display_path, project_root
+from faultwatch.paths import bentoml_home, display_path, home_root, project_root
 
 
 def cmd_register(args: argparse.Namespace) -> int:
@@ -94,32 +94,94 @@ def cmd_image_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_promote(args: argparse.Namespace) -> int:
+def _promote_one(root):
     from faultwatch.params import load_params, section
-    from faultwatch.promote import PROMOTION_FILE, promote_if_better
+    from faultwatch.promote import promote_if_better
 
-    root = project_root()
     params = section("promote", load_params(root / "params.yaml"))
-    d, version = promote_if_better(root, params)
-    print(f"{version}: {'APPROVED' if d.approved else 'REJECTED'}")
+    return promote_if_better(root, params), params
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from faultwatch.groups import group_root, promotable
+    from faultwatch.promote import PROMOTION_FILE
+
+    home = home_root(project_root())
+    if args.all:
+        return _promote_all(home, promotable(home), args.strict)
+    root = group_root(home, args.group) if args.group else project_root()
+    (d, version), _ = _promote_one(root)
+    name = f"{args.group} " if args.group else ""
+    approval = _approval(root, version)
+    status = approval.upper()
+    if approval == "pending":
+        status = "PENDING (the gate passed it; a person approves or rejects it)"
+    print(f"{name}{version}: {status}")
     for r in d.reasons:
         print(f"  - {r}")
-    refresh_page(root)
-    where = f"the registry's git tags (faultwatch registry show {version}) and {PROMOTION_FILE}"
-    if d.approved:
+    refresh_page(home)
+    shown = display_path(root / PROMOTION_FILE, home)
+    where = f"the registry's git tags (faultwatch registry show {name}{version}) and {shown}"
+    if approval == "pending":
         progress.done(
-            f"{version} approved: production once the deployment puts the traffic on it",
+            f"{name}{version} passed the gate and waits for a person (promote.require_approval)",
+            where,
+            f"faultwatch approve {args.group or 'fault_cnn'} {version} --by NAME [--reason ...] "
+            "(or reject)",
+        )
+    elif approval == "approved":
+        progress.done(
+            f"{name}{version} approved: production once the deployment puts the traffic on it",
             where,
             f"dvc repro -f -s package (its bento), then faultwatch deploy stage {version} "
             f"(or deploy up {version})",
         )
     else:
         progress.done(
-            f"{version} rejected: the current model stays",
+            f"{name}{version} rejected: the current model stays"
+            + ("" if not d.approved else " (a person's decision)"),
             where,
             "dvc exp show (look for a better candidate: dvc exp run -S train.KEY=VALUE)",
         )
-    return 0 if d.approved or not args.strict else 3
+    return 0 if approval != "rejected" or not args.strict else 3
+
+
+def _approval(root, version: str) -> str:
+    """The version's approval in the registry after the gate: the gate's, or a person's."""
+    from faultwatch import registry
+
+    return registry.get(version, root).approval
+
+
+def _promote_all(home, groups: dict, strict: bool) -> int:
+    """Every group's gate, one after another; a table of the decisions. A group that cannot
+    be gated (never run, a missing file) is a row with its error, not the end of the run."""
+    from faultwatch.errors import FaultwatchError
+
+    rows = []
+    for name, root in groups.items():
+        try:
+            (d, version), _ = _promote_one(root)
+        except FaultwatchError as e:
+            rows.append((name, "-", "ERROR", [str(e)]))
+            continue
+        rows.append((name, version, _approval(root, version), d.reasons))
+    print(f"{'group':<20} {'version':<9} {'decision':<9} reasons")
+    for name, version, status, reasons in rows:
+        print(f"{name:<20} {version:<9} {status:<9} {reasons[0] if reasons else ''}")
+        for r in reasons[1:]:
+            print(f"{'':<40} {r}")
+    refresh_page(home)
+    refused = [r[0] for r in rows if r[2] in ("rejected", "ERROR")]
+    pending = [r[0] for r in rows if r[2] == "pending"]
+    progress.done(
+        f"{len(rows)} groups gated: {len(rows) - len(refused) - len(pending)} approved, "
+        f"{len(pending)} pending, {len(refused)} refused"
+        + (f" ({', '.join(refused)})" if refused else ""),
+        "the registry's git tags (faultwatch registry list)",
+        "faultwatch approve GROUP VERSION --by NAME" if pending else "faultwatch registry list",
+    )
+    return 3 if strict and refused else (1 if any(r[2] == "ERROR" for r in rows) else 0)
 
 
 def _register_image(sub: argparse._SubParsersAction) -> None:
@@ -163,5 +225,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_image(sub)
 
     pro = sub.add_parser("promote", help="gate the registered candidate against production")
-    pro.add_argument("--strict", action="store_true", help="exit 3 when the candidate is rejected")
+    pro.add_argument(
+        "group", nargs="?", help="a model group (params.yaml groups); default: the project's model"
+    )
+    pro.add_argument("--all", action="store_true", help="every group (and the project's model)")
+    pro.add_argument("--strict", action="store_true", help="exit 3 when a candidate is rejected")
     pro.set_defaults(func=cmd_promote)

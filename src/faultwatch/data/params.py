@@ -33,6 +33,11 @@ class DataParams(Section):
     # multichannel sources (faultwatch.data.channels): the channels to keep, in this order;
     # empty: every channel, in the file's order. An error on a univariate source.
     channels: list[str] | None = None
+    # the rows of the source this model learns from, by column value: {asset_type: P-100} or
+    # {asset_type: [P-100, P-200]} (values compared as text). A column of a Parquet source (its
+    # other columns are kept for this), or `label` in any source. A model group's data
+    # (faultwatch.groups) is often the shared source with its own filter.
+    filter: dict[str, str | int | float | list[str | int | float]] | None = None
 
     @field_validator("positive_label", mode="before")
     @classmethod
@@ -64,6 +69,18 @@ class DataParams(Section):
         twice = sorted({name for name in v if v.count(name) > 1})
         if twice:
             raise ValueError(f"{twice} named more than once")
+        return v
+
+    @field_validator("filter")
+    @classmethod
+    def _filter(cls, v: dict | None) -> dict | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("name at least one column, or leave it empty for every row")
+        empty = [k for k, x in v.items() if isinstance(x, list) and not x]
+        if empty:
+            raise ValueError(f"{empty[0]}: an empty list of values matches no row")
         return v
 
     @model_validator(mode="after")

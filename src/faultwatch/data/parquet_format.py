@@ -119,8 +119,31 @@ def _univariate_column(raw: pd.DataFrame, file: str) -> str:
     return col
 
 
-def read_parquet(path: Path, file: str | None = None) -> pd.DataFrame:
-    """Parquet with a `label` column and the signals in list columns (see the module's text)."""
+def _where(raw: pd.DataFrame, where: dict[str, object], file: str) -> np.ndarray:
+    """Which rows hold the filter's values in their columns (compared as text)."""
+    unknown = sorted(set(where) - set(raw.columns))
+    if unknown:
+        raise DataError(
+            file,
+            "filter_column",
+            f"data.filter names {', '.join(unknown)}: no such column "
+            f"(columns: {', '.join(map(str, raw.columns))})",
+        )
+    keep = pd.Series(True, index=raw.index)
+    for col, values in where.items():
+        wanted = {str(v) for v in (values if isinstance(values, list) else [values])}
+        keep &= raw[col].astype(str).isin(wanted)
+    if not keep.any():
+        shown = ", ".join(f"{k}={v}" for k, v in where.items())
+        raise DataError(file, "filter_matches", f"no row matches data.filter ({shown})")
+    return keep.to_numpy()
+
+
+def read_parquet(
+    path: Path, file: str | None = None, where: dict[str, object] | None = None
+) -> pd.DataFrame:
+    """Parquet with a `label` column and the signals in list columns (see the module's text);
+    `where` keeps the rows whose other columns hold given values (data.filter)."""
     file = file or str(path)
     try:
         # no Arrow thread pools: a pool thread still alive at interpreter exit can abort the
@@ -136,6 +159,9 @@ def read_parquet(path: Path, file: str | None = None) -> pd.DataFrame:
         raise DataError(
             file, "label_present", f"no 'label' column (columns: {', '.join(raw.columns)})"
         )
+    # the filter is checked first (a named column, some row), applied last: every row of the
+    # shared file is read and checked, and rows keep their numbers in messages
+    keep = _where(raw, where, file) if where else None
     layout = channel_layout(schema, file)
     col = _univariate_column(raw, file) if layout is None else None
     ids = raw["id"].astype(str) if "id" in raw.columns else [f"{path.stem}:{i}" for i in raw.index]
@@ -155,6 +181,8 @@ def read_parquet(path: Path, file: str | None = None) -> pd.DataFrame:
         (i, str(ident), str(label), v)
         for i, (ident, label, v) in enumerate(zip(ids, labels, signals, strict=True))
     )
+    if keep is not None:
+        df = df[keep]
     if names is not None:
         df.attrs["channels"] = names
     return df

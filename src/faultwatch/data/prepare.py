@@ -188,7 +188,7 @@ def load_splits(
     append every production batch (and `extra` files, as if they were in the production
     folder) to the training split. Raises DataError, naming file, rows and rule, on the first
     bad file. Returns the split tables and the summary prepare.json holds."""
-    df = read_source(data.source, root)
+    df = read_source(data.source, root, data.filter)
     file = df.attrs.get("source", data.source)
     df = select_channels(df, data.channels, file)
     channels = channel_names(df)

@@ -69,13 +69,42 @@ READERS: dict[str, Callable[..., pd.DataFrame]] = {
 }
 
 
-def read_source(source: str, root: Path | None = None) -> pd.DataFrame:
+def _wanted(values: object) -> set[str]:
+    """A filter's value(s) as text (numbers as written: 1 and 1.0 are '1' and '1.0')."""
+    items = values if isinstance(values, list) else [values]
+    return {str(v) for v in items}
+
+
+def filter_rows(df: pd.DataFrame, where: dict[str, object] | None, file: str) -> pd.DataFrame:
+    """The rows of a read source whose `label` matches `where` (the only column every
+    reader keeps); a Parquet source's other columns were filtered while it was read."""
+    if not where:
+        return df
+    unknown = sorted(set(where) - {"label"})
+    if unknown:
+        raise DataError(
+            file,
+            "filter_column",
+            f"data.filter names {', '.join(unknown)}: only a Parquet source keeps columns "
+            "besides the signal and its label (this file's columns: label)",
+        )
+    kept = df[df["label"].astype(str).isin(_wanted(where["label"]))]
+    if kept.empty:
+        raise DataError(
+            file, "filter_matches", f"no row has label in {sorted(_wanted(where['label']))}"
+        )
+    return kept
+
+
+def read_source(
+    source: str, root: Path | None = None, where: dict[str, object] | None = None
+) -> pd.DataFrame:
     """Read `params.yaml:data.source`: `bundled:NAME` (a set inside the sktime wheel, PLAID
     by default) or a path to .tsv, .csv, .ts or .parquet.
 
     Messages name the file relative to the project root (as given when it lies outside)."""
     if source.startswith(BUNDLED_PREFIX):
-        df = bundled_set(source)
+        df = filter_rows(bundled_set(source), where, source)
         df.attrs["source"] = source
         return df
     path = resolve(source, root)
@@ -90,6 +119,9 @@ def read_source(source: str, root: Path | None = None) -> pd.DataFrame:
         raise DataError(file, "file_exists", "no such file")
     if path.stat().st_size == 0:
         raise DataError(file, "not_empty", "the file is empty")
-    df = reader(path, file=file)
+    if reader is read_parquet:
+        df = read_parquet(path, file=file, where=where)
+    else:
+        df = filter_rows(reader(path, file=file), where, file)
     df.attrs["source"] = file
     return df

@@ -39,7 +39,7 @@ from faultwatch.deploy.routing import (
     switch_to,
 )
 from faultwatch.deploy.state import Colour, Deployment, deployment, load
-from faultwatch.deploy.versions import resolve, training_fault_rate
+from faultwatch.deploy.versions import require_approved, resolve, training_fault_rate
 from faultwatch.registry import CANARY_ABORTED
 
 TRAFFIC_WINDOW_S = 10.0  # how far back `canary --steps` measures the live traffic
@@ -59,6 +59,7 @@ def canary(
     with deployment(root, "canary", watch.waiting) as d:
         a = require_up(root, d.state)
         c = ready_standby(d.state, "canary")
+        require_approved(root, c.version, "take a canary's share of the traffic")
         if steps is None:
             assert pct is not None
             return _one_share(root, d, a, c, pct)

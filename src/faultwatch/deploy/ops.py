@@ -72,7 +72,7 @@ from faultwatch.deploy.routing import (
     switch_to,
 )
 from faultwatch.deploy.state import Colour, State, deployment
-from faultwatch.deploy.versions import Resolved, resolve, smoke
+from faultwatch.deploy.versions import Resolved, require_approved, resolve, smoke
 from faultwatch.registry import ROLLED_BACK
 from faultwatch.serve.launch import ServeError
 from faultwatch.serve.launch import check_port_free as _check_bind
@@ -97,6 +97,7 @@ def up(
     with deployment(root, "up", watch.waiting) as d:
         st = d.state
         r = resolve(root, version)
+        require_approved(root, r.version, "go live (deploy up)")
         if st.live and pid_alive(st.router_pid, ROUTER_MARKER) and alive(st.colours.get(st.live)):
             return _already_up(root, st, r, runtime, router_config(root, st, p).log_path)
         _stop_all(st)  # leftovers of a router or servers that died
@@ -249,6 +250,7 @@ def switch(root: Path, watch: Watch = QUIET) -> SwitchResult:
         st = d.state
         a = require_up(root, st)
         c = ready_standby(st, "switch")
+        require_approved(root, c.version, "take the traffic (deploy switch)")
         old, new = st.live, st.standby
         assert old and new
         t0 = time.monotonic()
@@ -288,6 +290,7 @@ def rollback(root: Path, watch: Watch = QUIET) -> RollbackResult:
                 f"nothing to roll back to: {standby} "
                 + ("does not run" if c is None or not alive(c) else "has not passed its smoke test")
             )
+        require_approved(root, c.version, "take the traffic back (deploy rollback)")
         switch_to(a, st, standby)
         st.record("rollback", frm=live, to=standby, version=c.version)
         d.save()

@@ -55,6 +55,14 @@ def resolve(root: Path, version: str | None) -> Resolved:
     return Resolved(v.version, str(entry.tag), Path(entry.path), v.approval)
 
 
+def require_approved(root: Path, version: str, what: str) -> None:
+    """Only an approved version takes production traffic (live, a canary share, a switch, a
+    rollback to it): a pending or rejected one is registry.NotApproved, raised before the
+    router or a colour is touched. Staging one (no traffic: smoke test, shadow) is allowed."""
+    repo, artifact = registry.where(root)
+    registry.require_approved(registry.get(version, repo, artifact), artifact, what)
+
+
 def training_fault_rate(entry_path: Path) -> float | None:
     """The fault share of the split the model was evaluated on, recorded at registration."""
     try:

@@ -22,6 +22,7 @@ from faultwatch import registry
 from faultwatch.deploy.live import serving
 from faultwatch.errors import FaultwatchError
 from faultwatch.register import REGISTER_FILE, data_hash, read_json
+from faultwatch.report_page.fleet_html import fleet_rows
 
 METRICS_DIR = "reports/metrics/"
 PACKAGE_FILE = Path("reports/package.json")
@@ -318,4 +319,5 @@ def gather(root: Path) -> dict[str, Any]:
         "registry": reg,
         "production_store": store_info(prod.model_tag) if prod else None,
         "monitor": monitor_state(root),
+        "fleet": fleet_rows(root),
     }

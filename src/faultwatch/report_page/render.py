@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from faultwatch.report_page.fleet_html import fleet_section
 from faultwatch.report_page.markup import CSS, e, fmt, link
 from faultwatch.report_page.models_html import models_section, registry_section
 from faultwatch.report_page.monitor_html import monitor_section
@@ -70,6 +71,7 @@ def page(data: dict[str, Any], drawn: list[Drawn], source: str | None) -> str:
             ("metrics", "Metrics"),
             ("plots", "Plots"),
             ("models", "Models"),
+            *((("fleet", "Fleet"),) if data.get("fleet") else ()),
             ("registry", "Registry"),
             ("monitoring", "Monitoring"),
         )
@@ -88,6 +90,7 @@ and <code>faultwatch promote</code> refresh it)</div></header>
 {metrics_section(data)}
 {plots_section(drawn)}
 {models_section(data)}
+{fleet_section(data.get("fleet"))}
 {registry_section(data["registry"])}
 {monitor_section(data["monitor"])}
 </main></body></html>

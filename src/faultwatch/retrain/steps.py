@@ -7,7 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
-from faultwatch import progress
+from faultwatch import progress, registry
 from faultwatch.errors import FaultwatchError
 from faultwatch.params import load_params, section
 from faultwatch.promote import promote_if_better
@@ -141,9 +141,20 @@ def step_promote(run: Run) -> Outcome:
         loop.report("promote", "FAILED", t0, str(e))
         return 1
     reasons = "; ".join(decision.reasons)
-    if decision.approved:
+    approval = registry.get(run.version, run.root).approval
+    if approval == registry.APPROVED:
         loop.report("promote", "approved", t0, f"{run.version} approved: {reasons}")
         return None
+    if approval == registry.PENDING:  # promote.require_approval: a person decides first
+        loop.report(
+            "promote", "PENDING", t0, f"{run.version} passed the gate and waits for a person"
+        )
+        loop.out(
+            f"stopped before the rollout: `faultwatch approve {registry.where(run.root)[1]} "
+            f"{run.version} --by NAME`, then `faultwatch deploy stage {run.version}` and a canary"
+        )
+        loop.out(refresh(run.root))
+        return EXIT_REFUSED
     loop.report("promote", "REJECTED", t0, f"{run.version}: the promotion gate refused: {reasons}")
     loop.out("stopped at the promotion gate: nothing staged, nothing switched")
     # the page shows the registry's refusal (on approval the report stage and the deploy

@@ -1,0 +1,95 @@
+"""The fleet table (model groups, faultwatch.groups): one row a group with its candidate
+against production, its approval, its drift when a monitor ran, and links to its notebooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from faultwatch import registry
+from faultwatch.errors import FaultwatchError
+from faultwatch.groups import GroupSpec, specs
+from faultwatch.params import load_params
+from faultwatch.paths import GROUPS_DIR
+from faultwatch.register import REGISTER_FILE, read_json
+from faultwatch.report_page.markup import badge, e, fmt, link
+
+KIND = {registry.APPROVED: "good", registry.REJECTED: "bad", registry.PENDING: "warn"}
+NOTEBOOKS = ("01_eda", "02_augment", "03_train", "04_evaluate", "05_monitor")
+
+
+def _json(path: Path, what: str, root: Path) -> dict[str, Any] | None:
+    return read_json(path, what, root) if path.is_file() else None
+
+
+def fleet_rows(root: Path) -> list[dict[str, Any]] | None:
+    """A row a group of params.yaml `groups`; None for a project without groups."""
+    groups: dict[str, GroupSpec] = specs(load_params(root / "params.yaml"))
+    if not groups:
+        return None
+    try:
+        found = registry.artifacts(root)
+    except FaultwatchError:
+        found = {}
+    rows = []
+    for name, spec in groups.items():
+        folder = root / GROUPS_DIR / name
+        vs = found.get(name, [])
+        latest = vs[-1] if vs else None
+        prod = next((v for v in reversed(vs) if registry.PRODUCTION in v.stages), None)
+        ev = _json(folder / "reports/metrics/evaluate.json", f"{name}: evaluate", root) or {}
+        cand = _json(folder / REGISTER_FILE, f"{name}: the register stage's record", root) or {}
+        mon = _json(folder / "reports/metrics/monitor.json", f"{name}: the monitor", root)
+        rows.append(
+            {
+                "name": name,
+                "collection": spec.collection,
+                "description": spec.description,
+                "candidate": cand.get("model_tag"),
+                "candidate_f1": (ev.get("test") or {}).get("f1"),
+                "latest": latest.version if latest else None,
+                "approval": latest.approval if latest else None,
+                "decided_by": (latest.decision or {}).get("by") if latest else None,
+                "production": prod.version if prod else None,
+                "production_f1": ((prod.record.get("test") or {}).get("f1")) if prod else None,
+                "drift": None if mon is None else bool(mon.get("retrain_needed")),
+                "notebooks": [
+                    nb for nb in NOTEBOOKS if (folder / f"reports/notebooks/{nb}.html").is_file()
+                ],
+            }
+        )
+    return rows
+
+
+def fleet_section(rows: list[dict[str, Any]] | None) -> str:
+    if rows is None:
+        return ""
+    head = (
+        "<tr><th>group</th><th>collection</th><th>candidate (test f1)</th><th>latest version"
+        "</th><th>approval</th><th>production (test f1)</th><th>drift</th><th>notebooks</th></tr>"
+    )
+    body = []
+    for r in rows:
+        links = " ".join(
+            link(f"../{GROUPS_DIR}/{r['name']}/reports/notebooks/{nb}.html", nb[3:])
+            for nb in r["notebooks"]
+        )
+        drift = "not monitored" if r["drift"] is None else ("retrain" if r["drift"] else "ok")
+        approval = r["approval"] or "-"
+        if r["decided_by"] and r["decided_by"] != registry.GATE:
+            approval += f" by {r['decided_by']}"
+        body.append(
+            f"<tr><td><b>{e(r['name'])}</b><div class='muted'>{e(r['description'] or '')}</div>"
+            f"</td><td>{e(r['collection'] or '-')}</td>"
+            f"<td>{e(r['candidate'] or 'not run')} ({fmt(r['candidate_f1'])})</td>"
+            f"<td>{e(r['latest'] or '-')}</td><td>{badge(approval, KIND.get(r['approval'] or '', ''))}</td>"
+            f"<td>{e(r['production'] or '-')} ({fmt(r['production_f1'])})</td>"
+            f"<td>{e(drift)}</td><td>{links or '-'}</td></tr>"
+        )
+    return (
+        '<section id="fleet"><h2>Fleet: the model groups</h2><p class="note">One row a group of '
+        "params.yaml <code>groups</code> (its folder <code>groups/NAME/</code>): its candidate "
+        "against its production model, the approval of its latest version, drift when "
+        "<code>faultwatch monitor</code> ran for it. <code>faultwatch registry list</code> "
+        "shows the same.</p><table>" + head + "".join(body) + "</table></section>"
+    )
