@@ -22,7 +22,7 @@ from helpers.datafiles import write_tsv
 from helpers.paths import REPO
 from helpers.ports import free_port
 from helpers.projects import TINY_PIPELINE, copy_project
-from helpers.signals import make_signals
+from helpers.signals import make_signals, sawtooth_signals
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -78,7 +78,12 @@ def test_readme_has_the_two_commands_first():
 
 
 def test_every_readme_block_works_as_written(tmp_path):
-    root = copy_project(tmp_path / "proj", TINY_PIPELINE)
+    # the shipped bound on signal length (the README's bundled examples have PLAID's 1344)
+    data = {**TINY_PIPELINE["data"], "max_length": 100000}
+    root = copy_project(tmp_path / "proj", {**TINY_PIPELINE, "data": data})
+    # data on which the tiny CNN beats the classical baseline: the model the walk-through
+    # registers is approved by the gate, so the deploy steps (approved versions only) run it
+    write_tsv(sawtooth_signals(), root / "data/raw/tiny.tsv")
     # the user's own file, copied in just before the "your own data" steps
     pumps = make_signals(40, 12, seed=3).assign(
         label=lambda d: d.label.replace({"fault": "bearing_fault"})
@@ -155,16 +160,24 @@ def test_contents_links_point_at_headings():
 
 def test_the_mermaid_diagram_draws_every_stage():
     """The diagram is the pipeline: every stage of dvc.yaml and the on-demand monitor (no DVC
-    stage: `faultwatch monitor`), by name."""
+    stage: `faultwatch monitor`), by name; the model groups' `foreach` stages as one node,
+    `groups`, that names the first and the last of them."""
     import yaml
 
     text = (REPO / "README.md").read_text()
     diagram = re.search(r"^```mermaid\n(.*?)^```", text, re.S | re.M)
     assert diagram, "README has no mermaid diagram"
-    stages = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    stages = [name for name, s in spec.items() if "foreach" not in s]
+    per_group = [name for name, s in spec.items() if "foreach" in s]
     stages.append("monitor")
     nodes = set(re.findall(r"\b([a-z]+)\b(?:\[|\(|\s*-->|\s*&)", diagram.group(1)))
     assert not [s for s in stages if s not in nodes], (stages, nodes)
+    assert (
+        "groups" in nodes
+        and per_group[0] in diagram.group(1)
+        and per_group[-1] in (diagram.group(1))
+    ), per_group
 
 
 def test_troubleshooting_quotes_messages_the_code_prints():

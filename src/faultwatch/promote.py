@@ -292,6 +292,24 @@ def _gate(
     return decide(candidate, production, baselines, p, yard.name)
 
 
+def _score_current(
+    yard: Yardstick, candidate_tag: str, test: pd.DataFrame, root: Path
+) -> dict[str, Any] | None:
+    """The current model's figures on the candidate's test split; None without one. One
+    trained for another task (another data source) is scored for the record only, and where
+    its input does not fit this split (other channels, another length) it has no figures: the
+    gate judges the candidate on the baselines then anyway."""
+    prod = yard.current
+    if prod is None:
+        return None
+    try:
+        return score_on_test(prod.model_tag, test, yard.who, root)
+    except (ValueError, FaultwatchError):
+        if _other_task(yard, candidate_tag, root) is None:
+            raise
+        return None
+
+
 FIGURES = ("f1", "precision", "recall", "pr_auc", "roc_auc", "threshold")
 
 
@@ -350,10 +368,9 @@ def promote_if_better(
     # one version per model: the same candidate on a later commit is not registered again
     same_model = [v for v in known if v.model_tag == candidate_tag]
     yard = _yardstick(known)
-    prod = yard.current
 
     candidate = score_on_test(candidate_tag, test, "candidate", root)
-    production = score_on_test(prod.model_tag, test, yard.who, root) if prod else None
+    production = _score_current(yard, candidate_tag, test, root)
     scores = (candidate, production)
     decision = _gate(yard, candidate_tag, scores, baselines, p, root)
     record = _record(candidate_tag, decision, yard, scores, baselines, p.primary_metric)
