@@ -44,7 +44,7 @@ def repro(root) -> tuple[str, list[str]]:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     root = tmp_path_factory.mktemp("fleet")
-    train = {**TINY_PIPELINE["train"], "max_epochs": 12, "patience": 12}
+    train = {**TINY_PIPELINE["train"], "max_epochs": 8, "patience": 8, "lr": 0.003}
     copy_project(root, {**TINY_PIPELINE, "data": {"min_positive": 4}, "train": train})
     data = fleet_signals()
     write_parquet(data, root / "data/raw/fleet.parquet")
@@ -230,7 +230,7 @@ def test_groups_train_in_parallel_through_the_experiment_queue(fleet):
     root, _ = fleet
     p = yaml.safe_load((root / "params.yaml").read_text())
     for g in ("p-100", "p-200"):
-        p["groups"][g].setdefault("train", {})["seed"] = 3
+        p["groups"][g].setdefault("train", {}).update(seed=3, max_epochs=2)
     (root / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     weights = {g: (root / "groups" / g / "models/fault_cnn/weights.safetensors").read_bytes()
                for g in GROUPS}  # fmt: skip
