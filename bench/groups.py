@@ -15,6 +15,7 @@ processes, in this session:
     fresh copies; the ratio is the figure.
 
     .venv/bin/python bench/groups.py [--groups 1,10,50] [--parallel 10] [--jobs 2]
+    (--parallel 0: no parallel comparison)
 """
 
 from __future__ import annotations
@@ -136,6 +137,8 @@ def main() -> None:
                 )
             shutil.rmtree(root, ignore_errors=True)
         p = args.parallel
+        if not p:
+            return
         if p not in seq:
             root = make_project(tmp / f"p{p}", p)
             seq[p], _ = timed(REPRO, root)
