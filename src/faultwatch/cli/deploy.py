@@ -10,6 +10,16 @@ from types import ModuleType
 from faultwatch.cli.args import _percent, _steps
 
 
+def _replicas(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number of servers, 1 or more")
+    return n
+
+
 def _verbs() -> ModuleType:
     """faultwatch.cli.deploy_verbs, imported when a verb runs: the deployment's modules take a
     good part of a second to import, which every other command (and --help) would pay."""
@@ -68,6 +78,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the colours as `faultwatch serve` processes (default) or as containers of "
         "faultwatch-<project folder>:VERSION (`faultwatch image build VERSION`); stage follows "
         "up's choice",
+    )
+    up.add_argument(
+        "--replicas",
+        type=_replicas,
+        default=1,
+        metavar="N",
+        help="N server processes per colour behind the router (default 1); the colour's "
+        "weight is shared by its replicas, a dead one is taken out by the health checks",
     )
     up.set_defaults(func=cmd_up)
     st = dep.add_parser("stage", help="VERSION as the standby colour, smoke-tested, no traffic")

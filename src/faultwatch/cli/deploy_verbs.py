@@ -57,7 +57,7 @@ def _registry(root: Path, made: tuple[RegistryRecord, ...]) -> None:
 # ---------------------------------------------------------------------- the verbs
 def up(args: argparse.Namespace, root: Path | None = None) -> int:
     root = root or project_root()
-    r = ops.up(root, args.version, args.port, args.runtime, WATCH)
+    r = ops.up(root, args.version, args.port, args.runtime, WATCH, args.replicas)
     if r.already:
         say(f"already up: {r.colour} serves {r.version} at {r.url}")
         _registry(root, r.registry)
@@ -65,8 +65,9 @@ def up(args: argparse.Namespace, root: Path | None = None) -> int:
     assert r.smoke is not None
     say(f"  {r.smoke.message or 'smoke test passed'}")
     _registry(root, r.registry)
+    each = f", {args.replicas} replicas per colour" if args.replicas > 1 else ""
     progress.done(
-        f"{r.version} live on blue (router log {display_path(r.router_log, root)})",
+        f"{r.version} live on blue (router log {display_path(r.router_log, root)}{each})",
         _at(r.url),
         "faultwatch deploy stage VERSION (a new version as green)",
     )
@@ -230,6 +231,13 @@ def _status_said(s: StatusResult) -> None:
             f"weight {c.weight:>3} % {'running' if c.running else 'stopped'}, smoke {smoke},"
             f" answers 2xx {counts.get('2xx', '-')} 5xx {counts.get('5xx', '-')}"
         )
+        if len(c.replicas) > 1:
+            for r in c.replicas:
+                say(
+                    f"    {r.server:8} port {r.port:<5} pid {r.pid:<7} "
+                    f"{'up' if r.up else 'DOWN'} (process "
+                    f"{'running' if r.running else 'stopped'}, router {r.router or '-'})"
+                )
     copies = s.shadow_copies or {}
     say(
         f"shadow: {'on' if s.shadow else 'off'}"

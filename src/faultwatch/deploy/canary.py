@@ -216,7 +216,8 @@ def shadow(root: Path, on: bool, watch: Watch = QUIET) -> ShadowResult:
         # dropped and counted)
         if p.shadow_low_priority:
             set_low_priority(c.tag, True)
-        a.shadow(f"http://{p.host}:{c.port}", cfg.map_path)
+        # every replica of the staged colour, in turn (shadow.lua)
+        a.shadow(",".join(f"http://{p.host}:{r.port}" for r in c.servers), cfg.map_path)
         st.shadow = True
         st.record("shadow", on=True, colour=st.standby, version=c.version)
     return ShadowResult(True, st.standby, c.version, st.url)

@@ -39,9 +39,11 @@ def router_config(root: Path, st: State, p: DeployParams) -> rt.RouterConfig:
         buffer_kib=p.router_buffer_kib,
         shadow_max_inflight=p.shadow_max_inflight,
         shadow_timeout_s=p.shadow_timeout_s,
+        replicas=st.replicas,
     )
 
 
-def router_api(root: Path) -> rt.RuntimeAPI:
-    """The runtime API of the router of the deployment at `root`."""
-    return rt.RuntimeAPI(rt.socket_path(state_dir(root)))
+def router_api(root: Path, replicas: int = 1) -> rt.RuntimeAPI:
+    """The runtime API of the router of the deployment at `root`, whose colours have
+    `replicas` servers each (State.replicas)."""
+    return rt.RuntimeAPI(rt.socket_path(state_dir(root)), replicas=replicas)

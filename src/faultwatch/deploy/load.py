@@ -22,11 +22,12 @@ class Answer:
     model_version: str | None
     request_id: str | None
     error: str | None = None
-    server: str | None = None  # the router's X-Faultwatch-Server: blue, green, blue_b, green_b
+    # the router's X-Faultwatch-Server: blue, green, blue_b, green_b (replicas: blue_2, blue_2_b)
+    server: str | None = None
 
     @property
     def colour(self) -> str | None:
-        return self.server.removesuffix("_b") if self.server else None
+        return self.server.split("_", 1)[0] if self.server else None
 
     @property
     def ms(self) -> float:

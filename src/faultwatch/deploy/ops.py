@@ -10,7 +10,9 @@ with FAULTWATCH_PREDICTION_LOG=postgresql://... a PostgreSQL database (what seve
 behind one router share; the analysis reads either). One colour is *live*; the other is the
 *standby*: the staged new version, or the previous one after a switch (what `rollback` returns
 to). A colour takes traffic only after it answered /readyz and passed its smoke test: its
-answers on the golden set recorded at registration, within `deploy.smoke_tolerance`.
+answers on the golden set recorded at registration, within `deploy.smoke_tolerance`. With
+`up --replicas N` each colour is N servers behind the router (faultwatch.deploy.router),
+started, smoke-tested and stopped together.
 
 Every operation that changes the deployment runs in `deployment(root, verb)` (the lock, the
 state loaded, saved on success: faultwatch.deploy.state); the registry follows the traffic
@@ -45,6 +47,7 @@ from faultwatch.deploy.processes import (
     ROUTER_MARKER,
     RUNTIMES,
     alive,
+    every_replica_alive,
     pid_alive,
     project_tags,
     routers_of,
@@ -85,11 +88,20 @@ def up(
     port: int | None = None,
     runtime: str = "process",
     watch: Watch = QUIET,
+    replicas: int = 1,
 ) -> UpResult:
     """`version` (default: production, else the latest approved) as blue behind the router on
-    `port` (default: deploy.port); already up with it: nothing started (`already`)."""
+    `port` (default: deploy.port), `replicas` servers per colour; already up with it: nothing
+    started (`already`)."""
     if runtime not in RUNTIMES:
         raise DeployError(f"--runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+    if replicas < 1:
+        raise DeployError(f"--replicas {replicas}: a colour needs one server at least")
+    if replicas > 1 and runtime == "container":
+        raise DeployError(
+            f"--replicas {replicas} --runtime container: containers run one per colour; "
+            "replicas are processes (--runtime process)"
+        )
     log_target = prediction_log(root)
     if runtime == "container":  # before anything is stopped or started
         containers.check_reachable(log_target)
@@ -99,18 +111,27 @@ def up(
         r = resolve(root, version)
         require_approved(root, r.version, "go live (deploy up)")
         if st.live and pid_alive(st.router_pid, ROUTER_MARKER) and alive(st.colours.get(st.live)):
-            return _already_up(root, st, r, runtime, router_config(root, st, p).log_path)
+            return _already_up(root, st, r, runtime, replicas, router_config(root, st, p).log_path)
         _stop_all(st)  # leftovers of a router or servers that died
-        st = d.state = State(host=p.host, port=port or p.port, history=st.history, runtime=runtime)
+        st = d.state = State(
+            host=p.host,
+            port=port or p.port,
+            history=st.history,
+            runtime=runtime,
+            replicas=replicas,
+        )
         check_port_free(st.host, st.port)  # before anything starts: nothing to leave behind
+        each = f", {replicas} replicas" if replicas > 1 else ""
         watch.progress(
-            f"deploy up: {r.version} as blue ({runtime}) behind the router on {st.host}:{st.port}"
+            f"deploy up: {r.version} as blue ({runtime}{each}) behind the router on "
+            f"{st.host}:{st.port}"
         )
         cfg = router_config(root, st, p)
         blue = _start_blue(root, st, r, p, cfg, log_target, watch)
         st.colours = {"blue": blue}
         st.live, st.weights = "blue", {"blue": 100, "green": 0}
-        st.record("up", colour="blue", version=r.version, model_tag=r.model_tag)
+        more = {"replicas": replicas} if replicas > 1 else {}
+        st.record("up", colour="blue", version=r.version, model_tag=r.model_tag, **more)
         d.save()
         made = mark_live(root, r.version, f"deploy up: live on blue at {st.url}")
     assert blue.smoke is not None
@@ -124,14 +145,22 @@ def up(
     )
 
 
-def _already_up(root: Path, st: State, r: Resolved, runtime: str, router_log: Path) -> UpResult:
-    """A deployment runs: the same version and runtime is nothing to do, another is refused."""
+def _already_up(
+    root: Path, st: State, r: Resolved, runtime: str, replicas: int, router_log: Path
+) -> UpResult:
+    """A deployment runs: the same version, runtime and replicas is nothing to do, another is
+    refused."""
     assert st.live is not None
     live = st.colours[st.live]
     if live.version != r.version or st.runtime != runtime:
         raise AlreadyUp(
             f"already up with {live.version} live on {st.live}; "
             f"`faultwatch deploy stage {r.version}` then `switch`, or `down` first"
+        )
+    if st.replicas != replicas:
+        raise AlreadyUp(
+            f"already up with {st.replicas} replicas per colour (asked: {replicas}); the "
+            "router's servers are set at `up`: `faultwatch deploy down`, then `up` again"
         )
     made = None
     if st.weights.get(st.live, 0) == 100:  # the registry follows the traffic
@@ -153,15 +182,23 @@ def _start_blue(
     blue: Colour | None = None
     try:
         blue = start_colour(
-            root, "blue", r.version, r.model_tag, p, st.runtime, log_target, watch.progress
+            root,
+            "blue",
+            r.version,
+            r.model_tag,
+            p,
+            st.runtime,
+            log_target,
+            watch.progress,
+            st.replicas,
         )
         blue.smoke = smoke(blue, r.entry, p)
         if not blue.smoke["passed"]:
             raise SmokeTestFailed(
                 f"blue ({r.version}) failed its smoke test: {blue.smoke['message']}"
             )
-        st.router_pid = rt.start(cfg, {"blue": blue.port, "green": None}, None)
-        a = router_api(root)
+        st.router_pid = rt.start(cfg, {"blue": [s.port for s in blue.servers], "green": None}, None)
+        a = router_api(root, st.replicas)
         a.enable("blue")
         a.set_weight("blue", 100)
         a.enable_backup("blue", True)
@@ -201,7 +238,7 @@ def stage(root: Path, version: str, watch: Watch = QUIET) -> StageResult:
             figures = SmokeFigures.from_dict(c.smoke or {})
             return StageResult(r.version, colour, live, st.url, c.port, r.approval, figures, **how)
 
-        if old and old.version == r.version and alive(old) and old.smoke_passed:
+        if old and old.version == r.version and every_replica_alive(old) and old.smoke_passed:
             return result(old, already=True)
         if st.weights.get(colour, 0) > 0:
             raise StandbyBusy(
@@ -219,14 +256,24 @@ def stage(root: Path, version: str, watch: Watch = QUIET) -> StageResult:
             st.colours.pop(colour, None)
             d.save()
         c = start_colour(
-            root, colour, r.version, r.model_tag, p, st.runtime, log_target, watch.progress
+            root,
+            colour,
+            r.version,
+            r.model_tag,
+            p,
+            st.runtime,
+            log_target,
+            watch.progress,
+            st.replicas,
         )
         c.smoke = smoke(c, r.entry, p)
-        a.set_address(colour, c.port)
+        a.set_address(colour, [s.port for s in c.servers])
         st.colours[colour] = c
         if not c.smoke["passed"]:
             stop_colour(c)
             c.pid = 0
+            for s in c.replicas:
+                s.pid = 0
             st.record(
                 "stage",
                 colour=colour,

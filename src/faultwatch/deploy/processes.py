@@ -5,7 +5,9 @@ Each process a colour starts (the `faultwatch serve` supervisor and BentoML's wo
 container's) carries FAULTWATCH_DEPLOY_TAG=<colour>-<random> and FAULTWATCH_DEPLOY_PROJECT=<the
 project root> in its environment: `deploy down` finds them through /proc even when the state
 file lost them, and a colour is stopped by its tag, not by its process group (BentoML's workers
-run in sessions of their own and outlive a killed supervisor).
+run in sessions of their own and outlive a killed supervisor). A colour of N replicas
+(`deploy up --replicas N`) is N such servers on N ports under one tag; each also carries
+FAULTWATCH_DEPLOY_REPLICA=<its number, from 1>, which tells one replica's processes apart.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ from pathlib import Path
 from faultwatch.deploy import containers
 from faultwatch.deploy.analysis import DeployParams
 from faultwatch.deploy.errors import DeployError, RouterError
-from faultwatch.deploy.state import Colour, state_dir
+from faultwatch.deploy.state import Colour, Replica, server_name, state_dir
 from faultwatch.paths import bentoml_home
 
 SERVER_MARKER = "faultwatch"  # in the command line of every process deploy starts
 ROUTER_MARKER = "haproxy"
 TAG_ENV = "FAULTWATCH_DEPLOY_TAG"
 PROJECT_ENV = "FAULTWATCH_DEPLOY_PROJECT"  # the project root of the deployment that started it
+REPLICA_ENV = "FAULTWATCH_DEPLOY_REPLICA"  # which replica of its colour, from 1
 RUNTIMES = ("process", "container")
 
 
@@ -39,6 +42,16 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """`n` different ports nothing listens on now."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port(host)
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 # ---------------------------------------------------------------------- processes on the host
@@ -100,16 +113,19 @@ def routers_of(cfg_path: Path) -> list[int]:
     return found
 
 
-def tagged_pids(tag: str) -> list[int]:
-    """Processes whose environment holds FAULTWATCH_DEPLOY_TAG=`tag`: a colour's server and
-    all its workers (see the module docstring)."""
-    needle = f"{TAG_ENV}={tag}\0".encode()
+def tagged_pids(tag: str, replica: int | None = None) -> list[int]:
+    """Processes whose environment holds FAULTWATCH_DEPLOY_TAG=`tag`: a colour's servers and
+    all their workers (see the module docstring); with `replica`, that replica's only."""
+    needles = [f"{TAG_ENV}={tag}\0".encode()]
+    if replica is not None:
+        needles.append(f"{REPLICA_ENV}={replica}\0".encode())
     found = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
         try:
-            if needle in _environment_of(d) and pid_alive(int(d.name)):
+            env = _environment_of(d)
+            if all(n in env for n in needles) and pid_alive(int(d.name)):
                 found.append(int(d.name))
         except OSError:
             continue
@@ -203,36 +219,49 @@ def stop_pid(pid: int | None, marker: str | None = None, timeout_s: float = 20.0
 
 
 # ---------------------------------------------------------------------- a colour's server
-def alive(c: Colour | None) -> bool:
-    """Its supervisor runs (a worker left behind by a dead supervisor does not count); a
-    container runs."""
-    if c is not None and c.container:
+def replica_alive(c: Colour, r: Replica) -> bool:
+    """The replica's supervisor runs (its container, for a container)."""
+    if c.container:
         return containers.running(c.container)
-    return c is not None and pid_alive(c.pid, SERVER_MARKER)
+    return pid_alive(r.pid, SERVER_MARKER)
+
+
+def alive(c: Colour | None) -> bool:
+    """One of its supervisors at least runs (a worker left behind by a dead supervisor does not
+    count; the router's health checks take a dead replica out); a container runs."""
+    return c is not None and any(replica_alive(c, r) for r in c.servers)
+
+
+def every_replica_alive(c: Colour) -> bool:
+    return all(replica_alive(c, r) for r in c.servers)
 
 
 def stop_colour(c: Colour | None) -> None:
-    """The server, gracefully (its supervisor stops its workers), then any worker left."""
+    """Every replica's server, gracefully (its supervisor stops its workers), then any worker
+    left."""
     if c is None:
         return
     if c.container:
         containers.stop(c.container)
     else:
-        stop_pid(c.pid, SERVER_MARKER)
+        for r in c.servers:
+            stop_pid(r.pid, SERVER_MARKER)
     stop_tagged(c.tag)
 
 
-def wait_ready(url: str, c: Colour, timeout_s: float) -> None:
-    """Until `url`/readyz answers 200; DeployError when the server exits first or time is up."""
+def wait_ready(url: str, c: Colour, timeout_s: float, r: Replica | None = None) -> None:
+    """Until `url`/readyz answers 200; DeployError when the server (replica `r`, default the
+    first) exits first or time is up."""
+    r = r or c.servers[0]
     deadline = time.monotonic() + timeout_s
-    log = Path(c.log)
+    log = Path(r.log)
     while time.monotonic() < deadline:
-        if not (alive(c) if c.container else pid_alive(c.pid)):
+        if not (alive(c) if c.container else pid_alive(r.pid)):
             tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
             raise DeployError(f"the server exited before it was ready; its log {log}:\n{tail}")
         try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:
-                if r.status == 200:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:
+                if resp.status == 200:
                     return
         except OSError:
             pass
@@ -248,13 +277,17 @@ def _ready_or_stopped(
     progress: Callable[[str], None],
     what: str = "",
 ) -> None:
-    """Wait for the colour's /readyz; stop it on any failure (also an interrupt)."""
+    """Wait for every replica's /readyz (they start side by side); stop the colour on any
+    failure (also an interrupt)."""
     try:
-        wait_ready(f"http://{p.host}:{c.port}", c, p.ready_timeout_s)
+        for r in c.servers:
+            wait_ready(f"http://{p.host}:{r.port}", c, p.ready_timeout_s, r)
     except BaseException:
         stop_colour(c)
         raise
-    progress(f"  {colour} ready in {time.monotonic() - t0:.1f} s{what}")
+    n = len(c.servers)
+    each = f" ({n} replicas)" if n > 1 else ""
+    progress(f"  {colour} ready in {time.monotonic() - t0:.1f} s{each}{what}")
 
 
 def start_colour(
@@ -266,17 +299,19 @@ def start_colour(
     runtime: str,
     log_target: Path | str,
     progress: Callable[[str], None],
+    replicas: int = 1,
 ) -> Colour:
-    """Start `colour` serving registry `version` on a free port, logging predictions to
-    `log_target`, and wait until it is ready; `progress` hears the steps."""
-    port = free_port(p.host)
+    """Start `colour` serving registry `version` as `replicas` servers on free ports, logging
+    predictions to `log_target`, and wait until every one is ready; `progress` hears the steps."""
     d = state_dir(root)
     d.mkdir(parents=True, exist_ok=True)
-    log = d / f"{colour}.log"
     tag = f"{colour}-{uuid.uuid4().hex[:12]}"
     if runtime == "container":
+        if replicas != 1:
+            raise DeployError(f"--replicas {replicas}: containers run one per colour")
+        log = d / f"{colour}.log"
         return _start_container(
-            root, colour, version, model_tag, p, port, log, tag, log_target, progress
+            root, colour, version, model_tag, p, free_port(p.host), log, tag, log_target, progress
         )
     env = {
         **os.environ,
@@ -286,21 +321,32 @@ def start_colour(
         "FAULTWATCH_PREDICTION_LOG": str(log_target),
         "BENTOML_HOME": str(bentoml_home(root).resolve()),
     }
-    progress(f"  starting {colour}: {version} ({model_tag}) on {p.host}:{port} (log {log})")
     # the registry version: its bento when one packages the model, else this checkout's
     argv = [sys.executable, "-m", "faultwatch", "serve", version]
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [*argv, "--host", p.host, "--port", str(port)],
-            cwd=root,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: outlives the CLI, stopped whole
-        )
-    c = Colour(version, model_tag, port, proc.pid, str(log), time.time(), tag=tag)
-    _ready_or_stopped(c, p, colour, time.monotonic(), progress)
+    t0 = time.monotonic()
+    servers: list[Replica] = []
+    c = Colour(version, model_tag, 0, 0, "", time.time(), tag=tag, replicas=servers)
+    try:
+        for i, port in enumerate(free_ports(replicas, p.host), 1):
+            name = server_name(colour, i)
+            log = d / f"{name}.log"
+            progress(f"  starting {name}: {version} ({model_tag}) on {p.host}:{port} (log {log})")
+            with open(log, "ab") as out:
+                proc = subprocess.Popen(
+                    [*argv, "--host", p.host, "--port", str(port)],
+                    cwd=root,
+                    env={**env, REPLICA_ENV: str(i)},
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group: outlives the CLI, stopped whole
+                )
+            servers.append(Replica(port, proc.pid, str(log)))
+    except BaseException:
+        stop_colour(c)
+        raise
+    c.port, c.pid, c.log = servers[0].port, servers[0].pid, servers[0].log
+    _ready_or_stopped(c, p, colour, t0, progress)
     return c
 
 
@@ -324,15 +370,17 @@ def _start_container(
     containers.run(
         eng, image, name, p.host, port, log_target, log, {TAG_ENV: tag, "FAULTWATCH_COLOUR": colour}
     )
+    pid = containers.host_pid(eng, name)
     c = Colour(
         version,
         model_tag,
         port,
-        containers.host_pid(eng, name),
+        pid,
         str(log),
         time.time(),
         tag=tag,
         container=name,
+        replicas=[Replica(port, pid, str(log))],
     )
     _ready_or_stopped(c, p, colour, t0, progress, " (container start to /readyz)")
     return c

@@ -223,6 +223,22 @@ class DownResult:
 
 
 @dataclass(frozen=True)
+class ReplicaStatus:
+    """One server of a colour: its process, and what the router's health checks make of it."""
+
+    server: str  # the router's name: blue, blue_2, ...
+    port: int
+    pid: int
+    running: bool  # its supervisor (or container) runs
+    router: str | None  # the router's status: UP, DOWN, DRAIN (weight 0), MAINT; None: not read
+
+    @property
+    def up(self) -> bool:
+        """Running, and taken by the router (or the router not read)."""
+        return self.running and (self.router is None or self.router.startswith(("UP", "DRAIN")))
+
+
+@dataclass(frozen=True)
 class ColourStatus:
     version: str
     model_tag: str
@@ -230,10 +246,16 @@ class ColourStatus:
     pid: int
     tag: str
     container: str | None
-    running: bool
+    running: bool  # one of its replicas runs at least
     smoke: dict[str, Any] | None
     weight: int
     router_counts: dict[str, int] | None
+    replicas: tuple[ReplicaStatus, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["replicas"] = [{**asdict(r), "up": r.up} for r in self.replicas]
+        return d
 
 
 @dataclass(frozen=True)
@@ -268,7 +290,7 @@ class StatusResult:
             "prediction_log": self.prediction_log,
             "live": self.live,
             "weights": self.weights,
-            "colours": {name: asdict(c) for name, c in self.colours.items()},
+            "colours": {name: c.to_dict() for name, c in self.colours.items()},
             "shadow": self.shadow,
             "last_analysis": self.last_analysis,
             "history": self.history,

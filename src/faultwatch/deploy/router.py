@@ -15,6 +15,14 @@ server dies, the other colour answers (if it passed its smoke test; otherwise it
 in maintenance). Health checks on /readyz mark a dead server down; a request refused at connect
 or answered with nothing is retried on another server (`retry-on`).
 
+Replicas (`deploy up --replicas N`): each colour is N servers, `blue`, `blue_2` ... `blue_N`
+(backups `blue_b`, `blue_2_b` ...; with N = 1 the configuration is the four servers above, and
+with more `option allbackups` lets every replica of the other colour take over). A colour's
+weight is set on each of its replicas: both colours have N, so with every replica up the
+shares are the percentages. A dead replica's requests go to the servers left, by weight: a
+colour with all the traffic keeps it; during a canary the shares shift until the replica is
+back. The slots are written once, with the configuration: N is fixed from `up` to `down`.
+
 Shadow: `shadow.lua` copies a live request to the staged colour from a task of its own, so a
 slow or hung shadow never holds the live answer (nginx's `mirror` holds the client's
 connection until the shadow answers). The copy carries the same X-Request-ID, which the router
@@ -49,6 +57,9 @@ from faultwatch.deploy.processes import (  # noqa: F401
     stop_pid,
     tagged_pids,
 )
+from faultwatch.deploy.state import server_name
+
+Ports = dict[str, int | list[int] | None]  # per colour: its replicas' ports (None: not running)
 
 COLOURS = ("blue", "green")
 BACKEND = "live"
@@ -73,6 +84,22 @@ def haproxy_binary() -> str:
 MAX_SOCKET_PATH = 97
 
 
+def server_names(colour: str, replicas: int = 1) -> list[str]:
+    """The router's weighted servers of `colour`; each has its backup, the name with `_b`."""
+    return [server_name(colour, i) for i in range(1, replicas + 1)]
+
+
+def colour_of(server: str) -> str:
+    """The colour of a router server's name (blue_2_b: blue)."""
+    return server.split("_", 1)[0]
+
+
+def _slots(ports: int | list[int] | None, replicas: int) -> list[int | None]:
+    """A colour's ports, one per replica slot (None: parked)."""
+    given = [ports] if isinstance(ports, int) else list(ports or [])
+    return [*given, *[None] * (replicas - len(given))][:replicas]
+
+
 def socket_path(state_dir: Path) -> Path:
     """The admin socket, in the state folder; a deep project, whose path would pass HAProxy's
     limit, gets one under /tmp named after the state folder."""
@@ -92,6 +119,7 @@ class RouterConfig:
     shadow_max_inflight: int = 32
     shadow_timeout_s: float = 10.0
     check_interval_ms: int = 500
+    replicas: int = 1  # servers per colour
 
     @property
     def cfg_path(self) -> Path:
@@ -113,19 +141,20 @@ class RouterConfig:
     def sock(self) -> Path:
         return socket_path(self.state_dir)
 
-    def render(self, ports: dict[str, int | None]) -> str:
+    def render(self, ports: Ports) -> str:
         lua = resources.files("faultwatch.deploy") / "shadow.lua"
-        servers = []
+        servers, backups = [], []
         for colour in COLOURS:
-            port = ports.get(colour)
-            # a colour without a process is parked in maintenance on a placeholder port
-            addr = f"127.0.0.1:{port or 9}"
-            off = "" if port else " disabled"
-            servers.append(f"    server {colour} {addr} weight 0 check{off}")
-        for colour in COLOURS:
-            servers.append(
-                f"    server {colour}_b 127.0.0.1:{ports.get(colour) or 9} backup check disabled"
-            )
+            slots = _slots(ports.get(colour), self.replicas)
+            for name, port in zip(server_names(colour, self.replicas), slots, strict=True):
+                # a colour without a process is parked in maintenance on a placeholder port
+                addr = f"127.0.0.1:{port or 9}"
+                off = "" if port else " disabled"
+                servers.append(f"    server {name} {addr} weight 0 check{off}")
+                backups.append(f"    server {name}_b {addr} backup check disabled")
+        if self.replicas > 1:  # every replica of the other colour takes the rest, not the first
+            servers.insert(0, "    option allbackups")
+        servers += backups
         inter = self.check_interval_ms
         return f"""# written by `faultwatch deploy up`; changed only through the runtime API, never reloaded
 global
@@ -174,10 +203,14 @@ backend {BACKEND}
 
 
 class RuntimeAPI:
-    """HAProxy's runtime API over its admin socket: one command per connection."""
+    """HAProxy's runtime API over its admin socket: one command per connection. A colour's
+    commands apply to each of its `replicas` servers."""
 
-    def __init__(self, sock: Path, timeout_s: float = 5.0):
-        self.sock, self.timeout_s = sock, timeout_s
+    def __init__(self, sock: Path, timeout_s: float = 5.0, replicas: int = 1):
+        self.sock, self.timeout_s, self.replicas = sock, timeout_s, replicas
+
+    def names(self, colour: str) -> list[str]:
+        return server_names(colour, self.replicas)
 
     def __call__(self, command: str) -> str:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -212,30 +245,43 @@ class RuntimeAPI:
             return False
 
     # ---------------------------------------------------------------- servers
-    def set_address(self, colour: str, port: int) -> None:
-        for name in (colour, f"{colour}_b"):
-            self(f"set server {BACKEND}/{name} addr 127.0.0.1 port {port}")
+    def set_address(self, colour: str, port: int | list[int]) -> None:
+        """The colour's replicas (weighted and backup) on these ports, in order."""
+        ports = [port] if isinstance(port, int) else port
+        if len(ports) != self.replicas:
+            raise RouterError(
+                f"{colour}: {len(ports)} ports for the router's {self.replicas} replicas"
+            )
+        for name, p in zip(self.names(colour), ports, strict=True):
+            for server in (name, f"{name}_b"):
+                self(f"set server {BACKEND}/{server} addr 127.0.0.1 port {p}")
 
     def set_weight(self, colour: str, weight: int) -> None:
-        self(f"set weight {BACKEND}/{colour} {int(weight)}")
+        """Each replica gets the colour's weight: both colours have as many, so the shares
+        are the weights' (see the module docstring)."""
+        for name in self.names(colour):
+            self(f"set weight {BACKEND}/{name} {int(weight)}")
 
     def enable(self, colour: str) -> None:
-        """Ready, and up at once: its /readyz was checked before this call."""
-        self(f"set server {BACKEND}/{colour} state ready")
-        self(f"set server {BACKEND}/{colour} health up")
+        """Ready, and up at once: every replica's /readyz was checked before this call."""
+        for name in self.names(colour):
+            self(f"set server {BACKEND}/{name} state ready")
+            self(f"set server {BACKEND}/{name} health up")
 
     def enable_backup(self, colour: str, on: bool) -> None:
-        name = f"{BACKEND}/{colour}_b"
-        if on:
-            self(f"set server {name} state ready")
-            self(f"set server {name} health up")
-        else:
-            self(f"set server {name} state maint")
+        for name in self.names(colour):
+            server = f"{BACKEND}/{name}_b"
+            if on:
+                self(f"set server {server} state ready")
+                self(f"set server {server} health up")
+            else:
+                self(f"set server {server} state maint")
 
     def disable(self, colour: str) -> None:
         self.set_weight(colour, 0)
         self.enable_backup(colour, False)
-        self(f"set server {BACKEND}/{colour} state maint")
+        for name in self.names(colour):
+            self(f"set server {BACKEND}/{name} state maint")
 
     def shadow(self, url: str | None, map_path: Path) -> None:
         value = url or SHADOW_OFF
@@ -254,24 +300,26 @@ class RuntimeAPI:
         }
 
     def counters(self) -> dict[str, dict[str, int]]:
-        """Per colour (its weighted and backup server together): answers by class, errors,
-        current sessions, state."""
+        """Per colour (its weighted and backup servers together, every replica): answers by
+        class, errors, current sessions."""
+        stats = self.stats()
+        fields = {"2xx": "hrsp_2xx", "4xx": "hrsp_4xx", "5xx": "hrsp_5xx"}
+        fields |= {"eresp": "eresp", "econ": "econ", "scur": "scur"}
         out: dict[str, dict[str, int]] = {}
         for colour in COLOURS:
-            total = {"2xx": 0, "4xx": 0, "5xx": 0, "eresp": 0, "econ": 0, "scur": 0}
-            for name in (colour, f"{colour}_b"):
-                row = self.stats().get(name, {})
-                for key, field in (
-                    ("2xx", "hrsp_2xx"),
-                    ("4xx", "hrsp_4xx"),
-                    ("5xx", "hrsp_5xx"),
-                    ("eresp", "eresp"),
-                    ("econ", "econ"),
-                    ("scur", "scur"),
-                ):
-                    total[key] += int(row.get(field) or 0)
+            total = dict.fromkeys(fields, 0)
+            for name in self.names(colour):
+                for row in (stats.get(name, {}), stats.get(f"{name}_b", {})):
+                    for key, column in fields.items():
+                        total[key] += int(row.get(column) or 0)
             out[colour] = total
         return out
+
+    def server_status(self) -> dict[str, str]:
+        """The router's view of each weighted server, by name: UP, DOWN (its health checks
+        fail), MAINT (parked), DRAIN (up with weight 0), and HAProxy's "UP 1/2"-like steps in
+        between."""
+        return {name: row.get("status", "") for name, row in self.stats().items()}
 
     def shadow_stats(self) -> dict[str, int]:
         try:
@@ -280,7 +328,7 @@ class RuntimeAPI:
             return {}
 
 
-def write_config(cfg: RouterConfig, ports: dict[str, int | None], shadow_url: str | None) -> str:
+def write_config(cfg: RouterConfig, ports: Ports, shadow_url: str | None) -> str:
     """Write the config and its shadow map, and have HAProxy check them (`haproxy -c`); returns
     the haproxy executable."""
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
@@ -295,7 +343,7 @@ def write_config(cfg: RouterConfig, ports: dict[str, int | None], shadow_url: st
     return exe
 
 
-def start(cfg: RouterConfig, ports: dict[str, int | None], shadow_url: str | None) -> int:
+def start(cfg: RouterConfig, ports: Ports, shadow_url: str | None) -> int:
     """Write the config and start HAProxy in the background; returns its pid once its admin
     socket answers."""
     exe = write_config(cfg, ports, shadow_url)

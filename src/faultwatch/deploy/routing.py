@@ -22,7 +22,7 @@ def require_up(root: Path, st: State) -> rt.RuntimeAPI:
     """The router's API; NothingDeployed when no router and live colour are recorded running."""
     if st.live is None or not pid_alive(st.router_pid, ROUTER_MARKER):
         raise NothingDeployed("nothing is deployed here: `faultwatch deploy up` first")
-    return router_api(root)
+    return router_api(root, st.replicas)
 
 
 def ready_standby(st: State, what: str) -> Colour:

@@ -6,12 +6,22 @@
 -- nowhere else. At most FAULTWATCH_SHADOW_MAX_INFLIGHT copies wait at once (the router's config sets it);
 -- above that, and for bodies the router did not hold whole, the copy is dropped and counted.
 -- `shadow stats` on the router's admin socket prints the counters as JSON.
+-- txn.shadow_url may list several base URLs, comma-separated (the staged colour's replicas):
+-- the copies go to each in turn.
 
 local stats = {sent = 0, answered = 0, failed = 0, dropped_busy = 0, dropped_body = 0,
                inflight = 0}
 -- the router's config sets these with `setenv` in its global section
 local max_inflight = tonumber(os.getenv("FAULTWATCH_SHADOW_MAX_INFLIGHT") or "") or 32
 local timeout_ms = tonumber(os.getenv("FAULTWATCH_SHADOW_TIMEOUT_MS") or "") or 10000
+local copies = 0  -- which replica gets the next copy
+
+local function next_target(urls)
+  local targets = {}
+  for u in string.gmatch(urls, "[^,]+") do targets[#targets + 1] = u end
+  copies = copies + 1
+  return targets[(copies - 1) % #targets + 1]
+end
 
 core.register_action("faultwatch_shadow", {"http-req"}, function(txn)
   local url = txn:get_var("txn.shadow_url")
@@ -27,7 +37,7 @@ core.register_action("faultwatch_shadow", {"http-req"}, function(txn)
     return
   end
   local rid = txn.sf:req_hdr("x-request-id") or ""
-  local target = url .. txn.sf:path()
+  local target = next_target(url) .. txn.sf:path()
   stats.inflight = stats.inflight + 1
   stats.sent = stats.sent + 1
   core.register_task(function()

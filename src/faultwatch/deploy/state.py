@@ -1,7 +1,8 @@
 """The deployment's state: one JSON file, written atomically, and one lock.
 
 `.faultwatch/deploy/state.json` holds the router (pid, port), both colours (registry version,
-model tag, port, pid, smoke test), which colour is live, the weights, the shadow, the last
+model tag, port, pid, smoke test, and each replica's port and pid: `deploy up --replicas N`
+runs N servers per colour), which colour is live, the weights, the shadow, the last
 analysis and the history of actions. Every command reads it, acts, and writes it whole through
 a temporary file and a rename, so a reader never sees half a file and a killed command leaves
 the previous state. Commands that change something run in `deployment(root, verb)`: it holds
@@ -35,17 +36,39 @@ def state_dir(root: Path) -> Path:
     return root / ".faultwatch" / "deploy"
 
 
+def server_name(colour: str, index: int) -> str:
+    """The router's name for replica `index` (from 1) of `colour`: blue, blue_2, blue_3, ..."""
+    return colour if index == 1 else f"{colour}_{index}"
+
+
+@dataclass
+class Replica:
+    """One server of a colour: the router's server `blue`, `blue_2`, ... (the first is the
+    colour's own port, pid and log)."""
+
+    port: int
+    pid: int
+    log: str  # the server's own output
+
+
 @dataclass
 class Colour:
     version: str  # registry version, e.g. v0.0.2
     model_tag: str  # fault_cnn:<store version>
-    port: int
+    port: int  # the first replica's (what a state file before replicas held alone)
     pid: int
     log: str  # the server's own output
     started_at: float
     smoke: dict[str, Any] | None = None  # SmokeResult.as_dict() and "passed"
     tag: str = ""  # FAULTWATCH_DEPLOY_TAG in the environment of its processes
     container: str = ""  # the container's name (runtime "container"); "" for a process
+    # every replica, the first included; empty in a state file written before replicas
+    replicas: list[Replica] = field(default_factory=list)
+
+    @property
+    def servers(self) -> list[Replica]:
+        """Its replicas, in the router's order (one for a state file without them)."""
+        return self.replicas or [Replica(self.port, self.pid, self.log)]
 
     @property
     def model_version(self) -> str:
@@ -60,6 +83,7 @@ class Colour:
 class State:
     router_pid: int | None = None
     runtime: str = "process"  # the colours: processes, or containers of the project image
+    replicas: int = 1  # servers per colour (`up --replicas`), the router's slots for each
     host: str = "127.0.0.1"
     port: int | None = None
     live: str | None = None  # the colour with the traffic (100 % once switched)
@@ -91,7 +115,10 @@ class State:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> State:
-        colours = {k: Colour(**v) for k, v in (d.get("colours") or {}).items()}
+        colours = {
+            k: Colour(**{**v, "replicas": [Replica(**r) for r in v.get("replicas") or []]})
+            for k, v in (d.get("colours") or {}).items()
+        }
         return cls(**{**d, "colours": colours})
 
 

@@ -1,5 +1,6 @@
-"""`faultwatch deploy status`: the state, what runs, the router's counters, the shadow's
-agreement and the registry's view, read without the lock."""
+"""`faultwatch deploy status`: the state, what runs (each replica: its process, and whether
+the router's health checks take it), the router's counters, the shadow's agreement and the
+registry's view, read without the lock."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from faultwatch.deploy import router as rt
 from faultwatch.deploy.analysis import shadow_agreement
 from faultwatch.deploy.config import prediction_log, router_api
 from faultwatch.deploy.live import serving
-from faultwatch.deploy.processes import ROUTER_MARKER, alive, pid_alive
-from faultwatch.deploy.results import ColourStatus, StatusResult
-from faultwatch.deploy.state import State, load
+from faultwatch.deploy.processes import ROUTER_MARKER, alive, pid_alive, replica_alive
+from faultwatch.deploy.results import ColourStatus, ReplicaStatus, StatusResult
+from faultwatch.deploy.state import State, load, server_name
 from faultwatch.serve.predlog import PredictionLogError, show_target
 
 
@@ -22,12 +23,14 @@ def status(root: Path) -> StatusResult:
     log = prediction_log(root)
     registry = serving(root).to_dict()
     counters: dict[str, dict[str, int]] = {}
+    servers: dict[str, str] = {}
     copies: dict[str, int] | None = None
     error: str | None = None
     if router_up:
-        a = router_api(root)
+        a = router_api(root, st.replicas)
         try:
             counters = a.counters()
+            servers = a.server_status()
             copies = a.shadow_stats()
         except rt.RouterError as e:
             error = str(e)
@@ -43,6 +46,16 @@ def status(root: Path) -> StatusResult:
             smoke=c.smoke,
             weight=st.weights.get(name, 0),
             router_counts=counters.get(name),
+            replicas=tuple(
+                ReplicaStatus(
+                    server_name(name, i),
+                    r.port,
+                    r.pid,
+                    replica_alive(c, r),
+                    servers.get(server_name(name, i)),
+                )
+                for i, r in enumerate(c.servers, 1)
+            ),
         )
         for name, c in st.colours.items()
     }

@@ -72,10 +72,20 @@ def training_fault_rate(entry_path: Path) -> float | None:
 
 
 def smoke(c: Colour, entry_path: Path, p: DeployParams) -> dict[str, Any]:
-    """The colour's answers on the golden set of its model; the dict the state keeps."""
+    """The colour's answers on the golden set of its model, from each replica; the dict the
+    state keeps (the first replica's, or the first that failed, named)."""
     try:
         golden = load_golden(entry_path)
     except Exception as e:  # a missing or malformed golden set is a failed smoke test
         return {"passed": False, "message": str(e)}
-    result = smoke_test(f"http://{p.host}:{c.port}", golden, tolerance=p.smoke_tolerance)
-    return {**result.as_dict(), "passed": bool(result.passed)}
+    first: dict[str, Any] | None = None
+    for i, r in enumerate(c.servers, 1):
+        result = smoke_test(f"http://{p.host}:{r.port}", golden, tolerance=p.smoke_tolerance)
+        d = {**result.as_dict(), "passed": bool(result.passed)}
+        if not result.passed and len(c.servers) > 1:
+            d["message"] = f"replica {i} of {len(c.servers)} (port {r.port}): {d['message']}"
+        if not result.passed:
+            return d
+        first = first or d
+    assert first is not None
+    return first
