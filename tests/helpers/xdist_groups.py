@@ -34,6 +34,7 @@ XDIST_GROUPS = {
     "test_container": "podman",
     "test_deploy": "deploy",
     "test_deploy_postgres": "deploy",
+    "test_deploy_replicas": "deploy",
     "test_k8s": "npm",
     "test_ci_workflow": "npm",
 }
