@@ -197,7 +197,7 @@ def rendered() -> dict[str, list[dict[str, Any]]]:
 def test_overlay_renders_and_every_object_validates(overlay, rendered, gateway_validators):
     objs = rendered[overlay]
     kinds = sorted({o["kind"] for o in objs})
-    expected = ["Deployment", "PersistentVolumeClaim", "Service"]
+    expected = ["Deployment", "HorizontalPodAutoscaler", "PersistentVolumeClaim", "Service"]
     if overlay in ("canary", "shadow"):
         expected = sorted([*expected, "Gateway", "HTTPRoute"])
     assert kinds == expected, f"overlay {overlay}: kinds {kinds}"
@@ -317,8 +317,14 @@ def test_every_deployment_is_probed_sized_and_logs_to_its_own_volume(overlay, re
         assert colour_of(claims[claim]) == colour, f"{name}: logs to {claim}"
         assert claims[claim]["spec"]["accessModes"] == ["ReadWriteOnce"], claim
         used_claims.append(claim)
-        # one SQLite writer per log: one pod, and the old pod gone before the new one starts
-        assert d["spec"]["replicas"] == 1 and d["spec"]["strategy"]["type"] == "Recreate", name
+        # the autoscaler sets the number of pods (an apply would reset a number here); they
+        # share the colour's SQLite log, so they run on one node, and the old pods are gone
+        # before the new ones start
+        assert "replicas" not in d["spec"], f"{name}: replicas is the autoscaler's to set"
+        assert d["spec"]["strategy"]["type"] == "Recreate", name
+        (term,) = pod["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert term["topologyKey"] == "kubernetes.io/hostname", f"{name}: {term}"
+        assert term["labelSelector"]["matchLabels"] == d["spec"]["selector"]["matchLabels"], name
         # the Pod Security Standard "restricted", and no FAULTWATCH_* variables from Services
         sc, csc = pod["securityContext"], c["securityContext"]
         assert sc["runAsNonRoot"] is True and sc["runAsUser"] != 0, f"{name}: runs as root"
@@ -329,6 +335,38 @@ def test_every_deployment_is_probed_sized_and_logs_to_its_own_volume(overlay, re
     assert len(set(used_claims)) == 2, f"blue and green share a prediction log: {used_claims}"
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_colour_is_autoscaled_on_the_cpu_of_its_pods(overlay, rendered):
+    objs = rendered[overlay]
+    deployments = by_kind(objs, "Deployment")
+    hpas = by_kind(objs, "HorizontalPodAutoscaler")
+    targets = sorted(h["spec"]["scaleTargetRef"]["name"] for h in hpas.values())
+    assert targets == sorted(deployments), f"one autoscaler per Deployment: {targets}"
+    for name, h in hpas.items():
+        assert h["apiVersion"] == "autoscaling/v2", name
+        ref = h["spec"]["scaleTargetRef"]
+        assert (ref["apiVersion"], ref["kind"]) == ("apps/v1", "Deployment"), ref
+        d = deployments[ref["name"]]
+        assert colour_of(h) == colour_of(d), f"{name} scales {ref['name']}"
+        assert 1 <= h["spec"]["minReplicas"] < h["spec"]["maxReplicas"], name
+        (metric,) = h["spec"]["metrics"]
+        assert metric["type"] == "Resource" and metric["resource"]["name"] == "cpu", metric
+        target = metric["resource"]["target"]
+        assert target["type"] == "Utilization" and 0 < target["averageUtilization"] <= 100
+        # utilisation is measured against the request: every container has one
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            assert quantity(c["resources"]["requests"]["cpu"]) > 0, f"{ref['name']}: no CPU request"
+
+
+def test_the_schema_rejects_a_broken_autoscaler(rendered, gateway_validators):
+    """The autoscalers are validated indeed: an autoscaling/v1 field in a v2 object fails."""
+    hpa = copy.deepcopy(next(iter(by_kind(rendered["blue"], "HorizontalPodAutoscaler").values())))
+    validate_object(hpa, gateway_validators)
+    hpa["spec"]["targetCPUUtilizationPercentage"] = 70
+    with pytest.raises(AssertionError, match="HorizontalPodAutoscaler/faultwatch-"):
+        validate_object(hpa, gateway_validators)
+
+
 def test_blue_and_green_differ_only_in_colour(rendered):
     deployments = by_kind(rendered["blue"], "Deployment")
     blue = copy.deepcopy(deployments["faultwatch-blue"])
@@ -336,6 +374,9 @@ def test_blue_and_green_differ_only_in_colour(rendered):
     for d in (blue, green):  # the versions may differ: that is the point of two colours
         d["spec"]["template"]["spec"]["containers"][0]["image"] = "the version"
     assert green == blue
+    hpas = by_kind(rendered["blue"], "HorizontalPodAutoscaler")
+    green_hpa = json.dumps(hpas["faultwatch-green"]).replace("green", "blue")
+    assert json.loads(green_hpa) == hpas["faultwatch-blue"]
 
 
 def test_images_are_set_per_colour_through_kustomize_images(tmp_path, rendered):
