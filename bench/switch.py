@@ -1,10 +1,12 @@
 """Benchmark of `faultwatch deploy`: traffic moves under keep-alive load, and the shadow's cost.
 
     .venv/bin/python bench/switch.py [VERSION] [--concurrency 16] [--port 8090]
-        [--runtime process|container]
+        [--runtime process|container] [--replicas N] [--project DIR]
 
 With `--runtime container` the colours are containers of faultwatch:VERSION (`faultwatch image
-build VERSION` first).
+build VERSION` first). With `--replicas N` each colour is N server processes (`deploy up
+--replicas N`); the answers per router server are printed. `--project` runs it in another
+project (default: this one), e.g. a copy of the deploy tests' project.
 
 Deploys VERSION (default: the production version, else the newest registered one) as blue,
 stages the same version as green (the answers tell the colours apart by the router's
@@ -26,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -36,25 +39,25 @@ sys.path.insert(0, str(ROOT / "src"))
 from faultwatch.deploy.load import Load  # noqa: E402
 
 
-def fw(*args: str) -> subprocess.CompletedProcess:
+def fw(root: Path, *args: str) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).parent / "faultwatch"
-    return subprocess.run([str(exe), *args], cwd=ROOT, check=True, capture_output=True, text=True)
+    return subprocess.run([str(exe), *args], cwd=root, check=True, capture_output=True, text=True)
 
 
-def pick_version() -> str:
+def pick_version(root: Path) -> str:
     from faultwatch import registry
 
-    prod = registry.production(ROOT)
+    prod = registry.production(root)
     if prod:
         return prod.version
-    vs = registry.versions(ROOT)
+    vs = registry.versions(root)
     if not vs:
         sys.exit("no registered version: run the pipeline and `faultwatch promote` first")
     return vs[-1].version
 
 
-def bodies(n: int = 64) -> list[bytes]:
-    test = pd.read_parquet(ROOT / "data/prepared/test.parquet").head(n)
+def bodies(root: Path, n: int = 64) -> list[bytes]:
+    test = pd.read_parquet(root / "data/prepared/test.parquet").head(n)
     return [json.dumps({"signal": [float(x) for x in v]}).encode() for v in test["values"]]
 
 
@@ -66,22 +69,39 @@ def main() -> int:
     ap.add_argument("--gap", type=float, default=4.0, help="seconds between actions")
     ap.add_argument("--rate", type=float, default=15.0, help="paced load, requests/s")
     ap.add_argument("--runtime", choices=["process", "container"], default="process")
+    ap.add_argument("--replicas", type=int, default=1, help="servers per colour")
+    ap.add_argument("--project", type=Path, default=ROOT, help="the project to deploy")
     args = ap.parse_args()
-    os.environ.setdefault("BENTOML_HOME", str(ROOT / ".bentoml"))
-    state = json.loads(fw("deploy", "status", "--json").stdout)
+    root = args.project.resolve()
+    os.environ.setdefault("BENTOML_HOME", str(root / ".bentoml"))
+
+    def fw_(*a: str) -> subprocess.CompletedProcess:
+        return fw(root, *a)
+
+    state = json.loads(fw_("deploy", "status", "--json").stdout)
     if state["live"]:
         sys.exit("something is deployed here already: `faultwatch deploy down` first")
-    version = args.version or pick_version()
+    version = args.version or pick_version(root)
     url = f"http://127.0.0.1:{args.port}"
     t0 = time.monotonic()
-    fw("deploy", "up", version, "--port", str(args.port), "--runtime", args.runtime)
-    t1 = time.monotonic()
-    fw("deploy", "stage", version)
-    print(
-        f"{args.runtime}es: up {t1 - t0:.1f} s, stage {time.monotonic() - t1:.1f} s "
-        f"({version} on both colours)"
+    fw_(
+        "deploy",
+        "up",
+        version,
+        "--port",
+        str(args.port),
+        "--runtime",
+        args.runtime,
+        "--replicas",
+        str(args.replicas),
     )
-    data = bodies()
+    t1 = time.monotonic()
+    fw_("deploy", "stage", version)
+    print(
+        f"{args.runtime}es, {args.replicas} per colour: up {t1 - t0:.1f} s, stage "
+        f"{time.monotonic() - t1:.1f} s ({version} on both colours)"
+    )
+    data = bodies(root)
     try:
         Load(url, data, concurrency=args.concurrency, total=400).start().join(120)  # warm-up
         load = Load(url, data, concurrency=args.concurrency, total=None).start()
@@ -98,7 +118,7 @@ def main() -> int:
         time.sleep(args.gap)
         for name, cmd, to in actions:
             start = time.time()
-            fw("deploy", *cmd)
+            fw_("deploy", *cmd)
             marks.append((name, start, time.time(), to))
             time.sleep(args.gap)
         load.stop()
@@ -106,6 +126,10 @@ def main() -> int:
         print(
             f"\n{len(load.answers)} requests at concurrency {args.concurrency}, "
             f"{len(load.failed())} failed in all"
+        )
+        servers = Counter(a.server for a in load.answers if a.server)
+        print(
+            "answers per router server:", ", ".join(f"{k} {v}" for k, v in sorted(servers.items()))
         )
         print(f"{'action':10} {'cmd ms':>7} {'failed':>6} {'first new ms':>12} {'100 % ms':>9}")
         for i, (name, start, done, to) in enumerate(marks):
@@ -129,7 +153,7 @@ def main() -> int:
         ):
             figures = {}
             for mode in ("off", "on", "off again"):
-                fw("deploy", "shadow", "on" if mode == "on" else "off")
+                fw_("deploy", "shadow", "on" if mode == "on" else "off")
                 run = Load(url, data, concurrency=args.concurrency, **kw).start().join(300)
                 figures[mode] = run.latency() | {"failed": len(run.failed())}
             print(f"\nlive latency, {label}")
@@ -140,11 +164,11 @@ def main() -> int:
                 )
             base = (figures["off"]["p50_ms"] + figures["off again"]["p50_ms"]) / 2
             print(f"  shadow on / off p50 ratio: {figures['on']['p50_ms'] / base:.2f}")
-        status = json.loads(fw("deploy", "status", "--json").stdout)
+        status = json.loads(fw_("deploy", "status", "--json").stdout)
         print("  shadow copies:", status.get("shadow_copies"))
         print("  agreement:", status.get("shadow_agreement"))
     finally:
-        fw("deploy", "down")
+        fw_("deploy", "down")
     return 0
 
 
