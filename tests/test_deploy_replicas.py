@@ -134,6 +134,13 @@ def test_up_runs_two_replicas_of_blue_and_the_state_records_them(deployed):
     assert {a.model_version for a in load.answers} == {versions["v0.0.1"]}
     said = fw(root, "deploy", "status").stdout
     assert "    blue_2   port" in said and "up (process running, router UP)" in said, said
+    # the router's servers are set at `up`: the same N again is nothing to do, another refused
+    assert "already up" in fw(root, "deploy", "up", "v0.0.1", "--replicas", "2").stdout
+    r = fw(root, "deploy", "up", "v0.0.1", "--replicas", "3", check=False)
+    assert r.returncode == 1 and "already up with 2 replicas per colour" in r.stderr, r.stderr
+    assert (
+        state_file(root)["colours"]["blue"]["replicas"] == recorded["colours"]["blue"]["replicas"]
+    )
 
 
 @server_test
