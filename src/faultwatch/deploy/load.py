@@ -103,7 +103,9 @@ class Load:
 
     def start(self) -> Load:
         if self.duration_s is not None:
-            threading.Timer(self.duration_s, self._stop.set).start()
+            timer = threading.Timer(self.duration_s, self._stop.set)
+            timer.daemon = True  # a finished run's timer does not hold the interpreter's exit
+            timer.start()
         self._threads = [
             threading.Thread(target=self._client, args=(k,), daemon=True)
             for k in range(self.concurrency)
