@@ -45,7 +45,10 @@ def repro(root) -> tuple[str, list[str]]:
 def fleet(tmp_path_factory):
     root = tmp_path_factory.mktemp("fleet")
     train = {**TINY_PIPELINE["train"], "max_epochs": 8, "patience": 8, "lr": 0.003}
-    copy_project(root, {**TINY_PIPELINE, "data": {"min_positive": 4}, "train": train})
+    monitor = {"min_rows": 20, "embedding_sample": 20, "last": "1h"}
+    copy_project(
+        root, {**TINY_PIPELINE, "data": {"min_positive": 4}, "train": train, "monitor": monitor}
+    )
     data = fleet_signals()
     write_parquet(data, root / "data/raw/fleet.parquet")
     write_parquet(data[data["asset_type"] == "F-300"].drop(columns="asset_type"),
@@ -157,6 +160,65 @@ def test_a_pending_version_reaches_production_only_once_a_person_approved_it(fle
     fw(root, "registry", "production", "line-2", "v0.0.1", "--reason", "k8s rollout")
     listed = fw(root, "registry", "list").stdout
     assert re.search(r"^f-300\s+fans\s+v0.0.1\s+approved\s+\S+\s+v0.0.1", listed, re.M), listed
+
+
+def test_package_builds_one_bento_of_every_group_and_it_answers_each(fleet, tmp_path):
+    """The fleet bento (issue 23): every group's production (else approved) model in one bento;
+    served, it answers each group by name, lazily, and refuses a request that names none."""
+    import httpx
+    from helpers.paths import VENV_BIN
+    from helpers.ports import free_port
+    from helpers.processes import started
+    from helpers.ready import wait_ready
+
+    root, _ = fleet
+    fw(root, "package")
+    record = json.loads((root / "reports/package.json").read_text())
+    assert sorted(record["models"]) == sorted(GROUPS)
+    stages = {g: m["stage"] for g, m in record["models"].items()}
+    assert stages["f-300"] == stages["line-2"] == "production", stages
+    port = free_port()
+    env = {**store_env(root), "FAULTWATCH_PREDICTION_LOG": str(tmp_path / "p.sqlite")}
+    cmd = [str(VENV_BIN / "bentoml"), "serve", record["bento_tag"], "--port", str(port),
+           "--host", "127.0.0.1"]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    signals = fleet_signals(per_asset=2, faults=1)
+    asset = {"p-100": "P-100", "p-200": "P-200", "f-300": "F-300", "line-2": "P-100"}
+    with started(cmd, root, env, tmp_path / "server.log") as proc:
+        wait_ready(url, proc, tmp_path / "server.log")
+        with httpx.Client(base_url=url, timeout=30) as c:
+            assert not any(m["loaded"] for m in c.get("/models").json()["models"])
+            for g in GROUPS:
+                sig = signals[signals["asset_type"] == asset[g]]["values"].iloc[0]
+                r = c.post("/predict", json={"signal": list(map(float, sig)), "model": g})
+                assert r.status_code == 200, r.text
+                want = record["models"][g]["model_tag"].split(":")[1]
+                assert (r.json()["model"], r.json()["model_version"]) == (g, want)
+            r = c.post("/predict", json={"signal": list(map(float, sig))})
+            assert r.status_code == 422 and "p-100, p-200, f-300, line-2" in r.text, r.text
+            assert all(m["loaded"] for m in c.get("/models").json()["models"])
+            # production traffic: p-100 as trained, f-300 drifted (its signals scaled and shifted)
+            prod = fleet_signals(per_asset=30, faults=3, seed=7)
+            for g, drift in (("p-100", 0.0), ("f-300", 1.0)):
+                rows = prod[prod["asset_type"] == asset[g]]["values"]
+                batch = [list(map(float, v * (1 + 4 * drift) + 3 * drift)) for v in rows]
+                r = c.post("/predict_batch", json={"signals": batch, "model": g})
+                assert r.status_code == 200, r.text
+
+    # the monitor, per group: each on its own rows, in its own folder, on the report page
+    log = str(tmp_path / "p.sqlite")
+    out = fw(root, "monitor", "--group", "p-100", "--group", "f-300", "--log", log, "--no-html")
+    assert "== p-100" in out.stdout and "== f-300" in out.stdout, out.stdout
+    mon = {g: json.loads((root / f"groups/{g}/reports/metrics/monitor.json").read_text())
+           for g in ("p-100", "f-300")}  # fmt: skip
+    print({g: {k: v for k, v in m.items() if k != "reasons"} for g, m in mon.items()})
+    # each on its own group's rows only (1 + 30 of the 64 in the log), f-300's drifted
+    assert [mon[g]["window"]["n_predictions"] for g in mon] == [31, 31]
+    assert mon["f-300"]["retrain_needed"] is True, mon["f-300"]
+    assert not (root / "groups/p-200/reports/metrics/monitor.json").exists()
+    fw(root, "report")
+    page = (root / "reports/index.html").read_text()
+    assert "not monitored" in page and "retrain" in page
 
 
 def test_new_data_for_one_group_reruns_its_stages_only_and_a_worse_model_is_refused(fleet):

@@ -250,7 +250,7 @@ def test_an_older_file_gains_the_feature_embedding_signal_and_label_storage(tmp_
     with sqlite3.connect(path) as conn:
         columns = [r[1] for r in conn.execute("PRAGMA table_info(predictions)")]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert columns[-11:] == [*FEATURES, "embedding", "channels", "channel_features"]
+    assert columns[-12:] == [*FEATURES, "embedding", "channels", "channel_features", "model"]
     assert {"signals", "labels"} <= tables
     log.append([entry("new-1", features=list(range(8)), embedding=np.ones(4), signal=np.ones(9))])
     assert log.add_labels([("old-1", "healthy"), ("new-1", "fault")]) == 2

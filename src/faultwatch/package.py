@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from pydantic import Field
 
 from faultwatch import registry, settings
 from faultwatch.errors import FaultwatchError
+from faultwatch.params import Section
 from faultwatch.paths import write_text_atomic
 from faultwatch.register import (
     REGISTER_FILE,
@@ -177,14 +179,109 @@ def drop_build_tools(bento_path: Path) -> list[str]:
     return removed
 
 
+def fleet_choices(root: Path) -> tuple[dict[str, Choice], list[str]]:
+    """A project with model groups: the model of every group (the project's own `fault_cnn`
+    when its register stage ran, then each group in params.yaml's order), each chosen as
+    `choose_model` chooses in that group's folder; groups whose stages have not run are left
+    out with a warning."""
+    from faultwatch.groups import promotable
+
+    choices: dict[str, Choice] = {}
+    skipped: list[str] = []
+    for name, folder in promotable(root).items():
+        if not (folder / REGISTER_FILE).is_file():
+            skipped.append(
+                f"group {name}: not packaged: its stages have not run (`dvc repro "
+                f"group-register@{name}`)"
+            )
+            continue
+        choices[name] = choose_model(folder)
+    if not choices:
+        raise FaultwatchError(
+            "params.yaml has groups, but no group's register stage has run: `dvc repro`"
+        )
+    return choices, skipped
+
+
+class ServeParams(Section):
+    """params.yaml `serve`: what a fleet bento (a project with model groups) is built with."""
+
+    # models kept in memory at once; the least recently used beyond it is evicted
+    max_loaded_models: int = Field(10, ge=1)
+    warm: list[str] = Field(default_factory=list)  # groups loaded when a server starts
+
+
+def serve_params(root: Path) -> dict[str, Any]:
+    """params.yaml `serve`, checked (a bad key is named)."""
+    from faultwatch.params import load_params, section
+
+    return section("serve", load_params(root / "params.yaml")).model_dump()
+
+
+def package_fleet(root: Path, bentofile: str = "bentofile.yaml") -> dict[str, Any]:
+    """The fleet bento: every group's model (see `fleet_choices`), served on demand."""
+    import bentoml
+
+    choices, skipped = fleet_choices(root)
+    serve = serve_params(root)
+    unknown = [w for w in serve["warm"] if w not in choices]
+    if unknown:
+        raise FaultwatchError(
+            f"params.yaml: serve.warm: {unknown[0]!r} is not a packaged group "
+            f"({', '.join(choices)})"
+        )
+    models = {name: str(store_entry(c.model_tag, c.stage, root).tag) for name, c in choices.items()}
+    first = next(iter(choices))
+    entry = store_entry(choices[first].model_tag, choices[first].stage, root)
+    labels = bento_labels(choices[first], entry)
+    labels["fleet"] = ",".join(choices)
+    args = {
+        "models": json.dumps(models, sort_keys=False),
+        "max_loaded_models": str(serve["max_loaded_models"]),
+        "warm": ",".join(serve["warm"]),
+    }
+    with settings.temporarily({"FAULTWATCH_MODELS": args["models"]}):
+        bento = bentoml.bentos.build_bentofile(
+            str(root / bentofile), build_ctx=str(root), labels=labels, args=args
+        )
+    drop_build_tools(Path(bento.path))
+    record = {
+        "bento_tag": str(bento.tag),
+        "model_tag": models[first],
+        "stage": choices[first].stage,
+        "registry_version": choices[first].version.version if choices[first].version else None,
+        "reason": f"a fleet of {len(models)} model groups; {first}: {choices[first].reason}",
+        "warnings": [w for c in choices.values() for w in c.warnings] + skipped,
+        "labels": labels,
+        "models": {
+            name: {
+                "model_tag": models[name],
+                "stage": c.stage,
+                "registry_version": c.version.version if c.version else None,
+                "reason": c.reason,
+            }
+            for name, c in choices.items()
+        },
+        "serve": serve,
+    }
+    write_text_atomic(root / PACKAGE_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record
+
+
 def package(
     root: Path, bentofile: str = "bentofile.yaml", version: str | None = None
 ) -> dict[str, Any]:
     """Build the bento. Without `version`, the package stage's choice, recorded in
     reports/package.json; with one, that registry version's model, recorded nowhere else (the
-    stage's record stays the pipeline's)."""
+    stage's record stays the pipeline's). A project with model groups gets the fleet bento."""
     import bentoml
 
+    if version is None:
+        from faultwatch.groups import specs
+        from faultwatch.params import load_params
+
+        if specs(load_params(root / "params.yaml")):
+            return package_fleet(root, bentofile)
     choice = choose_model(root) if version is None else choose_version(root, version)
     model = store_entry(choice.model_tag, choice.stage, root)
     labels = bento_labels(choice, model)

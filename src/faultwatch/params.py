@@ -38,6 +38,7 @@ SECTIONS: dict[str, type[Section] | str] = {
     "deploy": "faultwatch.deploy.analysis:DeployParams",
     "monitor": "faultwatch.monitor.params:MonitorParams",
     "quality": "faultwatch.signal_quality:QualityParams",
+    "serve": "faultwatch.package:ServeParams",
 }
 
 

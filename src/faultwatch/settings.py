@@ -146,6 +146,28 @@ def positive_seconds(raw: str) -> float:
     return value
 
 
+def models_map(raw: str) -> dict[str, str]:
+    """A JSON object of group name -> store tag ("name:version")."""
+    import json
+
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not JSON: {e}") from None
+    if (
+        not isinstance(value, dict)
+        or not value
+        or not all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items())
+    ):
+        raise ValueError('expected a non-empty JSON object {"group": "name:version", ...}')
+    return value
+
+
+def names_list(raw: str) -> tuple[str, ...]:
+    """Comma-separated names; empty: none."""
+    return tuple(n.strip() for n in raw.split(",") if n.strip())
+
+
 def one_of(choices: tuple[str, ...], *, upper: bool = False) -> Callable[[str], str]:
     """A parser accepting `choices` (compared upper-cased where `upper`; the value kept as
     given)."""
@@ -216,6 +238,8 @@ SETTINGS: tuple[Setting, ...] = (
             "the serving instance's name (blue, green), in every prediction log row"),
     Setting("FAULTWATCH_DEPLOY_TAG", "str", text, "", ("deploy.processes",),
             "set by deploy for its processes: finds them on the host (/proc)"),
+    Setting("FAULTWATCH_DEPLOY_REPLICA", "int", at_least_one, None, ("deploy.processes",),
+            "set by deploy for its processes: which replica of its colour (from 1)"),
     Setting("FAULTWATCH_DEPLOY_PROJECT", "path", Path, None, ("deploy.processes",),
             "set by deploy for its processes: the project root that started them"),
     Setting("FAULTWATCH_SHADOW_MAX_INFLIGHT", "int", at_least_one, 32,
@@ -249,6 +273,16 @@ SETTINGS: tuple[Setting, ...] = (
             "batching=bentoml only: BentoML answers 503 to a request it expects to wait longer"),
     Setting("FAULTWATCH_TORCH_THREADS", "int", at_least_one, 1, _SERVE,
             "torch threads of a serving process"),
+    # a fleet bento (issue 23): the models it serves, loaded on demand
+    Setting("FAULTWATCH_MODELS", "JSON", models_map, None, _SERVE,
+            "a fleet's models, {\"group\": \"store tag\", ...}; set by the package stage",
+            default_text="the bento's models argument, else one model (FAULTWATCH_MODEL_TAG)"),
+    Setting("FAULTWATCH_MAX_LOADED_MODELS", "int", at_least_one, None, _SERVE,
+            "a fleet's models kept in memory at once; the least recently used is evicted",
+            default_text="the bento's max_loaded_models argument (params.yaml serve), else 10"),
+    Setting("FAULTWATCH_WARM", "names", names_list, None, _SERVE,
+            "a fleet's groups loaded at start (comma-separated); the others on first request",
+            default_text="the bento's warm argument (params.yaml serve), else none"),
     # spans cost CPU on every request and go nowhere unless an exporter is set up
     Setting("FAULTWATCH_TRACE_PREDICTIONS", "0/1", flag, False, _SERVE,
             "OpenTelemetry spans per prediction"),

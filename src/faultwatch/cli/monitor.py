@@ -4,10 +4,13 @@ notebooks/05_monitor.ipynb."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from faultwatch import progress
+from faultwatch import progress, settings
 from faultwatch.cli.report import refresh_page
 from faultwatch.paths import display_path, project_root
+
+LOG_ENV = "FAULTWATCH_PREDICTION_LOG"
 
 
 def _window_overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -25,13 +28,27 @@ def _window_overrides(args: argparse.Namespace) -> dict[str, object]:
     return overrides
 
 
+def _targets(root: Path, args: argparse.Namespace) -> list[tuple[str | None, Path]]:
+    """(group, folder) to monitor: the project as a whole (None), or each group asked for in
+    its own folder (`--group G`, `--groups`: every group of params.yaml and the project's own
+    model when its stages ran)."""
+    from faultwatch.groups import DEFAULT_ARTIFACT, group_root, promotable
+
+    if args.all_groups:
+        return list(promotable(root).items())
+    if not args.group:
+        return [(None, root)]
+    return [(g, root if g == DEFAULT_ARTIFACT else group_root(root, g)) for g in args.group]
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
     """notebooks/05_monitor.ipynb through the notebook runner, with the window (and log) given
-    on the command line over params.yaml:monitor; prints the decision."""
+    on the command line over params.yaml:monitor; prints the decision. With `--group`, once per
+    model group, in the group's folder, on the rows its model answered."""
     # imported here: Evidently, pandas and papermill take seconds to import
     from faultwatch.monitor.source import check_log_exists
-    from faultwatch.notebook import run_notebook
     from faultwatch.params import load_params, section
+    from faultwatch.serve.predlog import resolve_target
 
     root = project_root()
     overrides = _window_overrides(args)
@@ -40,10 +57,35 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     params = section(
         "monitor", {"monitor": {**(raw.get("monitor") or {}), **overrides}}, source="options"
     )
+    targets = _targets(root, args)
+    if targets != [(None, root)]:
+        # a group's folder has params.yaml of its own: the log stays the project's
+        overrides["log"] = str(resolve_target(params.log or settings.get(LOG_ENV), root))
+        params = section(
+            "monitor", {"monitor": {**(raw.get("monitor") or {}), **overrides}}, source="options"
+        )
     # no log yet: an error here (the notebook alone, in JupyterLab, says so and runs through)
     check_log_exists(params)
+    needed_any = False
+    for group, folder in targets:
+        needed_any |= _monitor_one(root, folder, group, overrides, args)
+    if len(targets) > 1:
+        print(f"retrain_needed for any group: {str(needed_any).lower()}")
+    return 0
+
+
+def _monitor_one(
+    root: Path, folder: Path, group: str | None, overrides: dict, args: argparse.Namespace
+) -> bool:
+    """One run of the monitor notebook (for `group` in `folder`); returns retrain_needed."""
+    from faultwatch.notebook import run_notebook
+    from faultwatch.params import load_params, section
+
+    if group is not None:
+        overrides = {**overrides, "model": group}
+        print(f"== {group} ({display_path(folder, root)})", flush=True)
     run = run_notebook(
-        "notebooks/05_monitor.ipynb", root, overrides=overrides, html=not args.no_html
+        root / "notebooks/05_monitor.ipynb", folder, overrides=overrides, html=not args.no_html
     )
     for p in (run.notebook, None if args.no_html else run.html, run.metrics):
         if p is not None and p.exists():
@@ -57,15 +99,17 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             f"  {r['model_version']}: {r['kind']} {r['feature']} "
             f"score {r['score']:.4g} (threshold {r['threshold']:.4g})"
         )
+    out_dir = section("monitor", load_params(folder / "params.yaml")).out_dir
     report = run.metrics if args.no_html else run.html
+    retrain = "faultwatch retrain --from-log (the labelled production signals)"
     progress.done(
-        f"monitoring report, retrain {'needed' if needed else 'not needed'}",
-        f"{display_path(report, root)} (Evidently's reports in {params.out_dir})",
-        "faultwatch retrain --from-log (the labelled production signals)"
-        if needed
-        else f"jupyter lab {display_path(run.notebook, root)}",
+        f"monitoring report{f' of {group}' if group else ''}, retrain "
+        f"{'needed' if needed else 'not needed'}",
+        f"{display_path(report, root)} (Evidently's reports in "
+        f"{display_path(folder / out_dir, root)})",
+        retrain if needed else f"jupyter lab {display_path(run.notebook, root)}",
     )
-    return 0
+    return needed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -86,4 +130,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--log", metavar="TARGET", help="the prediction log: a path or postgresql://..."
     )
     mon.add_argument("--no-html", action="store_true", help="skip the notebook's HTML copy")
+    which = mon.add_mutually_exclusive_group()
+    which.add_argument(
+        "--group",
+        action="append",
+        metavar="NAME",
+        help="a model group: only the rows its model answered, reported in groups/NAME/ "
+        "(repeatable; fault_cnn: the project's own model)",
+    )
+    which.add_argument(
+        "--groups",
+        dest="all_groups",
+        action="store_true",
+        help="every model group, one report each",
+    )
     mon.set_defaults(func=cmd_monitor)

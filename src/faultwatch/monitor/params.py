@@ -65,6 +65,9 @@ class MonitorParams(Section):
     # the prediction log: a SQLite path or postgresql://...; null: $FAULTWATCH_PREDICTION_LOG,
     # else reports/serving/predictions.sqlite
     log: str | None = None
+    # a fleet's model group (the log's `model`): only its rows (`faultwatch monitor --group`);
+    # null: every row. The project's own model, fault_cnn, also takes rows from before fleets.
+    model: str | None = None
     last: str | float | None = "24h"
     since: str | float | None = None
     until: str | float | None = None

@@ -99,13 +99,26 @@ def read_window(params: MonitorParams, now: float | None = None) -> Window:
             pd.DataFrame(columns=list(predlog.REJECTED_FIELDS)),
             note=no_log_yet(target),
         )
-    predictions = expand_channel_features(
-        predlog.read_predictions(target, start, end, roles=tuple(params.roles))
-    )
+    predictions = predlog.read_predictions(target, start, end, roles=tuple(params.roles))
+    if params.model is not None:
+        predictions = predictions[of_group(predictions, params.model)].reset_index(drop=True)
+    predictions = expand_channel_features(predictions)
     rejected = predlog.read_rejected(target, start, end)
     if "role" in rejected.columns:
         rejected = rejected[rejected["role"].isin(params.roles)]
     return Window(start, end, target, predictions, rejected)
+
+
+def of_group(predictions: pd.DataFrame, group: str) -> pd.Series:
+    """The rows answered by model group `group`; the project's own model (fault_cnn) also owns
+    the rows written before the log named the group (NULL)."""
+    from faultwatch.serve.store import MODEL_NAME
+
+    model = predictions["model"] if "model" in predictions.columns else None
+    if model is None:
+        return pd.Series(group == MODEL_NAME, index=predictions.index)
+    mine = model == group
+    return mine | model.isna() if group == MODEL_NAME else mine
 
 
 def check_log_exists(params: MonitorParams) -> None:

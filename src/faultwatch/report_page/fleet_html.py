@@ -53,6 +53,7 @@ def fleet_rows(root: Path) -> list[dict[str, Any]] | None:
                 "production": prod.version if prod else None,
                 "production_f1": ((prod.record.get("test") or {}).get("f1")) if prod else None,
                 "drift": None if mon is None else bool(mon.get("retrain_needed")),
+                "realised": _realised(mon),
                 "notebooks": [
                     nb for nb in NOTEBOOKS if (folder / f"reports/notebooks/{nb}.html").is_file()
                 ],
@@ -61,12 +62,26 @@ def fleet_rows(root: Path) -> list[dict[str, Any]] | None:
     return rows
 
 
+def _realised(mon: dict[str, Any] | None) -> str | None:
+    """The monitored window's realised F1 of each logged version with labels ("v 0.91 (n=60)"),
+    None when not monitored or nothing was labelled."""
+    if not mon:
+        return None
+    shown = []
+    for version, fig in (mon.get("versions") or {}).items():
+        real = ((fig or {}).get("performance") or {}).get("realised") or {}
+        if real.get("n"):
+            shown.append(f"{version}: {fmt(real.get('f1'))} (n={real['n']})")
+    return "; ".join(shown) or None
+
+
 def fleet_section(rows: list[dict[str, Any]] | None) -> str:
     if rows is None:
         return ""
     head = (
         "<tr><th>group</th><th>collection</th><th>candidate (test f1)</th><th>latest version"
-        "</th><th>approval</th><th>production (test f1)</th><th>drift</th><th>notebooks</th></tr>"
+        "</th><th>approval</th><th>production (test f1)</th><th>drift</th><th>realised f1</th>"
+        "<th>notebooks</th></tr>"
     )
     body = []
     for r in rows:
@@ -84,12 +99,12 @@ def fleet_section(rows: list[dict[str, Any]] | None) -> str:
             f"<td>{e(r['candidate'] or 'not run')} ({fmt(r['candidate_f1'])})</td>"
             f"<td>{e(r['latest'] or '-')}</td><td>{badge(approval, KIND.get(r['approval'] or '', ''))}</td>"
             f"<td>{e(r['production'] or '-')} ({fmt(r['production_f1'])})</td>"
-            f"<td>{e(drift)}</td><td>{links or '-'}</td></tr>"
+            f"<td>{e(drift)}</td><td>{e(r['realised'] or '-')}</td><td>{links or '-'}</td></tr>"
         )
     return (
         '<section id="fleet"><h2>Fleet: the model groups</h2><p class="note">One row a group of '
         "params.yaml <code>groups</code> (its folder <code>groups/NAME/</code>): its candidate "
-        "against its production model, the approval of its latest version, drift when "
-        "<code>faultwatch monitor</code> ran for it. <code>faultwatch registry list</code> "
+        "against its production model, the approval of its latest version, drift and the realised "
+        "F1 of its labelled predictions when <code>faultwatch monitor --group</code> ran for it. <code>faultwatch registry list</code> "
         "shows the same.</p><table>" + head + "".join(body) + "</table></section>"
     )

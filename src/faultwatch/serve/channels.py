@@ -183,22 +183,58 @@ class ChannelSpec:
         return [by_name[c] for c in self.names]
 
     def _check_channel(self, name: str, loc: list[str | int], row: list[float]) -> None:
-        """A channel's length within the limits, every sample finite and not too large."""
-        lo, hi = self.limits.min_length, self.limits.max_length
-        if not lo <= len(row) <= hi:
-            reason = "too_short" if len(row) < lo else "too_long"
-            bound = f"at least {lo}" if len(row) < lo else f"at most {hi}"
-            msg = f"channel {name}: should have {bound} samples, not {len(row)}"
-            raise ChannelError(400, reason, loc, msg)
-        x = np.asarray(row, dtype="float64")
-        bad = ~np.isfinite(x)
-        if bad.any():
-            i = int(np.argmax(bad))
-            msg = f"channel {name}: Input should be a finite number"
-            raise ChannelError(400, "finite_number", [*loc, i], msg)
-        big = np.abs(x) > MAX_ABS_VALUE
-        if big.any():
-            i = int(np.argmax(big))
-            reason = "less_than_equal" if x[i] > 0 else "greater_than_equal"
-            msg = f"channel {name}: |value| should be at most {MAX_ABS_VALUE:g}"
-            raise ChannelError(400, reason, [*loc, i], msg)
+        check_samples(f"channel {name}", loc, row, self.limits)
+
+
+def check_samples(what: str, loc: list[str | int], row: list[float], limits: ServingLimits) -> None:
+    """A channel's (or a univariate signal's) length within the limits, every sample finite and
+    not too large; ChannelError with the univariate endpoint's rules, `what` in the message."""
+    lo, hi = limits.min_length, limits.max_length
+    if not lo <= len(row) <= hi:
+        reason = "too_short" if len(row) < lo else "too_long"
+        bound = f"at least {lo}" if len(row) < lo else f"at most {hi}"
+        msg = f"{what}: should have {bound} samples, not {len(row)}"
+        raise ChannelError(400, reason, loc, msg)
+    x = np.asarray(row, dtype="float64")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        i = int(np.argmax(bad))
+        msg = f"{what}: Input should be a finite number"
+        raise ChannelError(400, "finite_number", [*loc, i], msg)
+    big = np.abs(x) > MAX_ABS_VALUE
+    if big.any():
+        i = int(np.argmax(big))
+        reason = "less_than_equal" if x[i] > 0 else "greater_than_equal"
+        msg = f"{what}: |value| should be at most {MAX_ABS_VALUE:g}"
+        raise ChannelError(400, reason, [*loc, i], msg)
+
+
+@dataclass(frozen=True)
+class UnivariateSpec:
+    """A univariate model's input in a fleet bento, whose endpoints take any group's form: the
+    same checks and rules as the single model's endpoint, after the group is known."""
+
+    limits: ServingLimits
+    names: tuple[str, ...] = ()
+
+    def values_of(
+        self, signal: Any, by_name: Any, where: list[str | int] | None = None
+    ) -> np.ndarray:
+        base: list[str | int] = ["signal"] if where is None else list(where)
+        if by_name is not None or (signal is not None and any(isinstance(x, list) for x in signal)):
+            raise ChannelError(
+                422,
+                "univariate",
+                ["channels"] if where is None and by_name is not None else base,
+                "this model reads one channel: give the signal as a list of numbers",
+            )
+        if signal is None:
+            raise ChannelError(422, "missing", base, "Field required: `signal`")
+        check_samples("signal", base, signal, self.limits)
+        return np.asarray(signal, dtype="float64")
+
+    def batch_values(self, items: list[Any]) -> list[np.ndarray]:
+        return [
+            self.values_of(*((None, it) if isinstance(it, dict) else (it, None)), ["signals", i])
+            for i, it in enumerate(items)
+        ]

@@ -26,6 +26,9 @@ from faultwatch.serve.predlog import ROLES
 
 REQUEST_ID_HEADER = "X-Request-ID"
 ROLE_HEADER = "X-Faultwatch-Role"
+# the group a fleet bento answers with (faultwatch.serve.fleet; "model" in the body wins ties)
+MODEL_HEADER = "X-Faultwatch-Model"
+MODEL_RULE = re.compile(r"[A-Za-z0-9._-]{1,100}")
 MAX_REQUEST_ID = 128
 REQUEST_ID_RULE = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_REQUEST_ID}}}")
 DEFAULT_ROLE = "live"
@@ -43,6 +46,7 @@ class BadHeader(ValueError):
 class RequestIdentity:
     request_id: str
     role: str = DEFAULT_ROLE
+    model: str | None = None  # X-Faultwatch-Model: the group a fleet bento should answer with
 
 
 def new_id() -> str:
@@ -66,7 +70,13 @@ def identity_of(headers: dict[str, str]) -> RequestIdentity:
     role = headers.get(ROLE_HEADER.lower(), DEFAULT_ROLE)
     if role not in ROLES:
         raise BadHeader(ROLE_HEADER, f"must be one of {', '.join(ROLES)} (got {role[:40]!r})")
-    return RequestIdentity(request_id, role)
+    model = headers.get(MODEL_HEADER.lower()) or None
+    if model is not None and not MODEL_RULE.fullmatch(model):
+        raise BadHeader(
+            MODEL_HEADER,
+            f"must be 1 to 100 characters of A-Z a-z 0-9 . _ - (got {model[:40]!r})",
+        )
+    return RequestIdentity(request_id, role, model)
 
 
 # an endpoint called outside the guard (a test calling the class) is a live request without id

@@ -142,7 +142,11 @@ def plan(root: Path, version: str | None = None) -> ServePlan:
         )
         if not model_tag:
             raise ServeError(f"bento {bento_tag} does not say which model it serves (model_tag)")
+        fleet = bento.info.args.get("models")
         what = f"bento {bento_tag} with {model_tag}: {why}"
+        if fleet:  # a fleet bento (faultwatch.serve.fleet): its groups, loaded on demand
+            groups = ", ".join(json.loads(fleet) if isinstance(fleet, str) else fleet)
+            what = f"bento {bento_tag}, a fleet of model groups ({groups}): {why}"
     else:
         what = f"{model_tag} with this checkout's service: {why}"
     try:

@@ -1,7 +1,9 @@
 """The service's own Prometheus metrics, beside BentoML's at `/metrics`.
 
-    faultwatch_predictions_total{model_version,label}  counter: answered (and logged) signals
-    faultwatch_faults_total{model_version}             counter: those with is_fault; the fault
+    faultwatch_predictions_total{model_version,label,model}  counter: answered (and logged)
+                                                       signals; `model`: the group (a fleet
+                                                       bento's model; bounded by its groups)
+    faultwatch_faults_total{model_version,model}       counter: those with is_fault; the fault
                                                        rate is faults / predictions in PromQL
     faultwatch_rejected_total{reason}                  counter: refused requests by rule (the
                                                        `rejected` table's reason)
@@ -64,12 +66,17 @@ class ServiceMetrics:
     labels: Any
 
     def answered(
-        self, model_version: str, label: str, is_fault: bool, quality: str | None = None
+        self,
+        model_version: str,
+        label: str,
+        is_fault: bool,
+        quality: str | None = None,
+        model: str = "",
     ) -> None:
         """Count one answered (and logged) signal."""
-        self.predictions.labels(model_version=model_version, label=label).inc()
+        self.predictions.labels(model_version=model_version, label=label, model=model).inc()
         if is_fault:
-            self.faults.labels(model_version=model_version).inc()
+            self.faults.labels(model_version=model_version, model=model).inc()
         if quality is not None:
             self.signal_quality.labels(rule=quality).inc()
 
@@ -81,10 +88,10 @@ def service_metrics() -> ServiceMetrics:
 
     return ServiceMetrics(
         predictions=pc.Counter(
-            "faultwatch_predictions", "answered signals", ["model_version", "label"]
+            "faultwatch_predictions", "answered signals", ["model_version", "label", "model"]
         ),
         faults=pc.Counter(
-            "faultwatch_faults", "answered signals predicted faulty", ["model_version"]
+            "faultwatch_faults", "answered signals predicted faulty", ["model_version", "model"]
         ),
         rejected=pc.Counter("faultwatch_rejected", "refused requests by rule", ["reason"]),
         signal_quality=pc.Counter(
@@ -150,8 +157,17 @@ class RealisedF1:
     """Keeps faultwatch_realised_f1 and faultwatch_labels_total in step with the log's labels,
     reading it at most every `min_interval_s` unless forced (after accepted feedback)."""
 
-    def __init__(self, target: Path | str, fault_label: str, min_interval_s: float):
+    def __init__(
+        self,
+        target: Path | str,
+        fault_label: str,
+        min_interval_s: float,
+        fault_labels: dict[str, str] | None = None,
+    ):
+        """`fault_labels`: a fleet's fault class per model version, where the groups' classes
+        differ (a version not in it is counted with `fault_label`)."""
         self.target, self.fault_label = target, fault_label
+        self.fault_labels = fault_labels or {}
         self.min_interval_s = min_interval_s
         self._lock = threading.Lock()
         self._last = float("-inf")
@@ -164,7 +180,13 @@ class RealisedF1:
             if not force and now - self._last < self.min_interval_s:
                 return self.counts
             self._last = now
-            self.counts = label_counts(self.target, self.fault_label)
+            counts = label_counts(self.target, self.fault_label)
+            for label in set(self.fault_labels.values()) - {self.fault_label}:
+                theirs = label_counts(self.target, label)
+                counts.update(
+                    {v: c for v, c in theirs.items() if self.fault_labels.get(v) == label}
+                )
+            self.counts = counts
             metrics = service_metrics()
             for version, c in self.counts.items():
                 metrics.labels.labels(model_version=version).set(c.n)

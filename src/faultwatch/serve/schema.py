@@ -16,7 +16,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, RootModel, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    RootModel,
+    model_serializer,
+    model_validator,
+)
 
 from faultwatch import settings
 from faultwatch.serve.identity import RequestIdentity, current
@@ -85,12 +93,12 @@ def signal_type(limits: ServingLimits) -> Any:
     ]
 
 
-def signal_model(limits: ServingLimits) -> type[RootModel]:
+def signal_model(limits: ServingLimits, root: Any = None) -> type[RootModel]:
     """One signal of a batch; stamps the time it was validated, so latency can be logged, and
     its request's identity (validation runs in the request's task; with BentoML's batching the
-    model call does not)."""
+    model call does not). `root`: the item's type (default: `signal_type(limits)`)."""
 
-    class Signal(RootModel[signal_type(limits)]):  # type: ignore[misc]
+    class Signal(RootModel[root or signal_type(limits)]):  # type: ignore[misc]
         _received: float = PrivateAttr(default_factory=time.perf_counter)
         _identity: RequestIdentity = PrivateAttr(default_factory=current)
 
@@ -120,6 +128,17 @@ class Prediction(BaseModel):
         description="the signal's quality: ok, or the sensor rule it breaks (flat_line, "
         "clipping, stuck): a sensor or acquisition fault, not a machine fault",
     )
+    model: str | None = Field(
+        None, description="the model group that answered (a fleet bento; absent: one model)"
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_model_when_single(self, handler: Any) -> dict[str, Any]:
+        """A single model's answer is as it was before fleets: no `model` key."""
+        out = handler(self)
+        if out.get("model") is None:
+            out.pop("model", None)
+        return out
 
 
 class BatchPrediction(BaseModel):

@@ -54,11 +54,13 @@ channels first or by name (faultwatch.serve.channels, which names the channel in
 a wrong count, an unknown or missing name, unequal lengths are a 422); its quality is checked
 per channel (`flat_line[z]`), its log rows carry the channels and the per-channel features. It
 is always served by the queue batcher.
+
+Fleets (issue 23): a bento of several model groups takes `"model"` (or X-Faultwatch-Model) and
+loads each group on demand (faultwatch.serve.process, faultwatch.serve.fleet; GET /models).
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 import random
@@ -71,32 +73,35 @@ import numpy as np
 from pydantic import Field
 from starlette.responses import Response
 
-from faultwatch.features import monitor_features
-from faultwatch.serve.answers import (
-    Item,
-    ModelFailure,
-    Scored,
-    error_response,
-    feedback_refusal,
-    model_failures,
-    refusal,
-)
-from faultwatch.serve.batching import BatchCancelled, MicroBatcher, Overloaded, run_isolated
-from faultwatch.serve.channels import ChannelError, ChannelSpec, multichannel_types
-from faultwatch.serve.embedding import check_embeddable, proba_and_embedding
+from faultwatch.serve.answers import Item, ModelFailure, error_response, feedback_refusal, refusal
+from faultwatch.serve.batching import MicroBatcher
+from faultwatch.serve.calls import Answering
+from faultwatch.serve.channels import ChannelError, multichannel_types
+from faultwatch.serve.fleet import ModelUnavailable, UnknownModel
 from faultwatch.serve.guard import RequestGuard
-from faultwatch.serve.identity import current, new_id
+from faultwatch.serve.identity import current
 from faultwatch.serve.logs import quiet_client_errors
-from faultwatch.serve.metrics import RealisedF1, RefreshOnScrape, service_metrics
+from faultwatch.serve.metrics import RefreshOnScrape, service_metrics
 from faultwatch.serve.predlog import (
     FeedbackError,
-    InputSummary,
-    LoggedPrediction,
     PredictionLog,
     PredictionLogError,
     open_log,
 )
-from faultwatch.serve.probes import ReadyBody
+from faultwatch.serve.probes import ModelsPage, ReadyBody
+from faultwatch.serve.process import (
+    CACHE,
+    FLEET,
+    GROUPS,
+    LIMITS,
+    LOG_TARGET,
+    REALISED,
+    SERVED,
+    SETTINGS,
+    SPECS,
+    WARM,
+    described_all,
+)
 from faultwatch.serve.schema import (
     BatchPrediction,
     FeedbackAccepted,
@@ -106,174 +111,66 @@ from faultwatch.serve.schema import (
     signal_model,
     signal_type,
 )
-from faultwatch.serve.served import served_model
-from faultwatch.serve.settings import ServeSettings
-from faultwatch.serve.store import load_entry, read_threshold
-from faultwatch.signal_quality import OK, UNSCORED, quality_of
 
 logger = logging.getLogger(__name__)
 
-# the state of the process, resolved once at import: the settings, and the served model checked
-SETTINGS = ServeSettings.from_env()
-SERVED = served_model(SETTINGS)
 # BentoML builds the endpoints' input schemas from these annotations, with the served limits
-SignalValues = signal_type(SERVED.limits)
-Signal = signal_model(SERVED.limits)
-SignalBatch = Annotated[list[Signal], Field(min_length=1, max_length=SERVED.limits.max_batch)]
-Feedback = feedback_model(SERVED.limits)
-CHANNELS = None if SERVED.channels is None else ChannelSpec(SERVED.channels, SERVED.limits)
+SignalValues = signal_type(LIMITS)
+Signal = signal_model(LIMITS)
+SignalBatch = Annotated[list[Signal], Field(min_length=1, max_length=LIMITS.max_batch)]
+Feedback = feedback_model(LIMITS)
+CHANNELS = None if SERVED is None or SERVED.channels is None else SPECS[next(iter(GROUPS))]
 if CHANNELS is not None:  # a multichannel model's input forms (faultwatch.serve.channels)
-    ChannelsFirst, ChannelsByName, ChannelsItem = multichannel_types(SERVED.limits, CHANNELS.names)
-    ChannelsBatch = Annotated[
-        list[ChannelsItem], Field(min_length=1, max_length=SERVED.limits.max_batch)
+    ChannelsFirst, ChannelsByName, ChannelsItem = multichannel_types(LIMITS, CHANNELS.names)
+    ChannelsBatch = Annotated[list[ChannelsItem], Field(min_length=1, max_length=LIMITS.max_batch)]
+if FLEET is not None:  # any group's form: JSON types here, each group's rules after
+    FleetSample = Annotated[float, Field(strict=True)]
+    FleetRows = Annotated[
+        list[Annotated[list[FleetSample], Field(max_length=LIMITS.max_length)]],
+        Field(max_length=64),
     ]
+    FleetSignal = Annotated[list[FleetSample], Field(max_length=LIMITS.max_length)] | FleetRows
+    FleetByName = dict[str, Annotated[list[FleetSample], Field(max_length=LIMITS.max_length)]]
+    FleetItem = signal_model(LIMITS, FleetSignal | FleetByName)
+    FleetBatch = Annotated[list[FleetItem], Field(min_length=1, max_length=LIMITS.max_batch)]
+ModelName = Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9._-]{1,100}$")]
 
 PREDICTION_ROUTES = ("/predict", "/predict_batch")
 ROUTES = (*PREDICTION_ROUTES, "/feedback")
-REALISED = RealisedF1(SERVED.log_target, SERVED.class_names[1], SETTINGS.realised_f1_refresh_s)
 _requests = itertools.count()
 
 
 def open_process_log() -> PredictionLog:
     """The prediction log of this process (its target, durability and colour from SETTINGS)."""
     return open_log(
-        SERVED.log_target,
+        LOG_TARGET,
         synchronous=SETTINGS.prediction_log_sync,
         timeout_s=SETTINGS.prediction_log_timeout_s,
         colour=SETTINGS.colour,
     )
 
 
-@bentoml.service(
-    name="faultwatch",
-    workers=1,
-    traffic={"timeout": 30},
-    logging={"access": {"enabled": SETTINGS.access_log}},
-    tracing={} if SETTINGS.trace_predictions else {"excluded_urls": list(PREDICTION_ROUTES)},
-)
-class FaultDetector:
-    model_ref = SERVED.ref
-
+class FaultDetector(Answering):
     def __init__(self) -> None:
         import torch  # in the worker only: `bentoml build` and the CLI import this module
 
         torch.set_num_threads(SETTINGS.torch_threads)
-        entry = self.model_ref  # the resolved store entry
-        self.model = load_entry(entry)  # the weights' sha256 against model.json and the store
-        check_embeddable(self.model)
-        self.threshold = read_threshold(entry.path)
-        self.version = str(entry.tag.version)
-        self.healthy_label, self.fault_label = (str(c) for c in self.model.meta["class_names"])
+        self.cache = CACHE
+        self.groups = self.cache.names()
+        if SERVED is not None:  # one model: loaded now, as before (a failure stops the start)
+            self.cache.get(self.groups[0])
+        else:
+            self.cache.warm(WARM)
         self.log = open_process_log()
         # what is logged beyond the summary; bench/logging_cost.py turns both off to measure them
         self.monitoring = True  # features and embedding
         self.log_signals = SETTINGS.log_signals  # the share of raw signals logged
         self._sampler = random.Random()
         self.metrics = service_metrics()
+        self._batchers: dict[str, MicroBatcher[Item, Prediction]] = {}
         quiet_client_errors()  # a 4xx is one line (the guard's), not BentoML's traceback
-        # the first model call pays for lazy initialisation: not a client's request
-        shape = (SERVED.limits.min_length,)
-        self._score([np.zeros(shape if CHANNELS is None else (len(CHANNELS.names), *shape))])
 
-    def _score(self, signals: list[np.ndarray]) -> list[Scored]:
-        """One model call (probability and embedding) and the monitor's features of the
-        batch; raises if any probability is not finite."""
-        if not self.monitoring:
-            proba = np.asarray(self.model.predict_proba(signals), dtype="float64")
-            emb, feats = [None] * len(signals), [None] * len(signals)
-        else:
-            proba, emb = proba_and_embedding(self.model, signals)
-            feats = monitor_features(signals).tolist()
-        if not np.all(np.isfinite(proba)):
-            raise ValueError("the model returned a non-finite probability")
-        return [Scored(*x) for x in zip(proba.tolist(), emb, feats, strict=True)]
-
-    def _sampled(self) -> bool:
-        """Whether to log this signal raw (a share FAULTWATCH_LOG_SIGNALS of them)."""
-        return self.log_signals > 0 and self._sampler.random() < self.log_signals
-
-    def _answer(self, items: list[Item]) -> list[Prediction | ModelFailure]:
-        """One model call for `items` (signal by signal if it fails); the answered rows are
-        committed to the log before returning. A request with a failing signal gets that
-        failure for all its signals, and none of them is logged."""
-        outcomes = run_isolated(self._score, [it.values for it in items])
-        failed = model_failures(items, outcomes)
-        answers: list[Prediction | ModelFailure] = []
-        entries, now = [], time.perf_counter()
-        for it, scored in zip(items, outcomes, strict=True):
-            if it.request in failed:
-                answers.append(failed[it.request])
-                continue
-            answer, entry = self._answered(it, scored, now - it.received, len(items))
-            answers.append(answer)
-            entries.append(entry)
-        self.log.append(entries)  # raises PredictionLogError: then no answer of the batch leaves
-        for e in entries:
-            self.metrics.answered(e.model_version, e.label, e.is_fault, e.quality)
-        return answers
-
-    def _answered(
-        self, it: Item, scored: Scored, waited_s: float, batch_size: int
-    ) -> tuple[Prediction, LoggedPrediction]:
-        """The answer for one signal the model scored, and its log entry (the probability is
-        logged also when the signal's quality leaves it unscored)."""
-        p = scored.probability
-        quality = quality_of(it.values, SERVED.quality, SERVED.channels)
-        scored_answer = quality == OK or SERVED.quality.score_bad_signals
-        fault = scored_answer and p >= self.threshold
-        label = (self.fault_label if fault else self.healthy_label) if scored_answer else UNSCORED
-        prediction_id = new_id()
-        answer = Prediction(
-            probability=p if scored_answer else None,
-            label=label,
-            is_fault=fault if scored_answer else None,
-            threshold=self.threshold,
-            model_version=self.version,
-            prediction_id=prediction_id,
-            quality=quality,
-        )
-        entry = LoggedPrediction(
-            endpoint=it.endpoint,
-            model_version=self.version,
-            summary=InputSummary.of(it.values),
-            probability=p,
-            label=label,
-            is_fault=fault,
-            threshold=self.threshold,
-            latency_ms=waited_s * 1e3,
-            batch_size=batch_size,
-            prediction_id=prediction_id,
-            quality=quality,
-            request_id=it.identity.request_id,
-            role=it.identity.role,
-            features=scored.features,
-            embedding=scored.embedding,
-            signal=it.values if self._sampled() else None,
-            channels=SERVED.channels,
-        )
-        return answer, entry
-
-    @functools.cached_property
-    def _batcher(self) -> MicroBatcher[Item, Prediction]:
-        """Created on first use, inside the server's event loop."""
-        return MicroBatcher(
-            self._answer, max_batch=SETTINGS.batch_size, max_queue=SETTINGS.max_queue
-        )
-
-    async def _submit(self, items: list[Item]) -> list[Prediction] | Response:
-        try:
-            return await self._batcher.submit(items)
-        except (ModelFailure, Overloaded, PredictionLogError, BatchCancelled) as e:
-            return refusal(e)
-
-    def _answer_now(self, items: list[Item]) -> list[Prediction]:
-        """`_answer` for BentoML's own batching, which cannot answer one request apart."""
-        answers = self._answer(items)
-        for a in answers:
-            if isinstance(a, Exception):
-                raise a
-        return answers  # type: ignore[return-value]
-
+    # the single model's attributes, as tests and benchmarks have read them
     @bentoml.api(input_spec=Feedback)
     async def feedback(
         self,
@@ -284,15 +181,17 @@ class FaultDetector:
     ) -> FeedbackAccepted:
         """Delayed ground truth: the true class of answered predictions, into the log's
         `labels` table, all of a request or none. Body: {"prediction_id", "label"} or
-        {"labels": [{"prediction_id", "label"}, ...]}, optionally "source" (who labelled)."""
+        {"labels": [{"prediction_id", "label"}, ...]}, optionally "source" (who labelled).
+        A fleet's labels may be any of its groups' classes."""
         single = labels is None
         items = (
             [(str(prediction_id), str(label))]
             if single
             else [(i.prediction_id, i.label) for i in labels]
         )
-        classes = (self.healthy_label, self.fault_label)
-        refused = feedback_refusal(items, single, classes, self.version, current().role)
+        classes = tuple(dict.fromkeys(c for d in described_all() for c in d.class_names))
+        version = self.version if SERVED is not None else "this fleet's"
+        refused = feedback_refusal(items, single, classes, version, current().role)
         if refused is not None:
             return refused
         try:
@@ -307,28 +206,82 @@ class FaultDetector:
         await anyio.to_thread.run_sync(REALISED.refresh_quietly, True)
         return FeedbackAccepted(accepted=accepted)
 
-    if CHANNELS is not None:
+    if FLEET is not None:
+
+        @bentoml.api
+        async def predict(
+            self,
+            signal: FleetSignal | None = None,  # type: ignore[valid-type]
+            channels: FleetByName | None = None,  # type: ignore[valid-type]
+            model: ModelName | None = None,  # type: ignore[valid-type]
+        ) -> Prediction:
+            """Fault probability of one signal from the model group `model` (or the
+            X-Faultwatch-Model header): its form is the group's (a list of numbers, or
+            channels first, or `channels` by name)."""
+            try:
+                group = self._group(model)
+                values = self._spec(group).values_of(signal, channels)
+            except UnknownModel as e:
+                return error_response(e.status, e.reason, ["model"], e.msg)
+            except ModelUnavailable as e:
+                return error_response(503, "model_unavailable", ["model"], str(e))
+            except ChannelError as e:
+                return error_response(e.status, e.reason, e.loc, e.msg)
+            out = await self._submit([_item(values)], group)
+            return out if isinstance(out, Response) else out[0]
+
+        @bentoml.api
+        async def predict_batch(
+            self,
+            signals: FleetBatch,  # type: ignore[valid-type]
+            model: ModelName | None = None,  # type: ignore[valid-type]
+        ) -> BatchPrediction:
+            """Fault probabilities of many signals of one model group."""
+            try:
+                group = self._group(model)
+                values = self._spec(group).batch_values([s.root for s in signals])
+            except UnknownModel as e:
+                return error_response(e.status, e.reason, ["model"], e.msg)
+            except ModelUnavailable as e:
+                return error_response(503, "model_unavailable", ["model"], str(e))
+            except ChannelError as e:
+                return error_response(e.status, e.reason, e.loc, e.msg)
+            out = await self._submit(_items(values, signals), group)
+            return out if isinstance(out, Response) else BatchPrediction(predictions=out)
+
+    elif CHANNELS is not None:
 
         @bentoml.api
         async def predict(
             self,
             signal: ChannelsFirst | None = None,  # type: ignore[valid-type]
             channels: ChannelsByName | None = None,  # type: ignore[valid-type]
+            model: ModelName | None = None,  # type: ignore[valid-type]
         ) -> Prediction:
             """Fault probability of one multichannel signal: `signal` (channels first, in the
             model's order) or `channels` (by name)."""
             try:
+                self._group(model)
                 values = CHANNELS.values_of(signal, channels)
+            except UnknownModel as e:
+                return error_response(e.status, e.reason, ["model"], e.msg)
             except ChannelError as e:
                 return error_response(e.status, e.reason, e.loc, e.msg)
             out = await self._submit([_item(values)])
             return out if isinstance(out, Response) else out[0]
 
         @bentoml.api
-        async def predict_batch(self, signals: ChannelsBatch) -> BatchPrediction:  # type: ignore[valid-type]
+        async def predict_batch(
+            self,
+            signals: ChannelsBatch,  # type: ignore[valid-type]
+            model: ModelName | None = None,  # type: ignore[valid-type]
+        ) -> BatchPrediction:
             """Fault probabilities of many multichannel signals, each channels first or by name."""
             try:
+                self._group(model)
                 values = CHANNELS.batch_values([s.root for s in signals])
+            except UnknownModel as e:
+                return error_response(e.status, e.reason, ["model"], e.msg)
             except ChannelError as e:
                 return error_response(e.status, e.reason, e.loc, e.msg)
             out = await self._submit(_items(values, signals))
@@ -337,14 +290,30 @@ class FaultDetector:
     elif SETTINGS.batching == "queue":
 
         @bentoml.api
-        async def predict(self, signal: SignalValues) -> Prediction:  # type: ignore[valid-type]
+        async def predict(
+            self,
+            signal: SignalValues,  # type: ignore[valid-type]
+            model: ModelName | None = None,  # type: ignore[valid-type]
+        ) -> Prediction:
             """Fault probability of one signal (any length within the limits)."""
+            try:
+                self._group(model)
+            except UnknownModel as e:
+                return error_response(e.status, e.reason, ["model"], e.msg)
             out = await self._submit([_item(np.asarray(signal))])
             return out if isinstance(out, Response) else out[0]
 
         @bentoml.api
-        async def predict_batch(self, signals: SignalBatch) -> BatchPrediction:  # type: ignore[valid-type]
+        async def predict_batch(
+            self,
+            signals: SignalBatch,  # type: ignore[valid-type]
+            model: ModelName | None = None,  # type: ignore[valid-type]
+        ) -> BatchPrediction:
             """Fault probabilities of many signals; concurrent requests share model calls."""
+            try:
+                self._group(model)
+            except UnknownModel as e:
+                return error_response(e.status, e.reason, ["model"], e.msg)
             out = await self._submit(_items([np.asarray(s.root) for s in signals], signals))
             return out if isinstance(out, Response) else BatchPrediction(predictions=out)
 
@@ -370,6 +339,21 @@ class FaultDetector:
             return self._answer_now(_items([np.asarray(s.root) for s in signals], signals))
 
 
+# the models the bento carries: BentoML collects the class's BentoModel attributes
+if SERVED is not None:
+    FaultDetector.model_ref = SERVED.ref
+else:
+    for _i, _slot in enumerate(GROUPS.values()):
+        setattr(FaultDetector, f"model_ref_{_i}", bentoml.models.BentoModel(_slot.tag))
+FaultDetector = bentoml.service(
+    name="faultwatch",
+    workers=1,
+    traffic={"timeout": 30},
+    logging={"access": {"enabled": SETTINGS.access_log}},
+    tracing={} if SETTINGS.trace_predictions else {"excluded_urls": list(PREDICTION_ROUTES)},
+)(FaultDetector)
+
+
 def _item(values: np.ndarray) -> Item:
     """The one signal of a /predict request, validated now."""
     return Item(values, time.perf_counter(), "predict", next(_requests), None, current())
@@ -391,10 +375,15 @@ def _count_rejection(reason: str) -> None:
 FaultDetector.add_asgi_middleware(
     RequestGuard,
     paths=ROUTES,
-    max_body_bytes=SERVED.limits.max_body_bytes,
+    max_body_bytes=LIMITS.max_body_bytes,
     max_drain_bytes=SETTINGS.max_drain_bytes,
     log_factory=open_process_log,
     on_reject=_count_rejection,
 )
 FaultDetector.add_asgi_middleware(RefreshOnScrape, refresh=REALISED.refresh_quietly)
-FaultDetector.add_asgi_middleware(ReadyBody, model_tag=str(SERVED.entry.tag))
+FaultDetector.add_asgi_middleware(
+    ReadyBody,
+    model_tag=str(SERVED.entry.tag) if SERVED is not None else None,
+    models={g: s.tag for g, s in GROUPS.items()} if SERVED is None else None,
+)
+FaultDetector.add_asgi_middleware(ModelsPage, info=CACHE.info)

@@ -84,6 +84,7 @@ class LoggedPrediction:
     embedding: np.ndarray | None = None
     signal: np.ndarray | None = None
     channels: tuple[str, ...] | None = None
+    model: str | None = None  # the group (a fleet bento's model name; the store name otherwise)
 
 
 def encode_embedding(embedding: np.ndarray | Sequence[float]) -> bytes:

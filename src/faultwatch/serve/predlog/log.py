@@ -89,6 +89,7 @@ def prediction_row(e: LoggedPrediction, now: float, colour: str) -> tuple:
         "embedding": None if e.embedding is None else encode_embedding(e.embedding),
         "channels": None if e.channels is None else json.dumps(list(e.channels)),
         "channel_features": channel_features,
+        "model": e.model,
     }
     return row("predictions", values)
 

@@ -37,6 +37,7 @@ Target = PredictionLog | Path | str | None
 PREDICTION_FIELDS = (
     "time",
     "model_version",
+    "model",  # the group; None: a row from before fleets
     "endpoint",
     "colour",
     "role",

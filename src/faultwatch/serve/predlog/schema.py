@@ -74,6 +74,7 @@ PREDICTIONS = (
         'multichannel: JSON {"rms[x]": ...} (then the feature columns are NULL)',
         True,
     ),
+    Column("model", "TEXT", "the model group that answered (NULL: rows before fleets)", True),
 )
 REJECTED = (
     _ID,
@@ -129,6 +130,7 @@ INDEXES = """
 CREATE INDEX IF NOT EXISTS predictions_time ON predictions (time);
 CREATE UNIQUE INDEX IF NOT EXISTS predictions_prediction_id ON predictions (prediction_id);
 CREATE INDEX IF NOT EXISTS predictions_colour_time ON predictions (colour, time);
+CREATE INDEX IF NOT EXISTS predictions_model_time ON predictions (model, time);
 CREATE INDEX IF NOT EXISTS rejected_time ON rejected (time);
 CREATE INDEX IF NOT EXISTS signals_time ON signals (time)
 """
