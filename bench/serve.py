@@ -86,10 +86,15 @@ def stop(proc: subprocess.Popen) -> None:
 
 # ---------------------------------------------------------------- load
 async def load(
-    url: str, bodies: list[bytes], concurrency: int, duration: float, server_pid: int
+    url: str,
+    bodies: list[bytes] | list[tuple[bytes, dict[str, str]]],
+    concurrency: int,
+    duration: float,
+    server_pid: int,
 ) -> dict:
     """`concurrency` clients, each sending its next request when the last is answered.
 
+    A body is JSON bytes, or (JSON bytes, headers sent with it besides the content type).
     Besides latency and throughput, the server's CPU time per answered request: on a shared
     2-core machine wall-clock figures move with the neighbours' load, CPU time much less."""
     import aiohttp
@@ -102,12 +107,14 @@ async def load(
         i = k
         while time.perf_counter() < stop_at:
             body = bodies[i % len(bodies)]
+            headers = {"content-type": "application/json"}
+            if isinstance(body, tuple):
+                body, extra = body
+                headers.update(extra)
             i += concurrency
             t0 = time.perf_counter()
             try:
-                async with session.post(
-                    url, data=body, headers={"content-type": "application/json"}
-                ) as r:
+                async with session.post(url, data=body, headers=headers) as r:
                     await r.read()
                     key = str(r.status)
             except aiohttp.ClientError as e:
