@@ -132,6 +132,7 @@ def test_features_embedding_signals_and_labels_round_trip(target):
         "reason": "finite_number",
         "colour": "blue",
         "role": "live",
+        "model": None,
     }
 
 

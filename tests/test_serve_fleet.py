@@ -166,11 +166,14 @@ def test_a_request_for_no_or_the_wrong_group_is_refused_naming_them(
     assert last == (reason,)  # recorded like any refusal
 
 
-def test_a_broken_group_answers_503_and_the_others_keep_answering(client):
+def test_a_broken_group_answers_503_and_the_others_keep_answering(client, fleet):
     r = client.post("/predict", json={"signal": good_signal(64), "model": "broken"})
     assert r.status_code == 503, r.text
     assert r.json()["detail"][0]["type"] == "model_unavailable"
     assert "'broken'" in r.json()["error"] and "sha256" in r.json()["error"]
+    with sqlite3.connect(fleet[1]) as conn:
+        last = conn.execute("SELECT reason, model FROM rejected ORDER BY id DESC LIMIT 1")
+        assert last.fetchone() == ("model_unavailable", "broken")  # the group is named
     for g in ("pump", "valve"):
         ok = client.post("/predict", json={"signal": good_signal(64), "model": g})
         assert ok.status_code == 200, ok.text

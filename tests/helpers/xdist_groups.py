@@ -35,6 +35,7 @@ XDIST_GROUPS = {
     "test_deploy": "deploy",
     "test_deploy_postgres": "deploy",
     "test_deploy_replicas": "deploy",
+    "test_deploy_fleet": "deploy",
     "test_k8s": "npm",
     "test_ci_workflow": "npm",
 }

@@ -119,9 +119,12 @@ def live_rate(log: Path | str, window_s: float, now: float | None = None) -> flo
     return n / max(1.0, now - first) if n else 0.0
 
 
-def window_rows(log: Path | str, colour: str, since: float, until: float) -> dict[str, Any]:
+def window_rows(
+    log: Path | str, colour: str, since: float, until: float, model: str | None = None
+) -> dict[str, Any]:
     """The colour's live answers and 5xx refusals in [since, until] from the prediction log
-    (a SQLite file, or a postgresql:// URL); no log file yet: none."""
+    (a SQLite file, or a postgresql:// URL), of one model group if `model` is given (a fleet
+    bento); no log file yet: none."""
     if not log_exists(log):
         return {
             "latencies": [],
@@ -131,16 +134,17 @@ def window_rows(log: Path | str, colour: str, since: float, until: float) -> dic
             "nonfinite": 0,
             "errors": 0,
         }
+    of_model, args = ("", ()) if model is None else (" AND model = ?", (model,))
     with read_only(log) as select:
         rows = select(
             "SELECT latency_ms, is_fault, probability, label FROM predictions"
-            " WHERE colour = ? AND role = 'live' AND time >= ? AND time <= ?",
-            (colour, since, until),
+            " WHERE colour = ? AND role = 'live' AND time >= ? AND time <= ?" + of_model,
+            (colour, since, until, *args),
         )
         errors = select(
             "SELECT count(*) FROM rejected WHERE colour = ? AND role = 'live' AND status >= 500"
-            " AND time >= ? AND time <= ?",
-            (colour, since, until),
+            " AND time >= ? AND time <= ?" + of_model,
+            (colour, since, until, *args),
         )[0][0]
     nonfinite = sum(1 for r in rows if r[2] is None or not math.isfinite(r[2]))
     return {
@@ -162,11 +166,12 @@ def analyse(
     reference_fault_rate: float | None,
     router_errors: int = 0,
     until: float | None = None,
+    model: str | None = None,
 ) -> Analysis:
-    """The verdict on `colour` over [since, until] (see the module docstring)."""
+    """The verdict on `colour` over [since, until] (see the module docstring); with `model`,
+    that group's rows only, against the same group's on `against`."""
     until = time.time() if until is None else until
-    mine = window_rows(log, colour, since, until)
-    theirs = window_rows(log, against, since, until)
+    mine, theirs = (window_rows(log, c, since, until, model) for c in (colour, against))
     errors = max(mine["errors"], router_errors) + mine["nonfinite"]
     requests = mine["answered"] + errors
     a = Analysis("inconclusive", colour, against, since, until, requests)

@@ -11,13 +11,15 @@ last window without moving anything.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from faultwatch.deploy import analysis
+from faultwatch.deploy import analysis, fleet
 from faultwatch.deploy import router as rt
 from faultwatch.deploy.analysis import DeployParams
 from faultwatch.deploy.config import params, prediction_log, router_config
 from faultwatch.deploy.errors import TooLittleTraffic
+from faultwatch.deploy.fleet_analysis import FleetAnalysis, analyse_fleet
 from faultwatch.deploy.live import mark_live, mark_refused, recorded
 from faultwatch.deploy.processes import set_low_priority
 from faultwatch.deploy.results import (
@@ -99,7 +101,7 @@ def _gradual(
     assert live and green
     log = prediction_log(root)
     check_traffic(log, steps, interval, p)
-    reference = training_fault_rate(resolve(root, c.version).entry)
+    reference = references(root, c, st.colours[live])
     watch.progress(
         f"canary {c.version} on {green}: steps {steps} %, {interval:g} s each, analysis "
         f"against {live}"
@@ -140,7 +142,9 @@ def _gradual(
             )
             d.save()
             why = f"canary at {step} % on {green}: {verdict.verdict} ({verdict.reason})"
-            return result("aborted", 0, mark_refused(root, c.version, CANARY_ABORTED, why))
+            failed = getattr(verdict, "failed", None)  # a fleet's: the groups that failed
+            made = mark_refused(root, c.version, CANARY_ABORTED, why, st.colours[live], failed)
+            return result("aborted", 0, made)
         d.save()
     return result("passed", steps[-1], None)
 
@@ -154,7 +158,7 @@ def _step(
     interval: float,
     log: Path | str,
     p: DeployParams,
-    reference: float | None,
+    reference: float | None | FleetReference,
     watch: Watch,
 ) -> CanaryStep:
     """`step` % to the staged colour, `interval` seconds of traffic, the analysis of them."""
@@ -165,15 +169,7 @@ def _step(
     d.save()  # `deploy status` shows the step while it runs
     watch.progress(f"  {step} %: waiting {interval:g} s ...")
     time.sleep(interval)
-    result = analysis.analyse(
-        log,
-        green,
-        live,
-        since,
-        p,
-        reference,
-        router_errors=router_errors(a, green) - errors0,
-    )
+    result = judge(log, green, live, since, p, reference, router_errors(a, green) - errors0)
     st.last_analysis = {**result.to_dict(), "step": step}
     return CanaryStep(step, result)
 
@@ -234,8 +230,41 @@ def analyse(root: Path, window_s: float) -> AnalyseResult:
     assert live and green
     log = prediction_log(root)
     since = time.time() - window_s
-    reference = training_fault_rate(resolve(root, c.version).entry)
-    return AnalyseResult(
-        c.version,
-        analysis.analyse(log, green, live, since, p, reference, router_errors=0),
-    )
+    reference = references(root, c, st.colours[live])
+    return AnalyseResult(c.version, judge(log, green, live, since, p, reference, 0))
+
+
+@dataclass(frozen=True)
+class FleetReference:
+    """A fleet colour's groups that changed against the live colour (with their training fault
+    rates), and those that did not."""
+
+    changed: dict[str, float | None]
+    unchanged: list[str]
+
+
+def references(root: Path, staged: Colour, live: Colour) -> float | None | FleetReference:
+    """What the analysis compares the staged colour with: its model's training fault rate, or
+    for a fleet bento each changed group's."""
+    r = resolve(root, staged.version)
+    if not r.models:
+        return training_fault_rate(r.entry)
+    diff, same = fleet.changed(live.models, r.models)
+    return FleetReference({g: training_fault_rate(m.entry) for g, m in diff.items()}, same)
+
+
+def judge(
+    log: Path | str,
+    green: str,
+    live: str,
+    since: float,
+    p: DeployParams,
+    reference: float | None | FleetReference,
+    errors: int,
+) -> analysis.Analysis | FleetAnalysis:
+    """The analysis of the staged colour: one model's, or each changed group's of a fleet."""
+    if isinstance(reference, FleetReference):
+        return analyse_fleet(
+            log, green, live, since, p, reference.changed, reference.unchanged, errors
+        )
+    return analysis.analyse(log, green, live, since, p, reference, router_errors=errors)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from faultwatch import registry
+from faultwatch.deploy import fleet
 from faultwatch.deploy.processes import ROUTER_MARKER, alive, pid_alive
 from faultwatch.deploy.results import PRODUCTION, RegistryRecord
 from faultwatch.deploy.state import Colour, State, load
@@ -71,6 +72,8 @@ def serving(root: Path) -> Serving:
     version = c.version if c else None
     share = st.weights.get(st.live, 0) if c and st.live else 0
     problem = None
+    if version and c is not None and c.models:  # a fleet: each group's production, not one
+        return Serving(version, st.live, share, st.url, prod.version if prod else None, None)
     if version and (prod is None or prod.version != version):
         problem = (
             f"{version} serves the traffic here (on {st.live}), but the registry's production is "
@@ -95,7 +98,10 @@ def running(root: Path) -> bool:
 def mark_live(root: Path, version: str, why: str) -> RegistryRecord | None:
     """The registry follows the traffic: `version` has all of it, so it is `prod`. None when
     it already was. A registry that cannot be written is a warning in the record, not a
-    failure: the traffic has moved, and `deploy status` shows the disagreement."""
+    failure: the traffic has moved, and `deploy status` shows the disagreement. A fleet bento:
+    each group's version (faultwatch.deploy.fleet)."""
+    if fleet.is_fleet(version):
+        return fleet.mark_live(root, fleet.fleet_models(root, version), why)
     try:
         changed = registry.set_production(version, why, root)
     except FaultwatchError as e:
@@ -103,9 +109,24 @@ def mark_live(root: Path, version: str, why: str) -> RegistryRecord | None:
     return RegistryRecord(version, PRODUCTION, why) if changed else None
 
 
-def mark_refused(root: Path, version: str, outcome: str, why: str) -> RegistryRecord:
+def mark_refused(
+    root: Path,
+    version: str,
+    outcome: str,
+    why: str,
+    against: Colour | None = None,
+    only: list[str] | None = None,
+) -> RegistryRecord | None:
     """Record on `version` that the deployment turned it away (`canary-aborted`,
-    `rolled-back`), with the reason."""
+    `rolled-back`), with the reason. A fleet bento: on each group whose model differs from the
+    colour `against` (the one that keeps or takes the traffic), or only on the groups `only`
+    (those a canary's analysis failed: a changed group that was in bounds is not refused)."""
+    if fleet.is_fleet(version):
+        models = fleet.fleet_models(root, version)
+        diff, _ = fleet.changed(against.models if against else {}, models)
+        if only:
+            diff = {g: m for g, m in diff.items() if g in only}
+        return fleet.mark_refused(root, diff, outcome, why)
     try:
         registry.record_outcome(version, outcome, why, root)
     except FaultwatchError as e:

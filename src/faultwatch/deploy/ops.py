@@ -192,7 +192,8 @@ def _start_blue(
             watch.progress,
             st.replicas,
         )
-        blue.smoke = smoke(blue, r.entry, p)
+        blue.models = _models(r)
+        blue.smoke = smoke(blue, r, p)
         if not blue.smoke["passed"]:
             raise SmokeTestFailed(
                 f"blue ({r.version}) failed its smoke test: {blue.smoke['message']}"
@@ -207,6 +208,11 @@ def _start_blue(
         stop_colour(blue)
         raise
     return blue
+
+
+def _models(r: Resolved) -> dict[str, str]:
+    """A fleet bento's groups and their store entries, for the state ({} for one model)."""
+    return {g: m.tag for g, m in (r.models or {}).items()}
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -266,7 +272,8 @@ def stage(root: Path, version: str, watch: Watch = QUIET) -> StageResult:
             watch.progress,
             st.replicas,
         )
-        c.smoke = smoke(c, r.entry, p)
+        c.models = _models(r)
+        c.smoke = smoke(c, r, p)
         a.set_address(colour, [s.port for s in c.servers])
         st.colours[colour] = c
         if not c.smoke["passed"]:
@@ -328,7 +335,7 @@ def rollback(root: Path, watch: Watch = QUIET) -> RollbackResult:
             made = None
             if back is not None and back.version != st.colours[live].version:
                 why = f"deploy rollback: its canary at {pct} % on {standby} ended by hand"
-                made = mark_refused(root, back.version, ROLLED_BACK, why)
+                made = mark_refused(root, back.version, ROLLED_BACK, why, st.colours[live])
             version = st.colours[live].version
             return RollbackResult(live, standby, version, pct, st.url, recorded(made))
         c = st.colours.get(standby)
@@ -345,7 +352,7 @@ def rollback(root: Path, watch: Watch = QUIET) -> RollbackResult:
         refused = None
         if left is not None and left.version != c.version:
             why = f"deploy rollback: all traffic back to {standby} ({c.version})"
-            refused = mark_refused(root, left.version, ROLLED_BACK, why)
+            refused = mark_refused(root, left.version, ROLLED_BACK, why, c)
         made = mark_live(root, c.version, f"deploy rollback from {live}")
     return RollbackResult(standby, live, c.version, 0, st.url, recorded(refused, made))
 

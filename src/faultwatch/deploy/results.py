@@ -251,10 +251,13 @@ class ColourStatus:
     weight: int
     router_counts: dict[str, int] | None
     replicas: tuple[ReplicaStatus, ...] = ()
+    models: dict[str, str] | None = None  # a fleet bento's groups and store entries
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["replicas"] = [{**asdict(r), "up": r.up} for r in self.replicas]
+        if self.models is None:
+            d.pop("models")
         return d
 
 

@@ -64,6 +64,8 @@ class Colour:
     container: str = ""  # the container's name (runtime "container"); "" for a process
     # every replica, the first included; empty in a state file written before replicas
     replicas: list[Replica] = field(default_factory=list)
+    # a fleet bento (faultwatch.deploy.fleet): each group's store entry; {} for one model
+    models: dict[str, str] = field(default_factory=dict)
 
     @property
     def servers(self) -> list[Replica]:

@@ -56,6 +56,7 @@ def status(root: Path) -> StatusResult:
                 )
                 for i, r in enumerate(c.servers, 1)
             ),
+            models=c.models or None,
         )
         for name, c in st.colours.items()
     }

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from faultwatch import registry
+from faultwatch.deploy import fleet
 from faultwatch.deploy.analysis import DeployParams
 from faultwatch.deploy.errors import VersionUnavailable
 from faultwatch.deploy.state import Colour
@@ -17,12 +18,28 @@ from faultwatch.serve.golden import GoldenError, load_golden, smoke_test
 
 @dataclass(frozen=True)
 class Resolved:
-    """A registry version and its model store entry."""
+    """A registry version and its model store entry; or a fleet bento (its tag as `version`,
+    its first group's entry, and every group's model in `models`)."""
 
     version: str
     model_tag: str
     entry: Path  # the store entry's folder
     approval: str  # the promotion gate's decision
+    models: dict[str, fleet.FleetModel] | None = None
+
+
+def _resolve_fleet(root: Path, bento_tag: str) -> Resolved:
+    models = fleet.fleet_models(root, bento_tag)
+    first = next(iter(models.values()))
+    states = []
+    for m in models.values():
+        if m.registry_version is None:
+            states.append(f"{m.group} candidate")
+            continue
+        approval = registry.get(m.registry_version, root, m.group).approval
+        if approval != registry.APPROVED:
+            states.append(f"{m.group} {approval}")
+    return Resolved(bento_tag, first.tag, first.entry, ", ".join(states) or "approved", models)
 
 
 def resolve(root: Path, version: str | None) -> Resolved:
@@ -31,6 +48,11 @@ def resolve(root: Path, version: str | None) -> Resolved:
     import bentoml  # heavy: only the commands that start a colour pay for it
     from bentoml.exceptions import NotFound
 
+    if version is None:  # a project with groups: the package stage's fleet bento
+        version = fleet.packaged_fleet(root)
+    if fleet.is_fleet(version):
+        assert version is not None
+        return _resolve_fleet(root, version)
     if version is None:
         v = registry.production(root) or registry.latest_approved(root)
         if v is None:
@@ -58,7 +80,11 @@ def resolve(root: Path, version: str | None) -> Resolved:
 def require_approved(root: Path, version: str, what: str) -> None:
     """Only an approved version takes production traffic (live, a canary share, a switch, a
     rollback to it): a pending or rejected one is registry.NotApproved, raised before the
-    router or a colour is touched. Staging one (no traffic: smoke test, shadow) is allowed."""
+    router or a colour is touched. Staging one (no traffic: smoke test, shadow) is allowed.
+    A fleet bento: every group's model."""
+    if fleet.is_fleet(version):
+        fleet.require_approved(root, fleet.fleet_models(root, version), what)
+        return
     repo, artifact = registry.where(root)
     registry.require_approved(registry.get(version, repo, artifact), artifact, what)
 
@@ -71,9 +97,13 @@ def training_fault_rate(entry_path: Path) -> float | None:
         return None
 
 
-def smoke(c: Colour, entry_path: Path, p: DeployParams) -> dict[str, Any]:
+def smoke(c: Colour, r: Resolved | Path, p: DeployParams) -> dict[str, Any]:
     """The colour's answers on the golden set of its model, from each replica; the dict the
-    state keeps (the first replica's, or the first that failed, named)."""
+    state keeps (the first replica's, or the first that failed, named). A fleet bento: every
+    group's golden set, the group named in the requests."""
+    if isinstance(r, Resolved) and r.models:
+        return fleet.smoke(c, r.models, p)
+    entry_path = r.entry if isinstance(r, Resolved) else r
     try:
         golden = load_golden(entry_path)
     except Exception as e:  # a missing or malformed golden set is a failed smoke test

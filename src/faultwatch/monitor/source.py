@@ -104,6 +104,8 @@ def read_window(params: MonitorParams, now: float | None = None) -> Window:
         predictions = predictions[of_group(predictions, params.model)].reset_index(drop=True)
     predictions = expand_channel_features(predictions)
     rejected = predlog.read_rejected(target, start, end)
+    if params.model is not None and "model" in rejected.columns:
+        rejected = rejected[of_group(rejected, params.model)].reset_index(drop=True)
     if "role" in rejected.columns:
         rejected = rejected[rejected["role"].isin(params.roles)]
     return Window(start, end, target, predictions, rejected)

@@ -32,7 +32,7 @@ from faultwatch.serve.batching import BatchCancelled, MicroBatcher, Overloaded, 
 from faultwatch.serve.channels import ChannelSpec, UnivariateSpec
 from faultwatch.serve.embedding import proba_and_embedding
 from faultwatch.serve.fleet import Described, ModelCache, ModelUnavailable, chosen_group
-from faultwatch.serve.identity import current, new_id
+from faultwatch.serve.identity import chose, current, new_id
 from faultwatch.serve.metrics import ServiceMetrics
 from faultwatch.serve.predlog import (
     InputSummary,
@@ -184,7 +184,9 @@ class Answering:
 
     def _group(self, model: str | None) -> str:
         """The group this request asks for (UnknownModel: 404 or 422 listing them)."""
-        return chosen_group(self.groups, model, current().model)
+        group = chosen_group(self.groups, model, current().model)
+        chose(group)  # the guard's `rejected` row names it, should the answer be a refusal
+        return group
 
     async def _submit(
         self, items: list[Item], group: str | None = None

@@ -212,10 +212,15 @@ class SmokeResult:
 
 
 def smoke_test(
-    base_url: str, golden: Golden, tolerance: float = 1e-4, timeout_s: float = 30
+    base_url: str,
+    golden: Golden,
+    tolerance: float = 1e-4,
+    timeout_s: float = 30,
+    model: str | None = None,
 ) -> SmokeResult:
     """POST the golden signals to `{base_url}/predict_batch` and compare the answers with the
-    recorded ones; never raises for an HTTP problem (passed=False, the reason in `message`)."""
+    recorded ones; never raises for an HTTP problem (passed=False, the reason in `message`).
+    `model`: the group a fleet bento should answer with (its `"model"`)."""
     import httpx
 
     n = len(golden.signals)
@@ -231,7 +236,7 @@ def smoke_test(
     try:
         r = httpx.post(
             url,
-            json={"signals": golden.signals},
+            json={"signals": golden.signals, **({} if model is None else {"model": model})},
             headers={ROLE_HEADER: "smoke", REQUEST_ID_HEADER: request_id},
             timeout=timeout_s,
         )

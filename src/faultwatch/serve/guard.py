@@ -43,6 +43,7 @@ from typing import Any
 import anyio.to_thread
 
 from faultwatch.serve.identity import (
+    CHOSEN,
     CURRENT,
     DEFAULT_ROLE,
     REQUEST_ID_HEADER,
@@ -172,11 +173,12 @@ class RequestGuard:
                 message = {**message, "headers": [*kept, echoed]}
             await send(message)
 
-        token = CURRENT.set(ident)
+        token, chosen = CURRENT.set(ident), CHOSEN.set({})
         try:
             await self._guard(scope, receive, send_with_id, headers, bad)
         finally:
             CURRENT.reset(token)
+            CHOSEN.reset(chosen)
 
     async def _guard(
         self,
@@ -355,8 +357,17 @@ class RequestGuard:
         try:
             if self._log is None:
                 self._log = self._log_factory()
+            model = (CHOSEN.get() or {}).get("model") or ident.model
             await anyio.to_thread.run_sync(
-                self._log.reject, path, status, reason, msg, size, ident.request_id, ident.role
+                self._log.reject,
+                path,
+                status,
+                reason,
+                msg,
+                size,
+                ident.request_id,
+                ident.role,
+                model,
             )
         except Exception:  # a log failure must not turn a 4xx into a 5xx
             logger.exception("could not record a rejected request in the prediction log")

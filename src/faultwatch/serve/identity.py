@@ -83,6 +83,18 @@ def identity_of(headers: dict[str, str]) -> RequestIdentity:
 CURRENT: ContextVar[RequestIdentity | None] = ContextVar("faultwatch_request", default=None)
 
 
+# the model group the service chose for the request being served (a fleet bento): the guard
+# sets a fresh holder per request, the service fills it, the guard's `rejected` row reads it
+CHOSEN: ContextVar[dict[str, str] | None] = ContextVar("faultwatch_chosen", default=None)
+
+
+def chose(group: str) -> None:
+    """Record the group this request is answered by (for the guard's `rejected` row)."""
+    holder = CHOSEN.get()
+    if holder is not None:
+        holder["model"] = group
+
+
 def current() -> RequestIdentity:
     """The identity of the request being served (a new id when no guard set one)."""
     return CURRENT.get() or RequestIdentity(new_id())

@@ -343,8 +343,8 @@ class FaultDetector(Answering):
 if SERVED is not None:
     FaultDetector.model_ref = SERVED.ref
 else:
-    for _i, _slot in enumerate(GROUPS.values()):
-        setattr(FaultDetector, f"model_ref_{_i}", bentoml.models.BentoModel(_slot.tag))
+    for _i, _tag in enumerate(dict.fromkeys(s.tag for s in GROUPS.values())):  # two groups
+        setattr(FaultDetector, f"model_ref_{_i}", bentoml.models.BentoModel(_tag))  # one model
 FaultDetector = bentoml.service(
     name="faultwatch",
     workers=1,

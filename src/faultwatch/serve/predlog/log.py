@@ -222,8 +222,10 @@ class PredictionLog(ABC):
         body_bytes: int | None,
         request_id: str | None = None,
         role: str = "live",
+        model: str | None = None,
     ) -> None:
-        """Commit one refused request (durable before returning, like `append`)."""
+        """Commit one refused request (durable before returning, like `append`); `model`: the
+        group it named (a fleet bento), when known."""
         values = {
             "time": time.time(),
             "endpoint": endpoint,
@@ -234,6 +236,7 @@ class PredictionLog(ABC):
             "request_id": request_id,
             "colour": self.colour,
             "role": role,
+            "model": model,
         }
         rejected = row("rejected", values)
         self._transaction("write 1 rows", lambda cursor: cursor.execute(INSERT_REJECTED, rejected))

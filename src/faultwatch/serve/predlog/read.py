@@ -70,7 +70,7 @@ FLOAT_FIELDS = (
     *FEATURE_COLUMNS,
     "label_time",
 )
-REJECTED_FIELDS = ("time", "endpoint", "status", "reason", "colour", "role")
+REJECTED_FIELDS = ("time", "endpoint", "status", "reason", "colour", "role", "model")
 
 
 @contextmanager

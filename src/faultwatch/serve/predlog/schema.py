@@ -87,6 +87,7 @@ REJECTED = (
     Column("request_id", "TEXT", "", True),
     Column("colour", "TEXT NOT NULL DEFAULT ''", "", True),
     Column("role", "TEXT NOT NULL DEFAULT 'live'", "", True),
+    Column("model", "TEXT", "the model group the request named, when known", True),
 )
 SIGNALS = (  # the sampled raw signals (FAULTWATCH_LOG_SIGNALS)
     Column("prediction_id", "TEXT PRIMARY KEY"),
