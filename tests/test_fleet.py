@@ -187,7 +187,9 @@ def test_package_builds_one_bento_of_every_group_and_it_answers_each(fleet, tmp_
     with started(cmd, root, env, tmp_path / "server.log") as proc:
         wait_ready(url, proc, tmp_path / "server.log")
         with httpx.Client(base_url=url, timeout=30) as c:
-            assert not any(m["loaded"] for m in c.get("/models").json()["models"])
+            listed = c.get("/models").json()["models"]
+            assert not any(m["loaded"] for m in listed)
+            assert {m["model"]: m["stage"] for m in listed} == stages
             for g in GROUPS:
                 sig = signals[signals["asset_type"] == asset[g]]["values"].iloc[0]
                 r = c.post("/predict", json={"signal": list(map(float, sig)), "model": g})

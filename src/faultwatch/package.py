@@ -239,6 +239,7 @@ def package_fleet(root: Path, bentofile: str = "bentofile.yaml") -> dict[str, An
         "models": json.dumps(models, sort_keys=False),
         "max_loaded_models": str(serve["max_loaded_models"]),
         "warm": ",".join(serve["warm"]),
+        "stages": json.dumps({name: c.stage for name, c in choices.items()}),
     }
     with settings.temporarily({"FAULTWATCH_MODELS": args["models"]}):
         bento = bentoml.bentos.build_bentofile(

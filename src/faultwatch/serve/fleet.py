@@ -108,6 +108,7 @@ class Slot:
     loads: int = 0
     last_used: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    stage: str | None = None  # the registry's word when the bento was built (package)
 
     def info(self) -> dict[str, Any]:
         """The group's line of GET /models."""
@@ -116,6 +117,7 @@ class Slot:
             "model": self.group,
             "tag": self.tag,
             "version": d.version if d else None,
+            "stage": self.stage,
             "channels": list(d.channels) if d and d.channels else None,
             "loaded": self.model is not None,
             "load_s": None if self.load_s is None else round(self.load_s, 4),

@@ -12,6 +12,8 @@ own limits and channels are checked once the request names it.
 
 from __future__ import annotations
 
+import json
+
 import bentoml
 import numpy as np
 
@@ -65,6 +67,10 @@ else:
         return stored
 
     GROUPS = describe_all(FLEET, _stored)
+    # each group's stage (production, approved, candidate) when the package stage built it
+    for _group, _stage in json.loads(getattr(_ARGS, "stages", None) or "{}").items():
+        if _group in GROUPS:
+            GROUPS[_group].stage = str(_stage)
     _described = [s.described for s in GROUPS.values() if s.described is not None]
     # the endpoints' schema takes every group's form; each group's limits are checked after
     LIMITS = ServingLimits(
