@@ -309,3 +309,38 @@ def test_groups_train_in_parallel_through_the_experiment_queue(fleet):
     assert [s for s in stale if not s.startswith("group-eda@")] == [], status
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
     assert lock["group-train@p-100"]["params"]["params.yaml"]["train"]["seed"] == 3
+
+
+def test_retrain_of_one_group_reruns_its_stages_alone_and_its_gate_decides(fleet, tmp_path):
+    """`faultwatch retrain --group p-100` (issue 23): a labelled batch of P-100 signals into
+    p-100's own data (its production folder, a DVC pointer committed), p-100's stages alone
+    re-run (the others' models untouched), and p-100's gate decides: its new model ties
+    approved v0.0.1 (F1 1.0, the most there is), so it is refused and nothing is packaged."""
+    root, _ = fleet
+    package = (root / "reports/package.json").read_bytes()
+    weights = {g: (root / "groups" / g / "models/fault_cnn/weights.safetensors").read_bytes()
+               for g in GROUPS}  # fmt: skip
+    batch = fleet_signals(per_asset=12, faults=4, seed=11)
+    batch = batch[batch["asset_type"] == "P-100"].drop(columns="asset_type")
+    write_parquet(batch.reset_index(drop=True), tmp_path / "p100-batch.parquet")
+
+    r = fw(root, "retrain", str(tmp_path / "p100-batch.parquet"), "--group", "p-100", check=False)
+    print(r.stdout, r.stderr[-2000:])
+    assert r.returncode == 3, r.stdout + r.stderr
+    log = root / re.search(r"retrain: log (\S+)", r.stdout).group(1)
+    ran = re.findall(r"Running stage '([^']+)'", log.read_text())
+    stages = ("params", "prepare", "augment", "train", "evaluate", "register")
+    assert sorted(ran) == sorted(f"group-{s}@p-100" for s in stages), ran
+    refused = r"^promote\s+REJECTED .* p-100 v0\.0\.\d+: the promotion gate refused: f1 "
+    assert re.search(refused + r".*does not beat approved v0\.0\.1", r.stdout, re.M), r.stdout
+    # the batch is p-100's data: in its own production folder, its pointer committed
+    folder = root / "groups/p-100/data/raw/production/data_raw_fleet.parquet"
+    assert [p.name.endswith("-p100-batch.parquet.dvc") for p in folder.glob("*.dvc")] == [True]
+    prepared = json.loads((root / "groups/p-100/reports/metrics/prepare.json").read_text())
+    assert prepared["production"]["n_signals"] == 12, prepared["production"]
+    committed = ["dvc.lock", "groups/p-100/params.yaml", "groups/p-100/data"]
+    assert run(["git", "status", "--porcelain", *committed], root).stdout == ""
+    for g in GROUPS:
+        now = (root / "groups" / g / "models/fault_cnn/weights.safetensors").read_bytes()
+        assert (now != weights[g]) == (g == "p-100"), g
+    assert (root / "reports/package.json").read_bytes() == package  # a refusal packages nothing

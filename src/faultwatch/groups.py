@@ -144,6 +144,23 @@ def data_files(root: Path, data: Mapping[str, Any]) -> list[Path]:
     return [path]
 
 
+def production_batches(folder: Path, data: Mapping[str, Any]) -> list[Path]:
+    """The labelled production batches in the group's own `data.production_dir` (relative to
+    its folder: `faultwatch retrain --group` puts them there), DVC's pointers and dotfiles
+    left out: part of the group's data, which `prepare` appends to its training split."""
+    production_dir = str(data.get("production_dir") or "")
+    if not production_dir:
+        return []
+    base = Path(production_dir) if os.path.isabs(production_dir) else folder / production_dir
+    if not base.is_dir():
+        return []
+    return sorted(
+        p
+        for p in base.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.suffix != ".dvc"
+    )
+
+
 def data_md5(files: list[Path], extra: Mapping[str, Any]) -> str:
     """One hash over the files' bytes and `extra` (the source's name, the filter): what the
     group's prepare stage depends on, so that a change of another group's file re-runs none
@@ -173,7 +190,9 @@ def group_params(root: Path, raw: Mapping[str, Any], name: str) -> dict[str, Any
     merged = merge(raw, name, spec)
     depth = len(Path(GROUPS_DIR).parts) + 1
     data = dict(merged.get("data") or {})
-    files = data_files(root, data)
+    # the source's file and the group's production batches: a batch retrain added for one
+    # group changes that group's hash alone
+    files = data_files(root, data) + production_batches(root / GROUPS_DIR / name, data)
     data["source"] = _relocate(data.get("source"), depth)
     merged["data"] = data
     merged["group"] = {

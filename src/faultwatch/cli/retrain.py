@@ -17,6 +17,11 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from faultwatch.retrain import default_log_target, retrain
 
     root = project_root()
+    if args.group is not None:
+        from faultwatch.groups import DEFAULT_ARTIFACT, group_root
+
+        if args.group != DEFAULT_ARTIFACT:
+            group_root(root, args.group)  # a named error for an unknown or never-run group
     if (args.file is None) == (args.from_log is None):
         raise FaultwatchError("retrain: give a FILE of labelled signals or --from-log, one of them")
     if args.file is not None and (args.since is not None or args.until is not None):
@@ -36,6 +41,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         steps=steps,
         interval=args.interval,
         dry_run=args.dry_run,
+        group=args.group,
     )
 
 
@@ -71,6 +77,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--interval",
         type=_number("a number > 0", lambda v: v > 0),
         help="seconds per canary step (default: params deploy.canary_interval_s)",
+    )
+    rt_.add_argument(
+        "--group",
+        metavar="NAME",
+        help="retrain this model group alone (params.yaml `groups`): its rows of the log, its "
+        "stages, its gate; the fleet bento with every other group's model unchanged",
     )
     rt_.add_argument("--dry-run", action="store_true", help="validate the batch, change nothing")
     rt_.set_defaults(func=cmd_retrain)

@@ -31,6 +31,16 @@ notebooks' cells and epochs, and the steps of the canary show as progress on std
 
 Every gate that says no (promotion, smoke test, canary analysis) stops the loop with nothing
 switched and exit status 3; an error (bad batch, a failing stage) exits 1.
+
+`--group NAME` retrains one model group of a fleet (faultwatch.groups), the other groups' models
+untouched: the log's rows that group answered (`model`; the project's own fault_cnn also the
+rows logged without one); the batch in the group's own production folder,
+groups/NAME/<data.production_dir>/<data.source> (where that group's `prepare` reads batches;
+`group.data_md5`, which its stages depend on, hashes them), so that forcing `group-params@NAME`
+and `dvc repro group-register@NAME` re-runs that group's stages alone; the gate in its folder
+(`faultwatch promote NAME`); then the package stage alone builds the fleet bento, every other
+group's model as it was, and that bento is what the rollout stages and canaries (the canary
+judges the changed group).
 """
 
 from __future__ import annotations
@@ -84,11 +94,13 @@ def retrain(
     interval: float | None = None,
     dry_run: bool = False,
     out: Callable[[str], None] = print,
+    group: str | None = None,
 ) -> int:
-    """The loop (module docstring); returns the exit status."""
+    """The loop (module docstring); returns the exit status. `group`: that model group's
+    (its folder's params, data and registry artifact; its stages alone; the fleet bento)."""
     loop = Loop(root, out)
     out(f"retrain: log {loop.log.relative_to(root)}")
-    run = Run(loop, source, from_log, start, end, steps, interval, dry_run)
+    run = Run(loop, source, from_log, start, end, steps, interval, dry_run, group=group)
     for step in STEPS:
         try:
             code = step(run)

@@ -87,15 +87,33 @@ def logged_channels(
     return channels
 
 
-def batch_from_log(target: str, start: float | None, end: float | None, dest: Path) -> int:
+def of_group(
+    signals: pd.DataFrame, target: str, start: float | None, end: float | None, group: str
+) -> pd.DataFrame:
+    """The signals `group` answered (the log's `model` column; the project's own model,
+    DEFAULT_ARTIFACT, also answered the rows logged without one, before fleets)."""
+    from faultwatch.groups import DEFAULT_ARTIFACT
+
+    logged = predlog.read_predictions(target, start, end).set_index("prediction_id")
+    model = logged["model"].reindex(signals["prediction_id"])
+    mine = (model == group) | (model.isna() & (group == DEFAULT_ARTIFACT))
+    return signals[mine.to_numpy()].reset_index(drop=True)
+
+
+def batch_from_log(
+    target: str, start: float | None, end: float | None, dest: Path, group: str | None = None
+) -> int:
     """The labelled production signals of [start, end) from the prediction log, as a Parquet
     batch in `dest` (id = prediction_id, label = the delayed true label; per channel for a
-    multichannel model); returns the count."""
+    multichannel model), only those `group` answered when given; returns the count."""
     df = predlog.read_signals(target, start, end, labelled_only=True)
+    if group is not None and not df.empty:
+        df = of_group(df, target, start, end, group)
     if df.empty:
+        whose = f" of group {group}" if group is not None else ""
         raise RetrainError(
-            f"--from-log {target}: no labelled signals in the window (signals are sampled at "
-            "FAULTWATCH_LOG_SIGNALS, labels come through POST /feedback)"
+            f"--from-log {target}: no labelled signals{whose} in the window (signals are "
+            "sampled at FAULTWATCH_LOG_SIGNALS, labels come through POST /feedback)"
         )
     batch = pd.DataFrame(
         {

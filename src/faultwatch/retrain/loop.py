@@ -18,6 +18,8 @@ import yaml
 from faultwatch import progress
 from faultwatch.deploy.results import CanaryStep, RegistryRecord, Watch
 from faultwatch.errors import FaultwatchError
+from faultwatch.groups import DEFAULT_ARTIFACT
+from faultwatch.paths import GROUPS_DIR
 from faultwatch.report_page import refresh
 
 EXIT_REFUSED = 3  # as `deploy`: a gate said no
@@ -132,18 +134,23 @@ def commit_paths(loop: Loop, paths: list[Path], message: str) -> str:
     ).stdout.strip()
 
 
-def git_outputs(root: Path) -> list[Path]:
+def git_outputs(root: Path, group: str | None = None) -> list[Path]:
     """The outputs dvc.yaml keeps in git (`cache: false`): what `dvc repro` rewrote that a
-    commit must hold beside dvc.lock."""
+    commit must hold beside dvc.lock. Those of the project's own stages, or with `group`,
+    those of that group's stages (the `foreach` ones, in their `wdir`)."""
     stages = (yaml.safe_load((root / "dvc.yaml").read_text()) or {}).get("stages") or {}
     found = []
     for stage in stages.values():
+        if ("foreach" in stage) != (group is not None):
+            continue
+        body = (stage.get("do") or {}) if group is not None else stage
+        wdir = str(body.get("wdir") or ".").replace("${key}", group or "")
         for kind in ("outs", "metrics", "plots"):
-            for out in stage.get(kind) or []:
+            for out in body.get(kind) or []:
                 if isinstance(out, dict):
                     (name, opts), *_ = out.items()
                     if (opts or {}).get("cache") is False:
-                        found.append(Path(name))
+                        found.append(Path(wdir, name.replace("${key}", group or "")))
     return found
 
 
@@ -165,10 +172,33 @@ class Run:
     live: tuple[str, str] = ("", "")  # (colour, version) that served when the rollout began
     t0: float = 0.0  # when the current deploy step began
     switched: bool = False  # the canary put all the traffic on the new version
+    group: str | None = None  # `--group`: that model group's retrain (its rows of the log)
+    fleet_bento: str = ""  # a group's retrain: the fleet bento packaged with its new version
 
     @property
     def root(self) -> Path:
         return self.loop.root
+
+    @property
+    def stages_of(self) -> str | None:
+        """The group whose `group-*` stages train the model; None: the project's own stages
+        (also for `--group fault_cnn`, the project's model in a fleet)."""
+        return None if self.group in (None, DEFAULT_ARTIFACT) else self.group
+
+    @property
+    def folder(self) -> Path:
+        """Where the model's params, data and registry records are: the group's folder."""
+        return self.root / GROUPS_DIR / self.stages_of if self.stages_of else self.root
+
+    @property
+    def name(self) -> str:
+        """The version as the user names it: `p-100 v0.0.2` for a group."""
+        return f"{self.group} {self.version}" if self.group else self.version
+
+    @property
+    def deployable(self) -> str:
+        """What the rollout stages: the version, or a group's fleet bento."""
+        return self.fleet_bento or self.version
 
 
 Outcome = int | None  # a step's exit status to stop with, or None to go on

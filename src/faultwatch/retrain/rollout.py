@@ -18,7 +18,7 @@ from faultwatch.retrain.loop import EXIT_REFUSED, Outcome, Run
 
 def step_deployment(run: Run) -> Outcome:
     """6. Without a running deployment, or with the version live already, the loop ends."""
-    loop, version = run.loop, run.version
+    loop, version = run.loop, run.deployable  # a group's: the fleet bento that holds it
     run.t0 = time.monotonic()
     if not running(run.root):
         loop.report(
@@ -26,13 +26,15 @@ def step_deployment(run: Run) -> Outcome:
             "skipped",
             run.t0,
             "no deployment running (`faultwatch deploy up`): stopped after promotion; "
-            f"{version} is approved, production once it serves",
+            f"{run.name} is approved, production once it serves",
         )
+        up = f"faultwatch deploy up {run.version}" if run.group is None else "faultwatch deploy up"
+        what = "it" if run.group is None else "the fleet bento"
         loop.out(
             progress.done_line(
-                f"{version} trained on {run.rel}, approved and packaged",
+                f"{run.name} trained on {run.rel}, approved and packaged",
                 "the registry and the BentoML store",
-                f"faultwatch deploy up {version} (serves it behind the router: production)",
+                f"{up} (serves {what} behind the router: production)",
             )
         )
         return 0
@@ -50,15 +52,15 @@ def step_deployment(run: Run) -> Outcome:
 
 def step_stage(run: Run) -> Outcome:
     """6a. The version on the standby colour; its smoke test gates it."""
-    r = ops.stage(run.root, run.version, run.loop.watch())
+    r = ops.stage(run.root, run.deployable, run.loop.watch())
     colour, version = run.live
     if not r.passed:
         run.loop.note(f"refused: {r.colour} ({r.version}) failed its smoke test: {r.smoke.message}")
-        detail = f"{run.version}: {r.live} keeps all the traffic; nothing was switched"
+        detail = f"{run.deployable}: {r.live} keeps all the traffic; nothing was switched"
         run.loop.report("stage", "REFUSED", run.t0, detail)
         run.loop.out(f"stopped at the smoke test: {colour} ({version}) keeps all the traffic")
         return EXIT_REFUSED
-    run.loop.report("stage", "ok", run.t0, f"{run.version} on {r.colour}, smoke test passed")
+    run.loop.report("stage", "ok", run.t0, f"{run.deployable} on {r.colour}, smoke test passed")
     run.t0 = time.monotonic()
     return None
 
@@ -93,10 +95,10 @@ def step_switch(run: Run) -> Outcome:
         switched = ops.switch(run.root, run.loop.watch())
         run.loop.registry(switched.registry)
     st = load(run.root)
-    run.loop.report("switch", "ok", run.t0, f"{st.live} ({run.version}) is live at {st.url}")
+    run.loop.report("switch", "ok", run.t0, f"{st.live} ({run.deployable}) is live at {st.url}")
     run.loop.out(
         progress.done_line(
-            f"{run.version} live on {st.live} (trained on {run.rel})",
+            f"{run.name} live on {st.live} (trained on {run.rel})",
             f"the router at {st.url}",
             f"faultwatch deploy status (faultwatch deploy rollback returns to {run.live[1]})",
         )
