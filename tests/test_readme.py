@@ -24,7 +24,7 @@ from helpers.ports import free_port
 from helpers.projects import TINY_PIPELINE, copy_project
 from helpers.signals import make_signals, sawtooth_signals
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 BLOCK = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
 LEFT_OUT = ("make test",)  # running the tests from inside the tests
