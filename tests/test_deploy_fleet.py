@@ -139,3 +139,21 @@ def test_a_canary_where_one_group_regresses_is_aborted_naming_it(fleet):
     pump = fw(root, "registry", "list", "pump").stdout
     assert "canary-aborted" in next(ln for ln in fan.splitlines() if "v0.0.2" in ln), fan
     assert "canary-aborted" not in pump, pump
+
+
+def test_a_fleet_whose_group_is_not_approved_takes_no_traffic_and_names_it(fleet):
+    root = fleet[0]
+    from faultwatch import registry
+    from faultwatch.deploy import fleet as deploy_fleet
+
+    def model(group: str, version: str | None) -> deploy_fleet.FleetModel:
+        return deploy_fleet.FleetModel(group, f"fault_cnn:{group}", root, version)
+
+    approved = {"pump": model("pump", "v0.0.1"), "valve": model("valve", "v0.0.1")}
+    deploy_fleet.require_approved(root, approved, "take traffic")  # every group approved
+    never_gated = {**approved, "fan": model("fan", None)}
+    with pytest.raises(registry.NotApproved, match=r"group fan: .* a candidate no promotion"):
+        deploy_fleet.require_approved(root, never_gated, "take traffic")
+    registry.assign("v0.0.1", registry.PENDING, "waits for a person (test)", root, "valve")
+    with pytest.raises(registry.NotApproved, match=r"valve v0\.0\.1 is .*only an approved version"):
+        deploy_fleet.require_approved(root, approved, "take traffic")
