@@ -99,10 +99,16 @@ def test_production_batches_join_only_the_source_they_were_labelled_for(tmp_path
 
 
 def log_three_axis(
-    path: Path, df: pd.DataFrame, channels=AXES, labelled: int = 8, prefix: str = "p"
+    path: Path,
+    df: pd.DataFrame,
+    channels=AXES,
+    labelled: int = 8,
+    prefix: str = "p",
+    model: str | None = None,
 ) -> str:
     """`df`'s signals logged as a multichannel model logs them (channel-major features, the
-    channel names, every signal sampled), the first `labelled` of them labelled."""
+    channel names, every signal sampled), the first `labelled` of them labelled; `model`: the
+    fleet group that answered them (None: a single-model service)."""
     import numpy as np
 
     from faultwatch.features import monitor_features
@@ -125,6 +131,7 @@ def log_three_axis(
             features=monitor_features([v])[0] if channels else None,
             signal=v,
             channels=channels,
+            model=model,
         )
         for i, v in enumerate(signals)
     )
@@ -170,6 +177,35 @@ def test_a_multichannel_log_batch_reads_back_through_prepare_with_the_models_cha
     with pytest.raises(RetrainError, match="8 multichannel and 2 univariate signals"):
         batch_from_log(mixed, None, None, tmp_path / "none.parquet")
     assert not (tmp_path / "none.parquet").exists()
+
+
+def test_a_groups_batch_from_the_log_holds_only_the_signals_that_group_answered(tmp_path):
+    """`retrain --group G --from-log` (issue 23): a fleet's log holds every group's rows; G's
+    batch takes the labelled signals G answered, the project's own model (fault_cnn) also
+    those logged without a group (by a single-model service), and a group with none is a
+    named error that writes nothing."""
+    import pyarrow.parquet as pq
+
+    from faultwatch.retrain.batch import batch_from_log
+    from faultwatch.retrain.loop import RetrainError
+
+    target = str(tmp_path / "log.sqlite")
+    log_three_axis(tmp_path / "log.sqlite", three_axis_signals(4, 4, seed=1), prefix="f",
+                   labelled=6, model="fan")  # fmt: skip
+    log_three_axis(tmp_path / "log.sqlite", three_axis_signals(3, 3, seed=2), prefix="m",
+                   labelled=5, model="mill")  # fmt: skip
+    log_three_axis(tmp_path / "log.sqlite", three_axis_signals(2, 2, seed=3), prefix="n",
+                   labelled=3)  # fmt: skip
+    for group, want in (("fan", "f"), ("mill", "m"), ("fault_cnn", "n")):
+        dest = tmp_path / f"{group}.parquet"
+        n = batch_from_log(target, None, None, dest, group)
+        ids = pq.read_table(dest, columns=["id"]).column("id").to_pylist()
+        assert n == len(ids) == {"f": 6, "m": 5, "n": 3}[want], (group, ids)
+        assert {i[0] for i in ids} == {want}, (group, ids)
+    assert batch_from_log(target, None, None, tmp_path / "all.parquet") == 14
+    with pytest.raises(RetrainError, match="no labelled signals of group valve"):
+        batch_from_log(target, None, None, tmp_path / "valve.parquet", "valve")
+    assert not (tmp_path / "valve.parquet").exists()
 
 
 def test_a_bad_batch_stops_at_validation_and_changes_nothing(loop, tmp_path):

@@ -30,8 +30,8 @@ GROUPS = ("pump", "fan", "valve", "broken")
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    """A server of four groups (pump and valve univariate, fan x/y/z, broken: its weights
-    replaced after registration), FAULTWATCH_MAX_LOADED_MODELS=1; yields (url, log, tags)."""
+    """A server of four groups (pump and valve univariate, valve's fault class `leak`, fan
+    x/y/z, broken: its weights replaced after registration), FAULTWATCH_MAX_LOADED_MODELS=1; yields (url, log, tags)."""
     from bentoml._internal.configuration.containers import BentoMLContainer
     from bentoml._internal.models import ModelStore
 
@@ -46,7 +46,7 @@ def fleet(tmp_path_factory):
         tags = {
             "pump": import_model(save_tiny_model(tmp / "pump"), THRESHOLD, metadata=meta),
             "fan": import_model(save_tiny_multichannel_model(tmp / "fan"), 0.5, metadata=meta),
-            "valve": import_model(save_tiny_model(tmp / "valve"), 0.9, metadata=meta),
+            "valve": import_model(save_tiny_model(tmp / "valve", "leak"), 0.9, metadata=meta),
             "broken": import_model(save_tiny_model(tmp / "broken"), 0.5, metadata=meta),
         }
         import bentoml
@@ -187,3 +187,34 @@ def test_every_row_of_the_log_names_its_group(client, fleet):
     assert versions == {g: fleet[2][g].split(":")[1] for g in rows}
     metrics = client.get("/metrics").text
     assert 'model="fan"' in metrics and 'model="broken"' not in metrics
+
+
+def test_a_label_is_checked_against_the_classes_of_the_group_that_answered(client, fleet):
+    """/feedback in a fleet: pump's classes are healthy/fault, valve's healthy/leak; a label is
+    refused unless the group that answered the prediction has that class, all or nothing."""
+    sig = good_signal(64)
+    ids = {}
+    for g in ("pump", "valve"):
+        r = client.post("/predict", json={"signal": sig, "model": g})
+        assert r.status_code == 200, r.text
+        ids[g] = r.json()["prediction_id"]
+    wrong = client.post("/feedback", json={"prediction_id": ids["valve"], "label": "fault"})
+    assert wrong.status_code == 422, wrong.text
+    (detail,) = wrong.json()["detail"]
+    assert detail["type"] == "not_a_class" and detail["loc"] == ["label"], detail
+    assert "not a class of model valve" in detail["msg"] and "'leak'" in detail["msg"], detail
+    batch = {"labels": [{"prediction_id": ids["valve"], "label": "leak"},
+                        {"prediction_id": ids["pump"], "label": "leak"}]}  # fmt: skip
+    r = client.post("/feedback", json=batch)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["labels", 1, "label"], r.text
+    assert "not a class of model pump" in r.json()["error"], r.text
+    with sqlite3.connect(fleet[1]) as conn:  # all or nothing: valve's good label not written
+        assert conn.execute("SELECT count(*) FROM labels").fetchone()[0] == 0
+    batch["labels"][1]["label"] = "fault"
+    r = client.post("/feedback", json=batch)
+    assert r.status_code == 200 and r.json()["accepted"] == 2, r.text
+    with sqlite3.connect(fleet[1]) as conn:
+        got = dict(conn.execute("SELECT p.model, l.label FROM labels l JOIN predictions p "
+                                "USING (prediction_id)"))  # fmt: skip
+    assert got == {"valve": "leak", "pump": "fault"}

@@ -24,8 +24,9 @@ AXES = ("x", "y", "z")  # a multichannel model's channels (helpers.signals.AXES;
 SPIKE = [0.0] * 20 + [1000.0] + [0.0] * 19  # valid input, but save_spike_failing_model fails on it
 
 
-def save_tiny_model(model_dir: Path) -> Path:
-    """A FaultCNN(channels=(4, 8)) with seeded weights, saved for INPUT_LENGTH samples."""
+def save_tiny_model(model_dir: Path, positive_label: str = "fault") -> Path:
+    """A FaultCNN(channels=(4, 8)) with seeded weights, saved for INPUT_LENGTH samples; its
+    classes are healthy and `positive_label`."""
     import torch
 
     from faultwatch.model.io import save_model
@@ -33,7 +34,7 @@ def save_tiny_model(model_dir: Path) -> Path:
 
     torch.manual_seed(0)
     net = FaultCNN(channels=(4, 8), kernel_size=5, dropout=0.0)
-    save_model(model_dir, net, {"input_length": INPUT_LENGTH, "positive_label": "fault"})
+    save_model(model_dir, net, {"input_length": INPUT_LENGTH, "positive_label": positive_label})
     return model_dir
 
 

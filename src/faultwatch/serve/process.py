@@ -105,6 +105,18 @@ def described_all() -> list[Described]:
     return [s.described for s in GROUPS.values() if s.described is not None]
 
 
+def group_classes(group: str | None) -> tuple[str, ...]:
+    """The classes of the group that answered a logged prediction: a fleet's /feedback checks
+    a label against them. A row without a group (logged by a single-model service) is the
+    project's own model's (fault_cnn); a group this bento does not carry (another colour's
+    bento on a shared log), or whose entry could not be described, is checked against every
+    group's classes, since this process cannot know its own."""
+    slot = GROUPS.get(group if group is not None else "fault_cnn")
+    if slot is not None and slot.described is not None:
+        return tuple(slot.described.class_names)
+    return tuple(dict.fromkeys(c for d in described_all() for c in d.class_names))
+
+
 def _load_slot(slot: Slot):  # noqa: ANN202 - LoadedModel (torch)
     """A group's model from its store entry, verified (load_entry), with one first call: that
     call pays for lazy initialisation, not a client's request."""

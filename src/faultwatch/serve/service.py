@@ -101,6 +101,7 @@ from faultwatch.serve.process import (
     SPECS,
     WARM,
     described_all,
+    group_classes,
 )
 from faultwatch.serve.schema import (
     BatchPrediction,
@@ -182,7 +183,7 @@ class FaultDetector(Answering):
         """Delayed ground truth: the true class of answered predictions, into the log's
         `labels` table, all of a request or none. Body: {"prediction_id", "label"} or
         {"labels": [{"prediction_id", "label"}, ...]}, optionally "source" (who labelled).
-        A fleet's labels may be any of its groups' classes."""
+        In a fleet, a label must be a class of the group that answered the prediction."""
         single = labels is None
         items = (
             [(str(prediction_id), str(label))]
@@ -195,7 +196,9 @@ class FaultDetector(Answering):
         if refused is not None:
             return refused
         try:
-            accepted = await anyio.to_thread.run_sync(self.log.add_labels, items, source)
+            accepted = await anyio.to_thread.run_sync(
+                self.log.add_labels, items, source, None if SERVED is not None else group_classes
+            )
         except FeedbackError as e:
             loc = [e.loc[-1]] if single and e.loc else list(e.loc)
             return error_response(e.status, e.reason, loc, e.msg)

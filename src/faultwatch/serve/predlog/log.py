@@ -158,15 +158,52 @@ def label_problems(
 
 def ids_in(cursor: Any, table: str, ids: Sequence[str]) -> set[str]:
     """The prediction_ids among `ids` that `table` holds."""
-    found: set[str] = set()
+    return set(_select_ids(cursor, f"SELECT prediction_id FROM {table}", ids))
+
+
+def models_of(cursor: Any, ids: Sequence[str]) -> dict[str, str | None]:
+    """The model group that answered each of `ids` the predictions hold (None: logged by a
+    single-model service)."""
+    return dict(_select_ids(cursor, "SELECT prediction_id, model FROM predictions", ids))
+
+
+def _select_ids(cursor: Any, select: str, ids: Sequence[str]) -> list[Any]:
+    found: list[Any] = []
     for start in range(0, len(ids), ID_CHUNK):
         chunk = list(ids[start : start + ID_CHUNK])
         marks = ", ".join("?" for _ in chunk)
-        rows = cursor.execute(
-            f"SELECT prediction_id FROM {table} WHERE prediction_id IN ({marks})", chunk
-        ).fetchall()
-        found.update(r[0] for r in rows)
+        rows = cursor.execute(f"{select} WHERE prediction_id IN ({marks})", chunk).fetchall()
+        found.extend(r[0] if len(r) == 1 else tuple(r) for r in rows)
     return found
+
+
+def class_problems(
+    items: Sequence[tuple[str, str]],
+    answered_by: dict[str, str | None],
+    classes_of: Callable[[str | None], Sequence[str]],
+) -> list[FeedbackError]:
+    """Every item whose label is not a class of the model group that answered its prediction
+    (422 not_a_class, naming the group): in a fleet, a label is checked against its own
+    group's classes, not any group's."""
+    problems = []
+    for i, (pid, lab) in enumerate(items):
+        if pid not in answered_by:
+            continue  # label_problems names it
+        group = answered_by[pid]
+        classes = classes_of(group)
+        if lab not in classes:
+            who = f"model {group}" if group is not None else "the model"
+            problems.append(
+                FeedbackError(
+                    422,
+                    "not_a_class",
+                    ["labels", i, "label"],
+                    f"{lab!r} is not a class of {who}, which answered prediction_id {pid!r}: "
+                    "expected one of " + ", ".join(map(repr, classes)),
+                    i,
+                )
+            )
+    return problems
 
 
 class PredictionLog(ABC):
@@ -241,11 +278,18 @@ class PredictionLog(ABC):
         rejected = row("rejected", values)
         self._transaction("write 1 rows", lambda cursor: cursor.execute(INSERT_REJECTED, rejected))
 
-    def add_labels(self, items: Sequence[tuple[str, str]], source: str | None = None) -> int:
+    def add_labels(
+        self,
+        items: Sequence[tuple[str, str]],
+        source: str | None = None,
+        classes_of: Callable[[str | None], Sequence[str]] | None = None,
+    ) -> int:
         """Store the delayed ground truth of `items` ((prediction_id, label) pairs), all or
         nothing: every item is checked first (see `label_problems`), inside the write
         transaction, and the first bad one raises FeedbackError with nothing written.
-        Returns the number of labels stored. The label's class is the service's to check."""
+        Returns the number of labels stored. The label's class is the service's to check:
+        `classes_of(group)` gives the classes of the group that answered a prediction (a
+        fleet; see `class_problems`), else the service checked them before."""
         items = [(str(pid), str(label)) for pid, label in items]
         if not items:
             return 0
@@ -254,9 +298,11 @@ class PredictionLog(ABC):
         def work(cursor: Any) -> int:
             self._lock_labels(cursor)
             ids = list(dict.fromkeys(pid for pid, _ in items))
-            problems = label_problems(
-                items, ids_in(cursor, "predictions", ids), ids_in(cursor, "labels", ids)
-            )
+            answered_by = models_of(cursor, ids)
+            problems = label_problems(items, set(answered_by), ids_in(cursor, "labels", ids))
+            if classes_of is not None:
+                problems += class_problems(items, answered_by, classes_of)
+                problems.sort(key=lambda p: p.index)
             if problems:
                 first = problems[0]
                 if len(problems) > 1:
