@@ -108,6 +108,14 @@ def read_meta(model_dir: Path | str) -> dict[str, Any]:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ModelError(f"{path}: not valid JSON: {e}") from None
+    if family(meta) == "classical":
+        from faultwatch.model.classical import ClassicalModelError, check_meta
+
+        try:
+            check_meta(path, meta)
+        except ClassicalModelError as e:
+            raise ModelError(str(e)) from None
+        return meta
     required = (
         "architecture",
         "architecture_args",
@@ -125,6 +133,12 @@ def read_meta(model_dir: Path | str) -> dict[str, Any]:
             f"{path}: preprocessing {meta['preprocessing']} is not the one this code applies ({expected})"
         )
     return meta
+
+
+def family(meta: dict[str, Any]) -> str:
+    """The model family a model.json describes: `cnn` (the default: a CNN's model.json does
+    not say) or `classical` (faultwatch.model.classical)."""
+    return str(meta.get("family", "cnn"))
 
 
 def check_channels(path: Path, meta: dict[str, Any]) -> None:
@@ -223,11 +237,22 @@ class LoadedModel:
 
 
 def load_model(model_dir: Path | str, verify: bool = True) -> LoadedModel:
-    """Load a saved model; raises WeightsTampered if the weights are not the ones recorded."""
+    """Load a saved model, of either family (a classical one is a faultwatch.model.classical.
+    LoadedClassical, with the same interface and no network); raises WeightsTampered if the
+    weights are not the ones recorded."""
     from safetensors.torch import load
 
     model_dir = Path(model_dir)
     meta = read_meta(model_dir)
+    if family(meta) == "classical":
+        from faultwatch.model import classical
+
+        try:
+            return classical.load_classical(model_dir, meta, verify)  # type: ignore[return-value]
+        except classical.ClassicalTampered as e:
+            raise WeightsTampered(str(e)) from None
+        except classical.ClassicalModelError as e:
+            raise ModelError(str(e)) from None
     path = model_dir / meta.get("weights_file", WEIGHTS)
     if not path.is_file():
         raise ModelError(f"{path}: weights file missing")
