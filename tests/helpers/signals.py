@@ -185,3 +185,20 @@ def sawtooth_signals(n_healthy: int = 45, n_fault: int = 15, seed: int = 11) -> 
     same for both, so the classical baseline is near chance and a tiny CNN wins the gate."""
     df = fleet_signals(per_asset=n_healthy + n_fault, faults=n_fault, seed=seed)
     return df[df["asset_type"] == "P-100"].drop(columns="asset_type").reset_index(drop=True)
+
+
+def amplitude_signals(n_healthy: int = 40, n_fault: int = 12, seed: int = 0) -> pd.DataFrame:
+    """make_signals' layout (id, label, values; 48-80 samples; healthy "pump_a" / "pump_b"),
+    but a fault ("fault") is the healthy sine, noise and all, 2.5 times as large. The CNN
+    z-scores every signal, so it sees no difference; the classical model's amplitude features
+    (std, max, rms) see nothing else: the forest wins."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_healthy + n_fault):
+        fault = i >= n_healthy
+        n = int(rng.integers(48, 81))
+        t = np.linspace(0, 4 * np.pi, n) + rng.uniform(0, 2 * np.pi)
+        label = "fault" if fault else ("pump_a" if i % 2 else "pump_b")
+        v = np.sin(t * (1.0 if i % 2 else 2.0)) + 0.1 * rng.standard_normal(n)
+        rows.append((f"a{i}", label, (v * (2.5 if fault else 1.0)).round(6)))
+    return pd.DataFrame(rows, columns=["id", "label", "values"])

@@ -20,11 +20,28 @@ NOT_IN_RUN_KEY = frozenset(
         "checkpoint_root",
         "wandb",
         "wandb_project",
+        # the family choice and the classical family's settings: not the CNN's trajectory
+        "family",
+        "classical",
     }
 )
 
 
+class ClassicalParams(Section):
+    """`train.classical`: the classical family, the evaluate stage's random-forest baseline
+    (faultwatch.model.classical), fitted on the prepared training split as that baseline is."""
+
+    train_path: str = "data/prepared/train.parquet"
+    n_estimators: int = Field(300, ge=1)
+    feature_length: int = Field(256, ge=8, description="points of the resampled spectrum")
+    fft_bands: int = Field(8, ge=1)
+
+
 class TrainParams(Section):
+    # the model family: the CNN, the classical model, or both with the better one on
+    # validation kept (`best`; a tie keeps the CNN)
+    family: Literal["cnn", "classical", "best"] = "cnn"
+    classical: ClassicalParams = Field(default_factory=ClassicalParams)
     seed: int = 42
     train_path: str = "data/augmented/train.parquet"
     val_path: str = "data/prepared/val.parquet"

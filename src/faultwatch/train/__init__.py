@@ -27,6 +27,13 @@ from faultwatch.train.export import (
     network_state,
     write_run_record,
 )
+from faultwatch.train.family import (
+    FAMILY_FILE,
+    FamilyRun,
+    kept_summary,
+    train_family,
+    write_family_record,
+)
 from faultwatch.train.fit import (
     build_classifier,
     deterministic_algorithms,
@@ -39,6 +46,11 @@ from faultwatch.train.run import train
 from faultwatch.train.tracking import wandb_has_key, wandb_mode
 
 __all__ = [
+    "FAMILY_FILE",
+    "FamilyRun",
+    "kept_summary",
+    "train_family",
+    "write_family_record",
     "HISTORY_COLUMNS",
     "HISTORY_FILE",
     "RUN_FILE",

@@ -148,6 +148,11 @@ def epoch_of(checkpoint: Path) -> int:
     return int(stem.split("=")[-1]) if "epoch=" in stem else -1
 
 
+def history_columns() -> list[str]:
+    """The columns of history.csv."""
+    return ["epoch", "train_loss", "val_loss", "val_pr_auc", MONITOR]
+
+
 def write_run_record(result: TrainResult, report_dir: Path) -> list[Path]:
     """`run.json` (what changes from run to run: the W&B run id, timings) and `history.csv`
     (per-epoch losses and val_pr_auc, drawn by `dvc plots`) in `report_dir`."""
@@ -159,7 +164,7 @@ def write_run_record(result: TrainResult, report_dir: Path) -> list[Path]:
         "train_seconds": round(result.train_seconds, 3),
         "resumed_from_epoch": result.resumed_from_epoch,
     }
-    columns = ["epoch", "train_loss", "val_loss", "val_pr_auc", MONITOR]
+    columns = history_columns()
     return [
         write_text_atomic(report_dir / RUN_FILE, json.dumps(run, indent=2, sort_keys=True) + "\n"),
         write_text_atomic(
