@@ -33,7 +33,8 @@ class Scored(NamedTuple):
     """What one model call gives for a signal: what is answered, and what is only logged."""
 
     probability: float
-    embedding: np.ndarray | None  # None with monitoring off (bench/logging_cost.py)
+    # None with monitoring off (bench/logging_cost.py), and for a classical model (none)
+    embedding: np.ndarray | None
     features: list[float] | None
 
 

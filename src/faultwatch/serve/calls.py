@@ -77,14 +77,15 @@ class Answering:
         return d
 
     def _score(self, signals: list[np.ndarray], group: str | None = None) -> list[Scored]:
-        """One model call (probability and embedding) and the monitor's features of the
-        batch; raises if any probability is not finite."""
+        """One model call (probability and embedding, none for a classical model) and the
+        monitor's features of the batch; raises if any probability is not finite."""
         model = self.cache.get(group or self.groups[0])
         if not self.monitoring:
             proba = np.asarray(model.predict_proba(signals), dtype="float64")
             emb, feats = [None] * len(signals), [None] * len(signals)
         else:
             proba, emb = proba_and_embedding(model, signals)
+            emb = [None] * len(signals) if emb is None else emb  # a classical model has none
             feats = monitor_features(signals).tolist()
         if not np.all(np.isfinite(proba)):
             raise ValueError("the model returned a non-finite probability")

@@ -11,6 +11,11 @@ and evaluation stages list model/io.py and model/network.py as DVC dependencies:
 there would make `dvc repro` retrain. The probabilities are bit-identical to
 `LoadedModel.predict_proba` (same preprocessing, same chunks, the same operations in the same
 order; tests compare them exactly).
+
+A classical model (faultwatch.model.classical) has no network, hence no embedding: it is scored
+by its own `predict_proba`, its log rows carry no embedding (the monitor's features, computed
+apart, are logged as for a CNN), and the monitor judges its drift on those features alone.
+`has_embedding` is the one place that tells the two apart.
 """
 
 from __future__ import annotations
@@ -24,13 +29,22 @@ if TYPE_CHECKING:  # torch is imported by the worker that loads the model, not a
     from faultwatch.model.io import LoadedModel
 
 
+def has_embedding(model: LoadedModel) -> bool:
+    """Whether the model has a penultimate layer to log: a CNN does, a classical model (no
+    network) does not."""
+    return getattr(model, "network", None) is not None
+
+
 def embedding_size(model: LoadedModel) -> int:
     """Floats per embedding: the last convolution block's channels."""
     return int(model.meta["architecture_args"]["channels"][-1])
 
 
 def check_embeddable(model: LoadedModel) -> None:
-    """Raise ModelError if the network is not split as FaultCNN is (features, dropout, head)."""
+    """Raise ModelError if the network is not split as FaultCNN is (features, dropout, head);
+    a model without a network (classical) has nothing to split and passes."""
+    if not has_embedding(model):
+        return
     from faultwatch.model.io import ModelError  # imports torch: only a loaded model gets here
 
     net = model.network
@@ -44,9 +58,12 @@ def check_embeddable(model: LoadedModel) -> None:
 
 def proba_and_embedding(
     model: LoadedModel, signals: Sequence[np.ndarray]
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray | None]:
     """(probabilities (n,) float64, embeddings (n, channels[-1]) float32) of raw signals, from
-    one forward pass; the probabilities equal `model.predict_proba(signals)` bit for bit."""
+    one forward pass; the probabilities equal `model.predict_proba(signals)` bit for bit. A
+    model without an embedding (classical): its `predict_proba` and None."""
+    if not has_embedding(model):
+        return np.asarray(model.predict_proba(list(signals)), dtype="float64"), None
     import torch
 
     net = model.network

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from faultwatch.errors import FaultwatchError
 from faultwatch.serve.identity import MODEL_HEADER
 from faultwatch.serve.schema import ServingLimits
-from faultwatch.serve.store import StoreError, read_threshold, verify_entry_files
+from faultwatch.serve.store import StoreError, family_of, read_threshold, verify_entry_files
 from faultwatch.signal_quality import QualityThresholds
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ class Described:
     class_names: tuple[str, str]  # healthy, fault
     threshold: float
     channels: tuple[str, ...] | None
+    family: str = "cnn"  # model.json's: cnn, or classical (no embedding is logged)
 
 
 def describe(entry: bentoml.Model) -> Described:
@@ -91,6 +92,7 @@ def describe(entry: bentoml.Model) -> Described:
         class_names=(healthy, fault),
         threshold=read_threshold(entry.path),
         channels=channels,
+        family=family_of(meta),
     )
 
 
@@ -117,6 +119,7 @@ class Slot:
             "model": self.group,
             "tag": self.tag,
             "version": d.version if d else None,
+            "family": d.family if d else None,
             "stage": self.stage,
             "channels": list(d.channels) if d and d.channels else None,
             "loaded": self.model is not None,

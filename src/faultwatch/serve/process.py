@@ -53,6 +53,7 @@ if FLEET is None:
                 (SERVED.class_names[0], SERVED.class_names[1]),
                 read_threshold(SERVED.entry.path),
                 SERVED.channels,
+                SERVED.family,
             ),
         )
     }
@@ -119,7 +120,8 @@ def group_classes(group: str | None) -> tuple[str, ...]:
 
 def _load_slot(slot: Slot):  # noqa: ANN202 - LoadedModel (torch)
     """A group's model from its store entry, verified (load_entry), with one first call: that
-    call pays for lazy initialisation, not a client's request."""
+    call pays for lazy initialisation, not a client's request. Either family: a classical
+    model is scored by its predict_proba and logs no embedding (faultwatch.serve.embedding)."""
     entry = bentoml.models.get(slot.tag)
     model = load_entry(entry)  # the weights' sha256 against model.json and the store
     check_embeddable(model)

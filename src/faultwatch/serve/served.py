@@ -25,6 +25,7 @@ from faultwatch.serve.settings import ServeSettings
 from faultwatch.serve.store import (
     MODEL_NAME,
     StoreError,
+    family_of,
     read_threshold,
     store_location,
     verify_entry_files,
@@ -45,6 +46,7 @@ class ServedModel:
     log_target: Path | str  # the prediction log: a SQLite file or a postgresql:// URL
     # a multichannel model's channel names, in the network's order (model.json); None: univariate
     channels: tuple[str, ...] | None = None
+    family: str = "cnn"  # model.json's: cnn or classical (faultwatch.serve.store.family_of)
 
 
 def model_tag(serve_settings: ServeSettings) -> str:
@@ -85,4 +87,6 @@ def served_model(serve_settings: ServeSettings) -> ServedModel:
     quality = QualityThresholds.from_metadata(entry.info.metadata)
     log_target = serve_settings.prediction_log or default_target()
     class_names = [str(c) for c in meta["class_names"]]
-    return ServedModel(tag, ref, entry, limits, quality, class_names, log_target, channels)
+    return ServedModel(
+        tag, ref, entry, limits, quality, class_names, log_target, channels, family_of(meta)
+    )

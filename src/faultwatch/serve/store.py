@@ -2,7 +2,9 @@
 
 A store entry named `fault_cnn` is a folder holding the files of `faultwatch.model.io.save_model`
 (`weights.safetensors`, `model.json`) plus `threshold.json` ({"threshold": float}). Loading goes
-through `load_model`, so the sha256 of the weights is checked and nothing is unpickled.
+through `load_model`, so the sha256 of the weights is checked and nothing is unpickled. Either
+model family is stored so: a CNN, or a classical model (faultwatch.model.classical: the same
+two files, its trees as arrays), which `load_model` returns with the same interface.
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ THRESHOLD_FILE = "threshold.json"
 
 class StoreError(FaultwatchError):
     """A store entry or a model folder is missing a file or holds a bad value."""
+
+
+def family_of(model_json: Mapping[str, Any]) -> str:
+    """The model family a model.json describes, as faultwatch.model.io.family says it (`cnn`
+    unless it names one), read without importing torch (the service's import must not)."""
+    return str(model_json.get("family", "cnn"))
 
 
 def import_model(
