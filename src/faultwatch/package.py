@@ -11,8 +11,11 @@ same source (another data hash) is still packaged, with a warning: the candidate
 current data has not passed the gate yet (`faultwatch promote`).
 
 The bento's labels come from the registry (stage, version, the version's commit), not from
-the store entry, whose labels were written at registration. After `faultwatch promote`, run
-`dvc repro -f -s package` (the registry lives in git tags, which DVC does not watch).
+the store entry, whose labels were written at registration; `family` (cnn or classical) from
+the entry's model.json. Either family is packaged the same way: the service scores a classical
+model with its own predict_proba and logs no embedding for it (faultwatch.serve.embedding).
+After `faultwatch promote`, run `dvc repro -f -s package` (the registry lives in git tags,
+which DVC does not watch).
 """
 
 from __future__ import annotations
@@ -127,7 +130,19 @@ def bento_labels(choice: Choice, entry: bentoml.Model) -> dict[str, str]:
     source = trained_on(entry)["source"]
     if source is not None:
         labels["data_source"] = str(source)
+    labels["family"] = entry_family(entry)
     return labels
+
+
+def entry_family(entry: bentoml.Model) -> str:
+    """The model family of a store entry (its model.json: cnn or classical)."""
+    from faultwatch.serve.store import family_of
+
+    path = Path(entry.path) / "model.json"
+    try:
+        return family_of(json.loads(path.read_text()))
+    except (OSError, ValueError) as e:
+        raise FaultwatchError(f"store entry {entry.tag}: cannot read {path.name}: {e}") from None
 
 
 def choose_version(root: Path, version: str) -> Choice:
@@ -230,10 +245,10 @@ def package_fleet(root: Path, bentofile: str = "bentofile.yaml") -> dict[str, An
             f"params.yaml: serve.warm: {unknown[0]!r} is not a packaged group "
             f"({', '.join(choices)})"
         )
-    models = {name: str(store_entry(c.model_tag, c.stage, root).tag) for name, c in choices.items()}
+    entries = {name: store_entry(c.model_tag, c.stage, root) for name, c in choices.items()}
+    models = {name: str(e.tag) for name, e in entries.items()}
     first = next(iter(choices))
-    entry = store_entry(choices[first].model_tag, choices[first].stage, root)
-    labels = bento_labels(choices[first], entry)
+    labels = bento_labels(choices[first], entries[first])
     labels["fleet"] = ",".join(choices)
     args = {
         "models": json.dumps(models, sort_keys=False),
@@ -260,6 +275,7 @@ def package_fleet(root: Path, bentofile: str = "bentofile.yaml") -> dict[str, An
                 "stage": c.stage,
                 "registry_version": c.version.version if c.version else None,
                 "reason": c.reason,
+                "family": entry_family(entries[name]),
             }
             for name, c in choices.items()
         },
