@@ -99,6 +99,8 @@ def _monitor_one(
             f"  {r['model_version']}: {r['kind']} {r['feature']} "
             f"score {r['score']:.4g} (threshold {r['threshold']:.4g})"
         )
+    for n in scraps.get("notes") or []:  # not reasons: what did not apply (a classical model)
+        print(f"  {n['model_version']}: {n['note']}")
     out_dir = section("monitor", load_params(folder / "params.yaml")).out_dir
     report = run.metrics if args.no_html else run.html
     retrain = "faultwatch retrain --from-log (the labelled production signals)"

@@ -9,6 +9,10 @@ A multichannel split (faultwatch.splits.read_split: (channels, samples) values, 
 `attrs["channels"]`) gives the features per channel, `rms[x]` ... `band_3[z]`, as the service
 logs them (`channel_features`): those are its drift columns. The log's mean and std span all
 channels of a signal, so a drift there could name no channel: they are not tested then.
+
+A classical model (faultwatch.model.classical) has no embedding: `model_embeddings` raises
+EmbeddingNotApplicable for it, and the report says embedding drift is not applicable to that
+version, whose drift is judged on its input features, its output and its performance.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import pandas as pd
 
 from faultwatch.errors import FaultwatchError
 from faultwatch.features import FEATURES, channel_feature_names, monitor_features
-from faultwatch.serve.embedding import check_embeddable, proba_and_embedding
+from faultwatch.serve.embedding import check_embeddable, has_embedding, proba_and_embedding
 from faultwatch.serve.predlog import InputSummary
 from faultwatch.serve.store import MODEL_NAME, load_from_store
 from faultwatch.splits import frame_channels
@@ -64,11 +68,27 @@ def reference_frame(train: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+class EmbeddingNotApplicable(FaultwatchError):
+    """The model of a version has no embedding (a classical model): embedding drift does not
+    apply to it, which the report says (it is neither untested nor a failure)."""
+
+    def __init__(self, family: str):
+        super().__init__(
+            f"embedding drift: not applicable, {family} model: drift judged on its input features"
+        )
+        self.family = family
+
+
 def model_embeddings(model: LoadedModel, signals: Iterable[np.ndarray]) -> np.ndarray:
     """(n, channels[-1]) float32: the embedding the service logs (the globally pooled conv
-    features that feed the head), by the service's own function, so both sides compare."""
+    features that feed the head), by the service's own function, so both sides compare.
+    EmbeddingNotApplicable for a model without one (classical)."""
+    if not has_embedding(model):
+        raise EmbeddingNotApplicable(str(getattr(model, "family", "classical")))
     check_embeddable(model)
-    return proba_and_embedding(model, list(signals))[1]
+    emb = proba_and_embedding(model, list(signals))[1]
+    assert emb is not None  # has_embedding
+    return emb
 
 
 def model_for_version(

@@ -15,7 +15,9 @@ The decision rule, and why:
   only is shown but not called. The predicted-healthy subset holds the model's missed faults
   too; at a few percent of faults and a working model they are too few to move a test.
 - **Embedding drift**: the same rule on the domain classifier's ROC-AUC (the penultimate
-  layer, in the embedding space of that version's own model).
+  layer, in the embedding space of that version's own model). A classical model has no
+  embedding: its verdict is `not_applicable`, and `notes` says so for its version (its drift
+  is judged on the input features, the output and the performance, as any model's).
 - **Output drift**: the window's fault rate differs from the training fault rate by at least
   `max_fault_rate_delta` and by at least `fault_rate_z` binomial standard errors (a handful of
   rows never calls it).
@@ -24,8 +26,10 @@ The decision rule, and why:
   `min_labels` labelled rows (raw scores are not probabilities).
 
 Each of these is a reason {kind, feature, score, threshold, model_version}; any reason sets
-`retrain_needed`. A multichannel model's input drift is tested per channel and feature
-(`rms[z]`: reference.drift_columns), and its input drift reasons also carry the `channel`.
+`retrain_needed`. `notes` ({kind, model_version, note}) says what was not applicable to a
+version and why; a note is never a reason. A multichannel model's input drift is tested per
+channel and feature (`rms[z]`: reference.drift_columns), and its input drift reasons also carry
+the `channel`.
 Malformed requests, latency and signal quality (the share of each sensor rule,
 `signal_quality`) are reported but are never a reason: retraining does not fix a client that
 sends bad data, a slow host or a dead sensor. Signals answered "unscored" (a sensor fault,
@@ -49,10 +53,11 @@ from faultwatch.monitor.channels import feature_channel
 from faultwatch.monitor.drift import column_drift, embedding_drift
 from faultwatch.monitor.params import MonitorParams
 from faultwatch.monitor.performance import performance_figures
-from faultwatch.monitor.reference import drift_columns
+from faultwatch.monitor.reference import EmbeddingNotApplicable, drift_columns
 from faultwatch.signal_quality import UNSCORED, rule_counts
 
-# version -> (reference embeddings aligned with the reference frame's rows, or None; source)
+# version -> (reference embeddings aligned with the reference frame's rows, or None; source);
+# raises EmbeddingNotApplicable for a version whose model has no embedding (classical)
 ReferenceEmbeddings = Callable[[str], tuple[np.ndarray | None, str]]
 # prediction ids -> (n, d) embeddings in that order (NaN rows where none was logged)
 ReadEmbeddings = Callable[[list[str]], np.ndarray]
@@ -68,7 +73,9 @@ class Reference:
     test_fault_rate: float | None = None
     embeddings: ReferenceEmbeddings | None = None
     channels: tuple[str, ...] | None = None
-    _cache: dict[str, tuple[np.ndarray | None, str]] = field(default_factory=dict)
+    _cache: dict[str, tuple[np.ndarray | None, str] | EmbeddingNotApplicable] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         if self.channels is None and self.frame.attrs.get("channels") is not None:
@@ -87,12 +94,19 @@ class Reference:
 
     def embeddings_for(self, version: str) -> tuple[np.ndarray | None, str]:
         """The training signals' embeddings in `version`'s space (computed once per version),
-        and where the model came from; None and why when no model of that version is found."""
+        and where the model came from; None and why when no model of that version is found.
+        EmbeddingNotApplicable when that model has none (classical)."""
         if self.embeddings is None:
             return None, "no reference embeddings given"
         if version not in self._cache:
-            self._cache[version] = self.embeddings(version)
-        return self._cache[version]
+            try:
+                self._cache[version] = self.embeddings(version)
+            except EmbeddingNotApplicable as e:
+                self._cache[version] = e
+        got = self._cache[version]
+        if isinstance(got, EmbeddingNotApplicable):
+            raise got
+        return got
 
 
 def _clean(value: Any) -> Any:
@@ -135,6 +149,7 @@ def verdict(all_drifted: bool | None, healthy_drifted: bool | None) -> str:
 
 
 CALLED = ("drift", "unconfirmed")  # verdicts that are input drift
+NOT_APPLICABLE = "not_applicable"  # embedding drift of a model without an embedding
 
 
 def input_drift(
@@ -213,8 +228,12 @@ def embedding_drift_figures(
     version: str,
     read_embeddings: ReadEmbeddings | None,
 ) -> dict[str, Any]:
-    """The domain classifier's ROC-AUC on all rows and the healthy subset, and the verdict."""
-    ref_emb, source = reference.embeddings_for(version)
+    """The domain classifier's ROC-AUC on all rows and the healthy subset, and the verdict;
+    `not_applicable`, with the note why, for a model without an embedding (classical)."""
+    try:
+        ref_emb, source = reference.embeddings_for(version)
+    except EmbeddingNotApplicable as e:
+        return {"verdict": NOT_APPLICABLE, "family": e.family, "note": str(e)}
     if ref_emb is None or read_embeddings is None:
         return {"verdict": "untested", "note": source if ref_emb is None else "no log reader"}
     healthy_ref = ref_emb[reference.frame["y"].to_numpy() == 0]
@@ -323,7 +342,8 @@ def monitor_report(
 ) -> dict[str, Any]:
     """The monitor's whole result for one window: per model version, the input drift (all and
     predicted-healthy rows), embedding drift, output drift, latency and performance; the
-    malformed requests; `retrain_needed` and its reasons. JSON-safe (monitor.json).
+    malformed requests; `retrain_needed` and its reasons; the notes on what did not apply.
+    JSON-safe (monitor.json).
 
     `predictions`: read_predictions' frame of the window; `rejected`: read_rejected's;
     `window`: (start, end) unix seconds, `end` also dates the labels' maturity.
@@ -331,6 +351,7 @@ def monitor_report(
     start, end = window
     versions: dict[str, Any] = {}
     reasons: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []  # what did not apply to a version, and why
     answered = predictions[predictions["label"] != UNSCORED]
     for version, rows in sorted(answered.groupby("model_version", sort=True)):
         version = str(version)
@@ -341,6 +362,9 @@ def monitor_report(
         fig["embedding_drift"] = embedding_drift_figures(
             rows, reference, params, version, read_embeddings
         )
+        if fig["embedding_drift"]["verdict"] == NOT_APPLICABLE:
+            note = fig["embedding_drift"]["note"]
+            notes.append({"kind": "embedding_drift", "model_version": version, "note": note})
         fig["output_drift"] = output_drift(rows, reference, params)
         lat = rows["latency_ms"].to_numpy(dtype="float64")
         fig["latency_ms"] = {
@@ -358,6 +382,7 @@ def monitor_report(
         {
             "retrain_needed": bool(reasons),
             "reasons": reasons,
+            "notes": notes,
             "window": {
                 "start": iso(start),
                 "end": iso(end),
