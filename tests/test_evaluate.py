@@ -260,7 +260,21 @@ def test_evaluate_notebook_on_tiny_data(project):
     r = run_notebook("notebooks/04_evaluate.ipynb", project, overrides=overrides, html=False)
 
     m = json.loads((project / "reports/evaluate/scores.json").read_text())
-    assert set(m) == {"test", "val", "threshold", "baseline_always_healthy", "baseline_classical"}
+    assert set(m) == {
+        "test",
+        "val",
+        "threshold",
+        "baseline_always_healthy",
+        "baseline_classical",
+        "family",
+    }
+    # a CNN candidate: the classical baseline is the other family, on the same split
+    classical = {k: v for k, v in m["baseline_classical"].items() if k != "model"}
+    assert m["family"] == {
+        "candidate": "cnn",
+        "test": {"cnn": m["test"], "classical": classical},
+        "baseline_classical": "other family",
+    }
     from faultwatch.evaluate import headline
 
     assert json.loads(r.metrics.read_text()) == headline(m)  # the DVC metrics: the headline

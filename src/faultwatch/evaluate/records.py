@@ -54,17 +54,26 @@ HEADLINE = ("f1", "precision", "recall", "pr_auc")
 
 
 def scores_record(
-    cnn: Mapping[str, Any], classical: Mapping[str, Any], healthy: Mapping[str, Any], model: str
+    cnn: Mapping[str, Any],
+    classical: Mapping[str, Any],
+    healthy: Mapping[str, Any],
+    model: str,
+    family: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything the evaluation measured (out_dir/scores.json, which register and promote
-    read): the CNN on val and test, both baselines on test, counts included."""
-    return {
+    read): the candidate (`cnn`: the model under evaluation, of either family) on val and
+    test, both baselines on test, counts included; `family` (faultwatch.evaluate.families.
+    family_record): the candidate's family and each family's test figures."""
+    record = {
         "threshold": round(float(cnn["threshold"]), 6),
         "test": rounded(cnn["test"]),
         "val": rounded(cnn["val"]),
         "baseline_always_healthy": rounded(healthy["test"]),
         "baseline_classical": {"model": model, **rounded(classical["test"])},
     }
+    if family is not None:
+        record["family"] = dict(family)
+    return record
 
 
 def headline(scores: Mapping[str, Any]) -> dict[str, Any]:
