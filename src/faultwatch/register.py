@@ -13,6 +13,10 @@ existed), or with a malformed one, gets it. Golden signals are of `ok` quality.
 The signal-quality thresholds the service checks with (faultwatch.signal_quality) are learnt
 here from the training split with params.yaml `quality`, and recorded in the entry's metadata
 (`signal_quality`): a change of them registers a new entry.
+
+The model's family (model.json: `cnn` or `classical`) is a label, a metadata key and a key of
+register.json; the train stage's choice of it (reports/train/family.json, when present; read as
+run.json is, not a dependency: it holds training times) is the metadata's `family_decision`.
 """
 
 from __future__ import annotations
@@ -233,6 +237,10 @@ def provenance(root: Path, model_dir: Path) -> tuple[dict[str, str], dict[str, A
     if not weights.is_file():
         raise FaultwatchError(f"{display_path(weights, root)}: not found (run the train stage)")
     params = load_params(root / "params.yaml")
+    from faultwatch.evaluate.families import FAMILY_FILE, read_family_decision  # pandas: here
+    from faultwatch.model.io import family as family_of  # torch: registering loads the model
+
+    family, decision = family_of(model_json), read_family_decision(root / FAMILY_FILE, root)
     git = git_commit(root)
     data = data_hashes(root)
     data_id = data_hash(data)
@@ -249,6 +257,7 @@ def provenance(root: Path, model_dir: Path) -> tuple[dict[str, str], dict[str, A
         "test_f1": _short(test.get("f1")),
         "test_pr_auc": _short(test.get("pr_auc")),
         "weights_sha256": weights_sha[:16],
+        "family": family,
     }
     data_params = params.get("data", {})
     group = params.get("group")  # a model group's folder (faultwatch.groups): who it is
@@ -259,15 +268,10 @@ def provenance(root: Path, model_dir: Path) -> tuple[dict[str, str], dict[str, A
         "baselines": {k: v for k, v in evaluation.items() if k.startswith("baseline")},
         "params": json.dumps(params, sort_keys=True),  # as text: nulls and nesting kept
         "git": git,
-        "data": {
-            "hash": data_id,
-            "prepare_outs_md5": data,
-            "source": data_params.get("source"),
-            "positive_label": None
-            if data_params.get("positive_label") is None
-            else str(data_params["positive_label"]),
-        },
+        "data": {**current_data(root), "prepare_outs_md5": data},  # source, fault class, hash
         "wandb_run_id": run_id,
+        "family": family,
+        "family_decision": decision,
         "threshold": threshold,
         "preprocessing": model_json.get("preprocessing"),
         "input_schema": input_schema(data_params, model_json),
@@ -345,6 +349,7 @@ def register(root: Path, model_dir: str = "models/fault_cnn") -> tuple[dict[str,
         created = True
     ensure_golden(root, store_entry(str(tag), "register", root))
     record = {"model_tag": str(tag), "weights_sha256": metadata["weights_sha256"], "labels": labels}
+    record["family"] = metadata["family"]  # also for an entry registered before the families
     write_text_atomic(root / REGISTER_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record, created
 

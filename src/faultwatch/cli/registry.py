@@ -125,10 +125,14 @@ def cmd_registry_show(args: argparse.Namespace) -> int:
         info = bentoml.models.get(v.model_tag).info if v.model_tag else None
     except NotFound:
         info = None  # registered in another store: the registry's record is still shown
+    # the gate's record names it; else the store entry's label; versions from before the
+    # classical family existed are CNNs
+    family = v.record.get("family") or (info.labels.get("family") if info else None) or "cnn"
     print(
         json.dumps(
             {
                 "version": v.version,
+                "family": family,
                 "commit": v.commit,
                 "created_at": v.created_at,
                 "stages": list(v.stages),

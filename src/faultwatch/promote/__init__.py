@@ -11,27 +11,28 @@ Rules (params.yaml: promote):
   margin 0.02: at least 0.02 better), with no lower recall (equal recall is fine: recall is a
   guard against regressions, not a figure to beat);
 - with no current model yet: the candidate must beat every baseline ("always healthy" and
-  the classical model, from the evaluate stage) on the primary metric; equal is not beating.
+  the classical model, from the evaluate stage) on the primary metric; equal is not beating
+  (a classical candidate's own family, the classical baseline, is left out: `baselines_to_beat`);
+- either side may be of either model family, scored by the same code on the same split; where
+  one is classical the reasons name each figure's family, and the record holds both.
 The decision and its reasons go to the registry (git tags: `approved` or `rejected`) and to
 reports/promotion.json. Approval is not production: a version becomes `prod` when the
-deployment puts all the traffic on it (faultwatch.deploy).
+deployment puts all the traffic on it (faultwatch.deploy). The rules themselves, pure, are
+in faultwatch.promote.rules (`decide`); this module runs them on the store's models.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-
-from pydantic import Field
+from typing import TYPE_CHECKING, Any
 
 from faultwatch import registry
 from faultwatch.errors import FaultwatchError
-from faultwatch.evaluate import fault_metrics
-from faultwatch.params import Section
+from faultwatch.evaluate import baselines_to_beat, fault_metrics
 from faultwatch.paths import write_text_atomic
+from faultwatch.promote.rules import Decision, PromoteParams, decide
 from faultwatch.register import (
     EVALUATE_FILE,
     REGISTER_FILE,
@@ -45,116 +46,6 @@ from faultwatch.serve.store import StoreError, load_entry, read_threshold
 
 if TYPE_CHECKING:
     import pandas as pd
-
-Metric = Literal["f1", "pr_auc", "roc_auc", "recall", "precision"]
-# prod + margin is a float sum: 0.8 + 0.1 is 0.9000000000000001, and a candidate at 0.9 reaches it
-TOLERANCE = 1e-9
-
-
-class PromoteParams(Section):
-    primary_metric: Metric = "f1"
-    margin: float = Field(
-        0.0,
-        ge=0.0,
-        allow_inf_nan=False,
-        description="candidate > production and candidate >= production + margin",
-    )
-    # true: a version the gate passed is `pending` until a person approves it (`faultwatch
-    # approve NAME VERSION --by WHO`) or rejects it; false: the gate's approval is final
-    require_approval: bool = False
-
-
-@dataclass
-class Decision:
-    approved: bool
-    reasons: list[str] = field(default_factory=list)
-    candidate: dict[str, Any] = field(default_factory=dict)
-    production: dict[str, Any] | None = None
-    baselines: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _figure(metrics: dict[str, Any] | None, key: str) -> float | None:
-    """The figure as a finite float, or None when it is missing, null, not a number or inf/nan."""
-    value = (metrics or {}).get(key)
-    if isinstance(value, bool):
-        return None
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _missing_reason(who: str, metrics: dict[str, Any] | None, key: str) -> str:
-    value = (metrics or {}).get(key)
-    what = "missing" if value is None else f"not a finite number ({value!r})"
-    return f"{who} {key} is {what}: no decision without it"
-
-
-def decide(
-    candidate: dict[str, Any],
-    production: dict[str, Any] | None,
-    baselines: dict[str, dict[str, Any]],
-    p: PromoteParams,
-    name: str = "production",
-) -> Decision:
-    """Pure: metrics in, decision and reasons out. `production` is the yardstick's figures and
-    `name` what the reasons call it (production, or an approved version not deployed yet)."""
-    key = p.primary_metric
-    d = Decision(True, [], candidate, production, baselines)
-    needed = [("candidate", candidate, key)]
-    if production is not None:
-        needed += [(name, production, key)]
-        needed += [("candidate", candidate, "recall"), (name, production, "recall")]
-    else:
-        needed += [(f"baseline {name}", base, key) for name, base in baselines.items()]
-    missing = [_missing_reason(*n) for n in needed if _figure(n[1], n[2]) is None]
-    if missing:
-        d.approved = False
-        d.reasons = missing
-        return d
-
-    cand = _figure(candidate, key)
-    if production is None:
-        if not baselines:
-            d.approved = False
-            d.reasons.append("no production model and no baselines to compare with")
-        for name, base in baselines.items():
-            b = _figure(base, key)
-            if cand > b:
-                d.reasons.append(f"{key} {cand:.4f} beats baseline {name} ({b:.4f})")
-            else:
-                d.approved = False
-                tie = " (equal is not beating)" if cand == b else ""
-                d.reasons.append(f"{key} {cand:.4f} does not beat baseline {name} ({b:.4f}){tie}")
-        return d
-
-    prod = _figure(production, key)
-    target = prod + p.margin
-    if p.margin == 0:
-        if cand > prod:
-            d.reasons.append(f"{key} {cand:.4f} beats {name} {prod:.4f}")
-        else:
-            d.approved = False
-            tie = f" (equal: {name} stays)" if cand == prod else ""
-            d.reasons.append(f"{key} {cand:.4f} does not beat {name} {prod:.4f}{tie}")
-    elif cand > prod and cand >= target - TOLERANCE:
-        d.reasons.append(f"{key} {cand:.4f} >= {name} {prod:.4f} + margin {p.margin:g}")
-    else:
-        d.approved = False
-        d.reasons.append(
-            f"{key} {cand:.4f} < {name} {prod:.4f} + margin {p.margin:g} ({target:.4f})"
-        )
-    c_rec, p_rec = _figure(candidate, "recall"), _figure(production, "recall")
-    if c_rec >= p_rec:
-        d.reasons.append(f"recall {c_rec:.4f} >= {name} {p_rec:.4f}")
-    else:
-        d.approved = False
-        d.reasons.append(f"recall {c_rec:.4f} < {name} {p_rec:.4f}")
-    return d
 
 
 PROMOTION_FILE = Path("reports/promotion.json")
@@ -209,6 +100,13 @@ def score_on_test(
         raise StoreError(f"{role}: {e}") from None
     p = model.predict_proba(list(test["values"]))
     return fault_metrics(test["y"].to_numpy(), p, threshold)
+
+
+def entry_family(model_tag: str, role: str, root: Path | None = None) -> str:
+    """A store entry's model family, from its model.json (faultwatch.model.io.family)."""
+    from faultwatch.model.io import family, read_meta  # torch: loaded for scoring anyway
+
+    return family(read_meta(store_entry(model_tag, role, root).path))
 
 
 @dataclass(frozen=True)
@@ -270,8 +168,10 @@ def _gate(
     baselines: dict[str, dict[str, Any]],
     p: PromoteParams,
     root: Path,
+    families: tuple[str, str | None],
 ) -> Decision:
-    """The decision: already current, gated on the baselines (another task), or `decide`."""
+    """The decision: already current, gated on the baselines (no current model, or one of
+    another task), or `decide`."""
     candidate, production = scores
     prod = yard.current
     other_task = _other_task(yard, candidate_tag, root)
@@ -284,12 +184,13 @@ def _gate(
             production,
             baselines,
         )
-    if other_task:
-        decision = decide(candidate, None, baselines, p)
-        decision.production = production
-        decision.reasons.insert(0, other_task)
+    if other_task or prod is None:
+        kept, notes = baselines_to_beat(baselines, families[0])
+        decision = decide(candidate, None, kept, p, families=(families[0], None))
+        decision.production, decision.baselines = production, baselines  # all, for the record
+        decision.reasons = [*([other_task] if other_task else []), *notes, *decision.reasons]
         return decision
-    return decide(candidate, production, baselines, p, yard.name)
+    return decide(candidate, production, baselines, p, yard.name, families)
 
 
 def _score_current(
@@ -320,11 +221,15 @@ def _record(
     scores: tuple[dict[str, Any], dict[str, Any] | None],
     baselines: dict[str, dict[str, Any]],
     key: str,
+    families: tuple[str, str | None],
 ) -> dict[str, Any]:
-    """The registry tag's message: the decision and the figures it was made on."""
+    """The registry tag's message: the decision, the figures it was made on, and each side's
+    model family (`family`: the candidate's; `production_family`: the yardstick's)."""
     (candidate, production), prod = scores, yard.current
     return {
         "model_tag": candidate_tag,
+        "family": families[0],
+        "production_family": families[1],
         "test": {k: candidate.get(k) for k in FIGURES},
         "decision": "approved" if decision.approved else "rejected",
         "reasons": decision.reasons,
@@ -372,8 +277,12 @@ def promote_if_better(
     candidate = score_on_test(candidate_tag, test, "candidate", root)
     production = _score_current(yard, candidate_tag, test, root)
     scores = (candidate, production)
-    decision = _gate(yard, candidate_tag, scores, baselines, p, root)
-    record = _record(candidate_tag, decision, yard, scores, baselines, p.primary_metric)
+    families = (
+        entry_family(candidate_tag, "candidate", root),
+        entry_family(yard.current.model_tag, yard.who, root) if yard.current else None,
+    )
+    decision = _gate(yard, candidate_tag, scores, baselines, p, root, families)
+    record = _record(candidate_tag, decision, yard, scores, baselines, p.primary_metric, families)
     version = same_model[-1].version if same_model else registry.register(record, root)
     reason = "; ".join(decision.reasons)
     person = same_model[-1].decision.get("by") if same_model else None
