@@ -21,7 +21,8 @@ import yaml
 from faultwatch import registry
 from faultwatch.deploy.live import serving
 from faultwatch.errors import FaultwatchError
-from faultwatch.register import REGISTER_FILE, data_hash, read_json
+from faultwatch.evaluate.families import FAMILY_FILE, read_family_decision
+from faultwatch.register import EVALUATE_FILE, REGISTER_FILE, data_hash, read_json
 from faultwatch.report_page.fleet_html import fleet_rows
 
 METRICS_DIR = "reports/metrics/"
@@ -290,6 +291,19 @@ def monitor_state(root: Path) -> dict[str, Any] | None:
     return {"report": report, "pages": pages, "notebook": notebook.is_file()}
 
 
+def families_state(root: Path, register: dict[str, Any] | None) -> dict[str, Any]:
+    """The candidate's model family, the train stage's choice between the families
+    (reports/train/family.json) and each family's test figures from the evaluation
+    (scores.json's `family`); each None where absent (a project from before the families)."""
+    scores = optional_json(root, EVALUATE_FILE, "the evaluate stage's scores") or {}
+    evaluation = scores.get("family") if isinstance(scores.get("family"), dict) else None
+    decision = read_family_decision(root / FAMILY_FILE, root)
+    candidate = (register or {}).get("family") or (evaluation or {}).get("candidate")
+    if candidate is None and register:
+        candidate = "cnn"  # registered before the families: a CNN
+    return {"candidate": candidate, "decision": decision, "evaluation": evaluation}
+
+
 def notebooks(root: Path) -> list[tuple[str, bool]]:
     """(stem, its executed HTML exists) for each notebook of notebooks/, and any other
     executed notebook under reports/notebooks/."""
@@ -315,6 +329,7 @@ def gather(root: Path) -> dict[str, Any]:
         "notebooks": notebooks(root),
         "register": register,
         "candidate_store": store_info((register or {}).get("model_tag")),
+        "families": families_state(root, register),
         "package": package,
         "registry": reg,
         "production_store": store_info(prod.model_tag) if prod else None,

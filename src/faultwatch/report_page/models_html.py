@@ -7,6 +7,7 @@ import json
 from html import escape
 from typing import Any
 
+from faultwatch.report_page.families_html import families_block
 from faultwatch.report_page.markup import badge, dl, e, fmt, table
 
 
@@ -42,6 +43,13 @@ def _store_items(store: tuple[dict, dict] | None) -> list[tuple[str, str]]:
         ("input", f"resampled to {e(schema.get('resampled_to'))} samples" if schema else "—"),
         ("weights sha256", f"<code>{e(meta.get('weights_sha256'))}</code>"),
     ]
+
+
+def version_family(v: Any, store: tuple[dict, dict] | None) -> str:
+    """A registry version's model family: the gate's record, else its store entry's label;
+    versions from before the classical family are CNNs."""
+    labels = store[0] if store else {}
+    return str(v.record.get("family") or labels.get("family") or "cnn")
 
 
 def _prod_reason(prod: Any, events: list[dict[str, Any]]) -> str:
@@ -80,10 +88,12 @@ def models_section(data: dict[str, Any]) -> str:
         cand = dl(
             [
                 ("model", f"<code>{e(reg.get('model_tag'))}</code>"),
+                ("family", f"<b>{e(data['families'].get('candidate'))}</b>"),
                 ("test", escape(_figures(test)) if test else e(None)),
                 *_store_items(store),
             ]
         )
+        cand += families_block(data["families"])
     else:
         cand = (
             '<p class="note">No candidate yet: the register stage writes reports/register.json.</p>'
@@ -115,6 +125,7 @@ def models_section(data: dict[str, Any]) -> str:
                 "model",
                 f"<code>{escape(prod.model_tag)}</code>" + (" (the candidate)" if same else ""),
             ),
+            ("family", f"<b>{e(version_family(prod, data['production_store']))}</b>"),
             (
                 "registered",
                 f"{escape(prod.created_at)} on commit <code>{escape(prod.commit[:12])}</code>",

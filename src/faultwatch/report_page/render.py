@@ -22,11 +22,12 @@ def cards(data: dict[str, Any]) -> str:
     f1 = rows.get("reports/metrics/evaluate.json:test.f1")
     pr = rows.get("reports/metrics/evaluate.json:test.pr_auc")
     pkg = data["package"] or {}
+    family = (data.get("families") or {}).get("candidate")  # the CNN or the classical model
     items = [
         (
             "candidate",
             (reg or {}).get("model_tag") or "none yet",
-            f"test f1 {fmt(f1)}, pr_auc {fmt(pr)}",
+            (f"{family}, " if family else "") + f"test f1 {fmt(f1)}, pr_auc {fmt(pr)}",
         ),
         (
             "production",
