@@ -88,6 +88,9 @@ def test_ready_without_loading_and_lists_every_group(client, fleet):
     assert list(listed) == list(GROUPS)
     assert not any(m["loaded"] for m in listed.values())  # /readyz waited for none of them
     assert listed["broken"]["error"] and "sha256" in listed["broken"]["error"]
+    # a CNN's model.json names no family: it is a cnn (test_serve_classical: a classical group)
+    families = {g: m["family"] for g, m in listed.items()}
+    assert families == {"pump": "cnn", "fan": "cnn", "valve": "cnn", "broken": None}
     assert client.get("/models").json()["max_loaded_models"] == 1
 
 
