@@ -1,4 +1,5 @@
-"""The drift reference: the training signals seen the way the service logs production ones.
+"""The drift reference (`Reference`, what faultwatch.monitor.report compares a window with): the
+training signals seen the way the service logs production ones.
 
 The same functions as the service (faultwatch.features.monitor_features and the log's
 InputSummary for mean and std), so a difference between reference and window is a difference in
@@ -18,7 +19,8 @@ version, whose drift is judged on its input features, its output and its perform
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -115,3 +117,54 @@ def model_for_version(
         return load_from_store(f"{MODEL_NAME}:{version}"), f"store {MODEL_NAME}:{version}"
     except Exception as e:  # bentoml.exceptions.NotFound, a tampered entry, no store at all
         return None, f"no model for version {version} ({type(e).__name__}: {e})"
+
+
+# version -> (reference embeddings aligned with the reference frame's rows, or None; source);
+# raises EmbeddingNotApplicable for a version whose model has no embedding (classical)
+ReferenceEmbeddings = Callable[[str], tuple[np.ndarray | None, str]]
+
+
+@dataclass
+class Reference:
+    """What a window is compared with: the training rows (reference.reference_frame), the
+    test split's fault ratio, and per-version embeddings of the training signals. `channels`:
+    a multichannel model's, in order (by default those the frame's attrs name), else None."""
+
+    frame: pd.DataFrame
+    test_fault_rate: float | None = None
+    embeddings: ReferenceEmbeddings | None = None
+    channels: tuple[str, ...] | None = None
+    _cache: dict[str, tuple[np.ndarray | None, str] | EmbeddingNotApplicable] = field(
+        default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        if self.channels is None and self.frame.attrs.get("channels") is not None:
+            self.channels = tuple(self.frame.attrs["channels"])
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns tested for input drift (per channel for a multichannel model)."""
+        return drift_columns(self.channels)
+
+    @property
+    def fault_rate(self) -> float:
+        """The share of faults in the training split: what the window's fault rate is
+        compared with."""
+        return float(self.frame["y"].mean())
+
+    def embeddings_for(self, version: str) -> tuple[np.ndarray | None, str]:
+        """The training signals' embeddings in `version`'s space (computed once per version),
+        and where the model came from; None and why when no model of that version is found.
+        EmbeddingNotApplicable when that model has none (classical)."""
+        if self.embeddings is None:
+            return None, "no reference embeddings given"
+        if version not in self._cache:
+            try:
+                self._cache[version] = self.embeddings(version)
+            except EmbeddingNotApplicable as e:
+                self._cache[version] = e
+        got = self._cache[version]
+        if isinstance(got, EmbeddingNotApplicable):
+            raise got
+        return got

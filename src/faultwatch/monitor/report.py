@@ -41,7 +41,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,60 +52,11 @@ from faultwatch.monitor.channels import feature_channel
 from faultwatch.monitor.drift import column_drift, embedding_drift
 from faultwatch.monitor.params import MonitorParams
 from faultwatch.monitor.performance import performance_figures
-from faultwatch.monitor.reference import EmbeddingNotApplicable, drift_columns
+from faultwatch.monitor.reference import EmbeddingNotApplicable, Reference, drift_columns
 from faultwatch.signal_quality import UNSCORED, rule_counts
 
-# version -> (reference embeddings aligned with the reference frame's rows, or None; source);
-# raises EmbeddingNotApplicable for a version whose model has no embedding (classical)
-ReferenceEmbeddings = Callable[[str], tuple[np.ndarray | None, str]]
 # prediction ids -> (n, d) embeddings in that order (NaN rows where none was logged)
 ReadEmbeddings = Callable[[list[str]], np.ndarray]
-
-
-@dataclass
-class Reference:
-    """What a window is compared with: the training rows (reference.reference_frame), the
-    test split's fault ratio, and per-version embeddings of the training signals. `channels`:
-    a multichannel model's, in order (by default those the frame's attrs name), else None."""
-
-    frame: pd.DataFrame
-    test_fault_rate: float | None = None
-    embeddings: ReferenceEmbeddings | None = None
-    channels: tuple[str, ...] | None = None
-    _cache: dict[str, tuple[np.ndarray | None, str] | EmbeddingNotApplicable] = field(
-        default_factory=dict
-    )
-
-    def __post_init__(self) -> None:
-        if self.channels is None and self.frame.attrs.get("channels") is not None:
-            self.channels = tuple(self.frame.attrs["channels"])
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """The columns tested for input drift (per channel for a multichannel model)."""
-        return drift_columns(self.channels)
-
-    @property
-    def fault_rate(self) -> float:
-        """The share of faults in the training split: what the window's fault rate is
-        compared with."""
-        return float(self.frame["y"].mean())
-
-    def embeddings_for(self, version: str) -> tuple[np.ndarray | None, str]:
-        """The training signals' embeddings in `version`'s space (computed once per version),
-        and where the model came from; None and why when no model of that version is found.
-        EmbeddingNotApplicable when that model has none (classical)."""
-        if self.embeddings is None:
-            return None, "no reference embeddings given"
-        if version not in self._cache:
-            try:
-                self._cache[version] = self.embeddings(version)
-            except EmbeddingNotApplicable as e:
-                self._cache[version] = e
-        got = self._cache[version]
-        if isinstance(got, EmbeddingNotApplicable):
-            raise got
-        return got
 
 
 def _clean(value: Any) -> Any:
