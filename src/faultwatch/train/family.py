@@ -6,7 +6,7 @@ stage's `fault_metrics`: PR-AUC, and F1 at the threshold each gets on validation
 the higher validation PR-AUC in `model_dir`; a tie keeps the CNN. The test split is no
 dependency of the train stage (dvc.yaml), so the choice cannot have seen it. The decision, the
 figures it was made on and each family's training time go to `reports/train/family.json`
-(a DVC metric), which register, the evaluation notebook and the report page read.
+(a train stage output), which register, the evaluation notebook and the report page read.
 
 With `cnn` the stage is what it always was (the same model folder, run record and metrics);
 with `classical` the CNN is not trained.
