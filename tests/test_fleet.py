@@ -1,11 +1,11 @@
-"""A fleet of models from one set of notebooks, end to end: four model groups trained by the
+"""A fleet of models from one set of notebooks, end to end: three model groups trained by the
 real stages (`dvc repro` of the group-* stages), registered, gated and approved per group.
 
-The data is helpers.signals.fleet_signals: three asset types with their own healthy signature
-and fault shape (a fault is the healthy waveform running backwards: the classical baseline
-cannot see it, the CNN can). p-100 and p-200 are rows of one shared file (`data.filter` on
-asset_type), f-300 and line-2 have files of their own. f-300 wants a person's approval
-(`promote.require_approval` overridden for it); p-200 overrides the training length. Later
+The data is helpers.signals.fleet_signals: asset types with their own healthy signature and
+fault shape (a fault is the healthy waveform running backwards: the classical baseline cannot
+see it, the CNN can). p-100 and p-200 are rows of one shared file (`data.filter` on
+asset_type), line-2 has a file of its own. p-200 wants a person's approval
+(`promote.require_approval` overridden for it) and overrides the training length. Later
 line-2 gets new data and a training override that makes its model worse: only its stages
 re-run, and the gate refuses it against its production model while the others stand. The
 tests run in order on one project (module scope) and say where they leave it.
@@ -28,7 +28,7 @@ from helpers.signals import fleet_signals
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-GROUPS = ("p-100", "p-200", "f-300", "line-2")
+GROUPS = ("p-100", "p-200", "line-2")
 
 
 def line_2_rows(seed: int):
@@ -52,8 +52,6 @@ def fleet(tmp_path_factory):
     )
     data = fleet_signals()
     write_parquet(data, root / "data/raw/fleet.parquet")
-    write_parquet(data[data["asset_type"] == "F-300"].drop(columns="asset_type"),
-                  root / "data/raw/f300.parquet")  # fmt: skip
     write_parquet(line_2_rows(seed=1), root / "data/raw/line2.parquet")
     p = yaml.safe_load((root / "params.yaml").read_text())
     shared = "data/raw/fleet.parquet"
@@ -69,10 +67,6 @@ def fleet(tmp_path_factory):
             "collection": "pumps",
             "data": {"source": shared, "filter": {"asset_type": "P-200"}},
             "train": {"length": 96},
-        },
-        "f-300": {
-            "collection": "fans",
-            "data": {"source": "data/raw/f300.parquet"},
             "promote": {"require_approval": True},  # human in the loop for this one
         },
         "line-2": {"collection": "pumps", "data": {"source": "data/raw/line2.parquet"}},
@@ -81,7 +75,7 @@ def fleet(tmp_path_factory):
     out, ran = repro(root)
     print(out[-3000:])
     run(["git", "add", "-A"], root)
-    git_commit(root, "a fleet of four groups")
+    git_commit(root, "a fleet of three groups")
     return root, ran
 
 
@@ -116,14 +110,13 @@ def test_promote_all_gates_each_group_and_one_waits_for_a_person(fleet):
     rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()[1:] if line[:1] != " "}
     assert {g: rows[g][1:3] for g in GROUPS} == {
         "p-100": ["v0.0.1", "approved"],
-        "p-200": ["v0.0.1", "approved"],
-        "f-300": ["v0.0.1", "pending"],
+        "p-200": ["v0.0.1", "pending"],
         "line-2": ["v0.0.1", "approved"],
     }
-    assert "4 groups gated: 3 approved, 1 pending, 0 refused" in r.stdout
+    assert "3 groups gated: 2 approved, 1 pending, 0 refused" in r.stdout
     listed = fw(root, "registry", "list").stdout
     assert re.search(r"^p-100\s+pumps\s+v0.0.1\s+approved\s+\S+\s+-", listed, re.M), listed
-    assert re.search(r"^f-300\s+fans\s+v0.0.1\s+pending", listed, re.M), listed
+    assert re.search(r"^p-200\s+pumps\s+v0.0.1\s+pending", listed, re.M), listed
 
 
 def test_a_groups_version_names_its_own_data_params_commit_and_run(fleet):
@@ -154,13 +147,13 @@ def test_a_groups_version_names_its_own_data_params_commit_and_run(fleet):
 
 def test_a_pending_version_reaches_production_only_once_a_person_approved_it(fleet):
     root, _ = fleet
-    r = fw(root, "registry", "production", "f-300", "v0.0.1", "--reason", "k8s", check=False)
-    assert r.returncode == 1 and "f-300 v0.0.1 is pending" in r.stderr, r.stderr
-    fw(root, "approve", "f-300", "v0.0.1", "--by", "ana", "--reason", "looked at the misses")
-    fw(root, "registry", "production", "f-300", "v0.0.1", "--reason", "k8s rollout")
+    r = fw(root, "registry", "production", "p-200", "v0.0.1", "--reason", "k8s", check=False)
+    assert r.returncode == 1 and "p-200 v0.0.1 is pending" in r.stderr, r.stderr
+    fw(root, "approve", "p-200", "v0.0.1", "--by", "ana", "--reason", "looked at the misses")
+    fw(root, "registry", "production", "p-200", "v0.0.1", "--reason", "k8s rollout")
     fw(root, "registry", "production", "line-2", "v0.0.1", "--reason", "k8s rollout")
     listed = fw(root, "registry", "list").stdout
-    assert re.search(r"^f-300\s+fans\s+v0.0.1\s+approved\s+\S+\s+v0.0.1", listed, re.M), listed
+    assert re.search(r"^p-200\s+pumps\s+v0.0.1\s+approved\s+\S+\s+v0.0.1", listed, re.M), listed
 
 
 def test_package_builds_one_bento_of_every_group_and_it_answers_each(fleet, tmp_path):
@@ -177,14 +170,14 @@ def test_package_builds_one_bento_of_every_group_and_it_answers_each(fleet, tmp_
     record = json.loads((root / "reports/package.json").read_text())
     assert sorted(record["models"]) == sorted(GROUPS)
     stages = {g: m["stage"] for g, m in record["models"].items()}
-    assert stages["f-300"] == stages["line-2"] == "production", stages
+    assert stages["p-200"] == stages["line-2"] == "production", stages
     port = free_port()
     env = {**store_env(root), "FAULTWATCH_PREDICTION_LOG": str(tmp_path / "p.sqlite")}
     cmd = [str(VENV_BIN / "bentoml"), "serve", record["bento_tag"], "--port", str(port),
            "--host", "127.0.0.1"]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     signals = fleet_signals(per_asset=2, faults=1)
-    asset = {"p-100": "P-100", "p-200": "P-200", "f-300": "F-300", "line-2": "P-100"}
+    asset = {"p-100": "P-100", "p-200": "P-200", "line-2": "P-100"}
     with started(cmd, root, env, tmp_path / "server.log") as proc:
         wait_ready(url, proc, tmp_path / "server.log")
         with httpx.Client(base_url=url, timeout=30) as c:
@@ -198,11 +191,11 @@ def test_package_builds_one_bento_of_every_group_and_it_answers_each(fleet, tmp_
                 want = record["models"][g]["model_tag"].split(":")[1]
                 assert (r.json()["model"], r.json()["model_version"]) == (g, want)
             r = c.post("/predict", json={"signal": list(map(float, sig))})
-            assert r.status_code == 422 and "p-100, p-200, f-300, line-2" in r.text, r.text
+            assert r.status_code == 422 and "p-100, p-200, line-2" in r.text, r.text
             assert all(m["loaded"] for m in c.get("/models").json()["models"])
-            # production traffic: p-100 as trained, f-300 drifted (its signals scaled and shifted)
+            # production traffic: p-100 as trained, p-200 drifted (its signals scaled and shifted)
             prod = fleet_signals(per_asset=30, faults=3, seed=7)
-            for g, drift in (("p-100", 0.0), ("f-300", 1.0)):
+            for g, drift in (("p-100", 0.0), ("p-200", 1.0)):
                 rows = prod[prod["asset_type"] == asset[g]]["values"]
                 batch = [list(map(float, v * (1 + 4 * drift) + 3 * drift)) for v in rows]
                 r = c.post("/predict_batch", json={"signals": batch, "model": g})
@@ -210,15 +203,15 @@ def test_package_builds_one_bento_of_every_group_and_it_answers_each(fleet, tmp_
 
     # the monitor, per group: each on its own rows, in its own folder, on the report page
     log = str(tmp_path / "p.sqlite")
-    out = fw(root, "monitor", "--group", "p-100", "--group", "f-300", "--log", log, "--no-html")
-    assert "== p-100" in out.stdout and "== f-300" in out.stdout, out.stdout
+    out = fw(root, "monitor", "--group", "p-100", "--group", "p-200", "--log", log, "--no-html")
+    assert "== p-100" in out.stdout and "== p-200" in out.stdout, out.stdout
     mon = {g: json.loads((root / f"groups/{g}/reports/metrics/monitor.json").read_text())
-           for g in ("p-100", "f-300")}  # fmt: skip
+           for g in ("p-100", "p-200")}  # fmt: skip
     print({g: {k: v for k, v in m.items() if k != "reasons"} for g, m in mon.items()})
-    # each on its own group's rows only (1 + 30 of the 64 in the log), f-300's drifted
+    # each on its own group's rows only (1 + 30 of the 63 in the log), p-200's drifted
     assert [mon[g]["window"]["n_predictions"] for g in mon] == [31, 31]
-    assert mon["f-300"]["retrain_needed"] is True, mon["f-300"]
-    assert not (root / "groups/p-200/reports/metrics/monitor.json").exists()
+    assert mon["p-200"]["retrain_needed"] is True, mon["p-200"]
+    assert not (root / "groups/line-2/reports/metrics/monitor.json").exists()
     fw(root, "report")
     page = (root / "reports/index.html").read_text()
     assert "not monitored" in page and "retrain" in page
@@ -240,7 +233,7 @@ def test_new_data_for_one_group_reruns_its_stages_only_and_a_worse_model_is_refu
     assert sorted(s for s in ran if not s.startswith("group-params@")) == sorted(
         f"group-{s}@line-2" for s in ("prepare", "augment", "train", "evaluate", "register")
     ), ran
-    for g in ("p-100", "p-200", "f-300"):
+    for g in ("p-100", "p-200"):
         after = (root / "groups" / g / "models/fault_cnn/weights.safetensors").read_bytes()
         assert after == before[g], g
     run(["git", "add", "-A"], root)
@@ -253,9 +246,9 @@ def test_new_data_for_one_group_reruns_its_stages_only_and_a_worse_model_is_refu
     assert "does not beat production" in rows["line-2"], r.stdout
     record = json.loads(fw(root, "registry", "show", "line-2", "v0.0.2").stdout)["record"]
     assert record["test"]["f1"] < record["production_test"]["f1"], record  # worse, not a tie
-    assert "approved" in rows["p-100"] and "approved" in rows["p-200"]
-    assert "approved" in rows["f-300"]  # the registry's approval: ana's
-    # a person's approval stands: the gate ran again on f-300 and left ana's decision
+    assert "approved" in rows["p-100"]
+    assert "approved" in rows["p-200"]  # the registry's approval: ana's
+    # a person's approval stands: the gate ran again on p-200 and left ana's decision
     assert "v0.0.1 was approved by ana: the registry keeps that" in r.stdout
     assert "1 refused (line-2)" in r.stdout
     from faultwatch import registry
@@ -287,7 +280,7 @@ def test_the_report_page_has_the_fleet_table(fleet):
     for g in GROUPS:
         assert f"<b>{g}</b>" in table
     assert '<a href="../groups/p-100/reports/notebooks/03_train.html">train</a>' in table
-    assert "approved by ana" in table  # f-300: a person's decision, named
+    assert "approved by ana" in table  # p-200: a person's decision, named
     assert "rejected" in table and "not monitored" in table
 
 
@@ -383,7 +376,7 @@ def test_retrain_of_one_group_reruns_its_stages_alone_and_the_others_stay_byte_i
     assert after["bento_tag"] != before["bento_tag"]
     assert after["models"]["p-100"]["model_tag"] != before["models"]["p-100"]["model_tag"]
     new_bento = bento_models(root, after["bento_tag"], tmp_path / "after.bento")
-    for g in ("p-200", "f-300", "line-2"):
+    for g in ("p-200", "line-2"):
         tag = before["models"][g]["model_tag"]
         assert after["models"][g]["model_tag"] == tag, g
         assert new_bento[tag] == old_bento[tag], g
