@@ -288,7 +288,7 @@ def test_groups_train_in_parallel_through_the_experiment_queue(fleet):
     root, _ = fleet
     p = yaml.safe_load((root / "params.yaml").read_text())
     for g in ("p-100", "p-200"):
-        p["groups"][g].setdefault("train", {}).update(seed=3, max_epochs=2)
+        p["groups"][g].setdefault("train", {}).update(seed=3, max_epochs=1)
     (root / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     weights = {g: (root / "groups" / g / "models/fault_cnn/weights.safetensors").read_bytes()
                for g in GROUPS}  # fmt: skip
@@ -333,7 +333,7 @@ def test_retrain_of_one_group_reruns_its_stages_alone_and_the_others_stay_byte_i
     p-100's v0.0.1 was turned away by a canary (recorded as the deployment records it), so it
     is no yardstick: the retrained model must beat the baselines, and does (the classical one
     cannot see the fault). p-100's training is first set back to the fleet's (the queue test
-    tried two epochs)."""
+    tried one epoch)."""
     from faultwatch import registry
 
     root, _ = fleet
