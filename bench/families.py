@@ -89,9 +89,7 @@ def serve_both(root: Path, models: dict[str, dict], rounds: int, duration: float
     from faultwatch.serve.store import import_model
 
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "FAULTWATCH_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1",
-           "BENTOML_HOME": str(root / "bentoml")}  # fmt: skip
-    os.environ["BENTOML_HOME"] = env["BENTOML_HOME"]
+           "FAULTWATCH_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1"}  # fmt: skip
     test = load_split(root / "data" / "prepared", "test")
     bodies = [json.dumps({"signal": v.tolist()}).encode() for v in test["values"]]
     if test.attrs.get("channels"):
@@ -104,7 +102,7 @@ def serve_both(root: Path, models: dict[str, dict], rounds: int, duration: float
     try:
         for family, m in models.items():
             lengths = [len(v) if v.ndim == 1 else v.shape[-1] for v in test["values"]]
-            schema = {"input_schema": {"min_length": 1, "max_length": max(lengths) * 4}}
+            schema = {"input_schema": {"min_length": 2, "max_length": max(lengths) * 4}}
             tag = import_model(m["dir"], 0.5, {"source": "bench"}, schema)
             servers[family] = start_server(
                 cmd, {**env, "FAULTWATCH_MODEL_TAG": str(tag),
@@ -134,6 +132,9 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=5.0)
     args = ap.parse_args()
     os.environ.setdefault("WANDB_MODE", "offline")
+    # one store for the run, set before BentoML is imported (it reads BENTOML_HOME once)
+    store = tempfile.mkdtemp(prefix="faultwatch-families-store-")
+    os.environ["BENTOML_HOME"] = store
     results = {}
     for spec in args.sets.split(","):
         source, positive = spec.split("=")
