@@ -319,6 +319,9 @@ def build(
     say("[2/3] the base image")
     if base:
         say("  " + ensure_base(root, eng, base))
+        # the image is built to be run: where podman's defaults cannot run a container here,
+        # this configures it now, not at the user's first `podman run`
+        say("  " + check_runtime(base))
     args, volume, source = torch_source(eng)
     options: dict[str, Any] = {"build_arg": args, "label": p.labels, "no_cache": not cache}
     if eng == "podman":
