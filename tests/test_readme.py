@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,7 @@ def test_every_readme_block_works_as_written(tmp_path):
                 text=True,
                 start_new_session=True,
             )
+            started = time.monotonic()
             try:
                 out, _ = proc.communicate(timeout=600)
             finally:
@@ -124,6 +126,8 @@ def test_every_readme_block_works_as_written(tmp_path):
                     os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+            # each block's time, printed: what the walk-through costs, block by block
+            print(f"README block {i + 1}: {time.monotonic() - started:.1f} s")
             assert proc.returncode == 0, (
                 f"README block {i + 1} failed:\n{script}\n---\n{out[-4000:]}"
             )
