@@ -24,8 +24,9 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers.cli import fw, run
+from helpers.cli import fw, project_env, run
 from helpers.gate_project import bodies, kill_leftover_deployment, make_project
+from helpers.paths import VENV_BIN
 from helpers.ports import free_port
 from helpers.projects import copy_tree
 
@@ -391,6 +392,8 @@ def test_a_green_failing_the_analysis_is_aborted_to_zero(deployed):
     load = Load(url, bodies(), concurrency=8, total=None, duration_s=60).start()
     try:
         r = fw(root, "deploy", "canary", "--steps", "10,50,100", "--interval", "4", check=False)
+        aborted = time.time()
+        time.sleep(1)  # a second of traffic after the abort: blue answers all of it
     finally:
         load.stop()
         load.join(60)
@@ -399,13 +402,49 @@ def test_a_green_failing_the_analysis_is_aborted_to_zero(deployed):
     s = status(root)
     assert s["weights"] == {"blue": 100, "green": 0} and s["last_analysis"]["verdict"] == "fail"
     assert not load.failed()
-    late = [a for a in load.answers if a.sent > time.time() - 0.5]
+    late = [a for a in load.answers if a.sent > aborted]
+    assert late, "no request was sent after the abort: nothing checked"
     assert all(a.model_version == versions["v0.0.1"] for a in late)
     # the registry records the refusal on the version, with its reason; production unchanged
     assert "registry: v0.0.3 canary-aborted (canary at 10 % on green: fail" in r.stdout
     rows = registry_rows(root)
     assert rows["v0.0.3"][1] == "canary-aborted" and rows["v0.0.1"][1] == "prod"
     assert s["registry"]["production"] == "v0.0.1" and s["registry"]["problem"] is None
+
+
+ROLLOUT = """
+import sys
+from pathlib import Path
+from faultwatch.retrain import ROLLOUT_STEPS, run_steps
+from faultwatch.retrain.loop import Loop, Run
+run = Run(Loop(Path.cwd(), print), None, steps=[10, 100], interval=4, version=sys.argv[1])
+sys.exit(run_steps(run, ROLLOUT_STEPS))
+"""
+
+
+def test_the_retrain_loops_rollout_stops_with_exit_3_when_the_canary_refuses(deployed):
+    """The retrain loop's own rollout steps (stage, canary, switch), in a process of their own
+    as `faultwatch retrain` runs them, on a version that passed the gate offline and
+    misbehaves online: the canary refuses, the loop stops with exit 3 before its switch, and
+    nothing switched (a refusal taken for success would switch)."""
+    root, url, versions = deployed
+    from faultwatch import registry
+
+    registry.assign("v0.0.3", registry.APPROVED, "approved by hand (test)", root)
+    load = Load(url, bodies(), concurrency=8, total=None, duration_s=90).start()
+    try:
+        r = run([str(VENV_BIN / "python"), "-c", ROLLOUT, "v0.0.3"], root, check=False,
+                **project_env(root))  # fmt: skip
+    finally:
+        load.stop()
+        load.join(60)
+    said = r.stdout
+    assert r.returncode == 3, said + r.stderr
+    assert "stopped at the canary analysis: blue (v0.0.1) keeps all the traffic" in said, said
+    assert "canary    ABORTED" in said and "\nswitch" not in said and "done:" not in said, said
+    s = status(root)
+    assert s["weights"] == {"blue": 100, "green": 0} and s["live"] == "blue"
+    assert s["registry"]["production"] == "v0.0.1" and not load.failed()
 
 
 def test_a_good_green_advances_through_every_step(deployed):

@@ -50,6 +50,7 @@ class Load:
 
     def __post_init__(self) -> None:
         self._counter = itertools.count()
+        self._timer: threading.Timer | None = None
 
     def _client(self, k: int = 0) -> None:
         parts = urlsplit(self.url)
@@ -103,9 +104,9 @@ class Load:
 
     def start(self) -> Load:
         if self.duration_s is not None:
-            timer = threading.Timer(self.duration_s, self._stop.set)
-            timer.daemon = True  # a finished run's timer does not hold the interpreter's exit
-            timer.start()
+            self._timer = threading.Timer(self.duration_s, self._stop.set)
+            self._timer.daemon = True  # a finished run's timer does not hold the interpreter's exit
+            self._timer.start()
         self._threads = [
             threading.Thread(target=self._client, args=(k,), daemon=True)
             for k in range(self.concurrency)
@@ -116,12 +117,14 @@ class Load:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._timer is not None:  # stopped with the load: no thread waits out duration_s
+            self._timer.cancel()
 
     def join(self, timeout_s: float = 600) -> Load:
         deadline = time.monotonic() + timeout_s
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
-        self._stop.set()
+        self.stop()
         return self
 
     def count(self) -> int:
