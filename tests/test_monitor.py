@@ -13,7 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers.monitor_synthetic import FAULT, logged_window, reference_split, window, write_log
+from helpers.monitor_synthetic import (
+    FAULT,
+    HEALTHY,
+    logged_window,
+    reference_split,
+    window,
+    write_log,
+)
 from helpers.paths import REPO
 from helpers.signals import drifting_signals
 
@@ -22,10 +29,12 @@ from faultwatch.monitor.params import MonitorParams, parse_duration, parse_time
 from faultwatch.monitor.performance import (
     calibrator,
     estimate_performance,
+    performance_figures,
     realised_performance,
+    true_fault,
 )
 from faultwatch.monitor.reference import reference_frame
-from faultwatch.monitor.report import Reference, monitor_report, verdict
+from faultwatch.monitor.report import Reference, monitor_report, output_drift, verdict
 from faultwatch.params import section
 
 
@@ -85,6 +94,55 @@ def test_a_rise_in_the_fault_rate_alone_is_output_drift_not_input_drift(referenc
     drift = result["versions"]["v1"]["input_drift"]
     assert drift["class_mix"] and drift["drifted"] == []
     assert all(drift["columns"][c]["verdict"] == "class_mix" for c in drift["class_mix"])
+
+
+def test_healthy_rows_are_compared_with_the_healthy_training_rows():
+    """Training with 30 % faults, production with the usual 4 %: the predicted-healthy rows
+    look like the healthy training rows, so no feature drifts (against all training rows,
+    faults included, eight features would be called drifted)."""
+    reference = Reference(reference_frame(reference_split(700, 0.30)))
+    result = check(window(1000, seed=21), reference)
+    assert kinds(result) == [("output_drift", "fault_rate")], kinds(result)
+    columns = result["versions"]["v1"]["input_drift"]["columns"]
+    assert {c["verdict"] for c in columns.values()} <= {"none", "class_mix"}
+
+
+def test_output_drift_needs_both_the_delta_and_the_standard_errors(reference):
+    """A few rows far off (20 rows, 4 faults: +16 points, z under 4) and many rows a little
+    off (20 000 rows, +1.2 points, z about 8) are not output drift; 1 000 rows at +8 points
+    are (z about 13)."""
+    p0 = reference.fault_rate
+    params = MonitorParams()  # max_fault_rate_delta 0.05, fault_rate_z 4
+
+    def rows(n: int, rate: float) -> pd.DataFrame:
+        return pd.DataFrame({"is_fault": (np.arange(n) < round(n * rate)).astype(int)})
+
+    few = output_drift(rows(20, 0.2), reference, params)
+    assert few["delta"] >= 0.05 and abs(few["z"]) < 4 and not few["drifted"], few
+    many = output_drift(rows(20_000, p0 + 0.012), reference, params)
+    assert many["delta"] < 0.05 and many["z"] >= 4 and not many["drifted"], many
+    both = output_drift(rows(1000, p0 + 0.08), reference, params)
+    assert both["delta"] >= 0.05 and both["z"] >= 4 and both["drifted"], both
+
+
+def test_the_estimate_is_calibrated_on_the_labelled_rows_before_it_is_trusted():
+    """Over-confident scores (the square root of calibrated ones): the estimate for the rows
+    waiting for a label, calibrated on the labelled half, lands on their realised F1 (taking
+    the raw scores as probabilities would say 0.58 for 0.82)."""
+    frame = window(4000, seed=5, fault_rate=0.1, label_share=1.0)
+    frame["probability"] = np.sqrt(frame["probability"])
+    frame["is_fault"] = (frame["probability"] >= 0.7).astype(int)
+    frame["label"] = np.where(frame["is_fault"] == 1, FAULT, HEALTHY)
+    truth = true_fault(frame)
+    waiting = frame.index >= 2000
+    frame.loc[waiting, "true_label"] = None
+    perf = performance_figures(frame, MonitorParams(label_delay=1), frame["time"].max())
+    real = realised_performance(
+        truth[waiting].to_numpy(), frame.loc[waiting, "is_fault"].to_numpy()
+    )
+    est = perf["estimated"]
+    assert est["calibrated"] and est["n"] == 2000
+    assert abs(est["f1"] - real["f1"]) < 0.05, (est["f1"], real["f1"])
 
 
 def test_the_decision_rule():

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from dataclasses import replace
@@ -309,6 +310,30 @@ def test_multichannel_rows_round_trip(target):
 
 
 # ---------------------------------------------------------------- two processes at once
+def test_a_new_sqlite_log_opens_while_another_process_holds_its_write_lock(tmp_path):
+    """Two servers creating one new log at once: while one holds the write lock (creating the
+    tables, before its own switch to WAL), SQLite refuses the other's switch to WAL at once,
+    without its busy timeout. The log retries the switch; it opens once the lock is free."""
+    path = tmp_path / "p.sqlite"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # the other process, half-way through creating the log
+    release = threading.Timer(0.3, other.execute, ["COMMIT"])
+    release.start()
+    t0 = time.monotonic()
+    try:
+        log = open_log(str(path), colour="green", timeout_s=5)
+    finally:
+        release.join()
+        other.close()
+    assert time.monotonic() - t0 >= 0.25  # it did wait for the other to finish
+    log.append(
+        [LoggedPrediction("predict", "v1", InputSummary.of([1.0]), 0.1, "h", False, 0.5, 1, 1)]
+    )
+    log.close()
+    assert execute(str(path), "PRAGMA journal_mode")[0][0] == "wal"
+    assert execute(str(path), "SELECT count(*) FROM predictions")[0][0] == 1
+
+
 WRITER = """
 import sys, time, uuid
 from dataclasses import replace

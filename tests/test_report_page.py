@@ -7,6 +7,7 @@ leaves `dvc status` clean; a bad input is named and the previous page stays."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -234,6 +235,11 @@ def test_a_project_with_no_commit_and_no_outputs_yet(tmp_path):
     shutil.copy(REPO / "reports/train/history.csv", root / "reports/train")
     run(["git", "init", "-q"], root)
     path = write_page(root)
+    # the page is replaced by a rename, never rewritten in place: a browser reading it keeps
+    # the version it opened (a new inode each time), and no temporary file is left beside it
+    first = os.stat(path).st_ino
+    assert write_page(root) == path and os.stat(path).st_ino != first
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".index")] == []
     with headless_browser() as browser:
         page = browser.new_page()
         found = check_page(page, path)

@@ -68,7 +68,16 @@ from faultwatch.retrain.steps import (
     step_validate,
 )
 
-__all__ = ["EXIT_REFUSED", "LOG_DIR", "RetrainError", "default_log_target", "parse_time", "retrain"]
+__all__ = [
+    "EXIT_REFUSED",
+    "LOG_DIR",
+    "ROLLOUT_STEPS",
+    "RetrainError",
+    "default_log_target",
+    "parse_time",
+    "retrain",
+    "run_steps",
+]
 
 STEPS: tuple[Callable[[Run], Outcome], ...] = (
     step_validate,
@@ -82,6 +91,9 @@ STEPS: tuple[Callable[[Run], Outcome], ...] = (
     step_canary,
     step_switch,
 )
+# what the loop does once a version is approved and packaged: with a deployment running, the
+# rollout (stage, canary, switch)
+ROLLOUT_STEPS = STEPS[STEPS.index(step_deployment) :]
 
 
 def retrain(
@@ -101,13 +113,19 @@ def retrain(
     loop = Loop(root, out)
     out(f"retrain: log {loop.log.relative_to(root)}")
     run = Run(loop, source, from_log, start, end, steps, interval, dry_run, group=group)
-    for step in STEPS:
+    return run_steps(run, STEPS)
+
+
+def run_steps(run: Run, steps: tuple[Callable[[Run], Outcome], ...]) -> int:
+    """`steps` in order until one returns an exit status (a refusal: EXIT_REFUSED); a deploy
+    step that cannot do its part ends the loop with exit status 1."""
+    for step in steps:
         try:
             code = step(run)
         except DeployError as e:
             if step not in DEPLOY_STEPS:
                 raise
-            loop.report("deploy", "FAILED", run.t0, str(e))
+            run.loop.report("deploy", "FAILED", run.t0, str(e))
             return 1
         if code is not None:
             return code
