@@ -68,6 +68,7 @@ COMMANDS = [
     "reject",
     "registry",
     "serve",
+    "labellers",
     "deploy",
     "simulate-traffic",
     "retrain",

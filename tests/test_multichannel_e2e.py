@@ -129,6 +129,7 @@ def test_served_blue_behind_the_router_takes_both_forms_and_names_the_channels(p
 def test_monitor_reports_drift_on_the_drifted_channel_only(project):
     root, url, _ = project
     since = time.time()
+    fw(root, "labellers", "add", "simulate-traffic")  # labels need a labeller's token
     r = fw(root, "simulate-traffic", url, "--count", "40", "--rate", "100", "--label-delay",
            "0.2", "--json")  # fmt: skip
     assert summary(r.stdout)["labels_posted"] >= 40, r.stdout

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import psycopg
 import pytest
 from helpers.cli import tool_env
@@ -81,7 +82,8 @@ def test_features_embedding_signals_and_labels_round_trip(target):
     assert isinstance(log, PredictionLog)
     log.append([full, bare, smoke])
     log.reject("/predict", 400, "finite_number", "signal.3: Input should be finite", 99)
-    assert log.add_labels([("a1", "fault"), ("a3", "healthy")], source="technician") == 2
+    assert log.add_labels([("a1", "fault")], source="technician", labeller="alice") == 1
+    assert log.add_labels([("a3", "healthy")], source="technician") == 1  # no token's name
     assert [log.count(t) for t in ("predictions", "signals", "labels", "rejected")] == [3, 2, 2, 1]
     log.close()
 
@@ -115,8 +117,10 @@ def test_features_embedding_signals_and_labels_round_trip(target):
         "values",
         "true_label",
         "model_version",
+        "labeller",
     ]
     assert list(signals.prediction_id) == ["a1", "a3"]
+    assert signals["labeller"][0] == "alice" and pd.isna(signals["labeller"][1])
     assert signals["values"][0].dtype == np.float64
     np.testing.assert_array_equal(signals["values"][0], signal.astype("float32"))
     assert list(read_signals(target).prediction_id) == ["a1"]  # live only

@@ -329,6 +329,11 @@ def test_good_labels_are_retrained_promoted_staged_canaried_and_switched(loop, t
 def test_labelled_production_signals_from_the_log_pass_validation(loop):
     root, url = loop
     since = time.time()
+    # labels need a labeller's token: without one, simulate-traffic says how to make it
+    r = fw(root, "simulate-traffic", url, "--count", "5", "--label-delay", "0.2", check=False)
+    assert r.returncode == 1 and "`faultwatch labellers add simulate-traffic`" in r.stderr
+    token = fw(root, "labellers", "add", "simulate-traffic").stdout.strip()
+    assert len(token) >= 32 and token not in fw(root, "labellers", "list").stdout
     r = fw(root, "simulate-traffic", url, "--count", "20", "--rate", "50", "--label-delay", "0.2",
            "--json")  # fmt: skip
     summary = json.loads(r.stdout[r.stdout.index("{") :])
@@ -336,6 +341,13 @@ def test_labelled_production_signals_from_the_log_pass_validation(loop):
     r = fw(root, "retrain", "--from-log", "--since", str(since), "--dry-run")
     assert "validate  ok" in r.stdout and ": 20 signals (" in r.stdout, r.stdout
     assert "dry run: nothing was changed" in r.stdout
+    # only the labels of the labellers named: simulate-traffic's, or nobody's
+    r = fw(root, "retrain", "--from-log", "--since", str(since), "--labeller", "simulate-traffic",
+           "--dry-run")  # fmt: skip
+    assert ": 20 signals (" in r.stdout, r.stdout
+    r = fw(root, "retrain", "--from-log", "--since", str(since), "--labeller", "alice",
+           "--dry-run", check=False)  # fmt: skip
+    assert r.returncode == 1 and "no labelled signals labelled by alice" in r.stdout, r.stdout
 
 
 def test_a_worse_model_is_refused_by_the_gate_and_nothing_switches(loop, tmp_path):

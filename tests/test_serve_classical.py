@@ -23,7 +23,7 @@ from helpers.ports import free_port
 from helpers.processes import started
 from helpers.projects import copy_project
 from helpers.ready import wait_exit, wait_ready
-from helpers.serving import MAX_BATCH, save_tiny_model, serve_cmd, server_env
+from helpers.serving import AUTH, MAX_BATCH, save_tiny_model, serve_cmd, server_env
 from helpers.signals import amplitude_signals, make_signals
 
 from faultwatch.features import FEATURES
@@ -259,7 +259,7 @@ def test_the_monitor_on_a_classical_models_log_says_embedding_drift_does_not_app
         items = [{"prediction_id": p, "label": lab} for p, lab in zip(ids, test["label"].map(
             lambda lab: "fault" if lab == "fault" else "healthy"), strict=True)]  # fmt: skip
         for i in range(0, len(items), MAX_BATCH):
-            r = c.post("/feedback", json={"labels": items[i : i + MAX_BATCH]})
+            r = c.post("/feedback", json={"labels": items[i : i + MAX_BATCH]}, headers=AUTH)
             assert r.status_code == 200, r.text
     root = tmp_path / "proj"
     (root / "data/prepared").mkdir(parents=True)

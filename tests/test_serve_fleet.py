@@ -16,6 +16,7 @@ from helpers.ports import free_port
 from helpers.processes import started
 from helpers.ready import wait_ready
 from helpers.serving import (
+    AUTH,
     AXES,
     THRESHOLD,
     good_signal,
@@ -201,21 +202,23 @@ def test_a_label_is_checked_against_the_classes_of_the_group_that_answered(clien
         r = client.post("/predict", json={"signal": sig, "model": g})
         assert r.status_code == 200, r.text
         ids[g] = r.json()["prediction_id"]
-    wrong = client.post("/feedback", json={"prediction_id": ids["valve"], "label": "fault"})
+    wrong = client.post(
+        "/feedback", headers=AUTH, json={"prediction_id": ids["valve"], "label": "fault"}
+    )
     assert wrong.status_code == 422, wrong.text
     (detail,) = wrong.json()["detail"]
     assert detail["type"] == "not_a_class" and detail["loc"] == ["label"], detail
     assert "not a class of model valve" in detail["msg"] and "'leak'" in detail["msg"], detail
     batch = {"labels": [{"prediction_id": ids["valve"], "label": "leak"},
                         {"prediction_id": ids["pump"], "label": "leak"}]}  # fmt: skip
-    r = client.post("/feedback", json=batch)
+    r = client.post("/feedback", headers=AUTH, json=batch)
     assert r.status_code == 422, r.text
     assert r.json()["detail"][0]["loc"] == ["labels", 1, "label"], r.text
     assert "not a class of model pump" in r.json()["error"], r.text
     with sqlite3.connect(fleet[1]) as conn:  # all or nothing: valve's good label not written
         assert conn.execute("SELECT count(*) FROM labels").fetchone()[0] == 0
     batch["labels"][1]["label"] = "fault"
-    r = client.post("/feedback", json=batch)
+    r = client.post("/feedback", headers=AUTH, json=batch)
     assert r.status_code == 200 and r.json()["accepted"] == 2, r.text
     with sqlite3.connect(fleet[1]) as conn:
         got = dict(conn.execute("SELECT p.model, l.label FROM labels l JOIN predictions p "

@@ -22,8 +22,8 @@ import pytest
 from helpers.paths import REPO
 from helpers.ports import free_port
 from helpers.processes import started
-from helpers.ready import wait_ready
-from helpers.serving import MAX_BATCH, serve_cmd, server_env
+from helpers.ready import wait_exit, wait_ready
+from helpers.serving import AUTH, LABELLER, MAX_BATCH, serve_cmd, server_env
 from helpers.signals import make_signals
 
 from faultwatch.features import FEATURES, monitor_features
@@ -166,7 +166,8 @@ def test_log_signals_1_keeps_every_raw_signal(sampled_server):
 
 # ---------------------------------------------------------------- feedback
 def feedback(client, body, **headers):
-    return client.post("/feedback", json=body, headers=headers)
+    """POST /feedback as the tests' labeller (AUTH), with `headers` over it."""
+    return client.post("/feedback", json=body, headers={**AUTH, **headers})
 
 
 def labels_of(log_path: Path, ids: list[str]) -> dict[str, str]:
@@ -267,8 +268,47 @@ def test_malformed_feedback_is_a_4xx_naming_the_key_and_is_recorded(client, serv
     rejected = logged(server[1], "SELECT * FROM rejected ORDER BY id")
     assert len(rejected) == before + 1 and rejected[-1]["endpoint"] == "/feedback"
     # and not JSON at all
-    r = client.post("/feedback", content=b"label=fault", headers={"content-type": "text/plain"})
+    r = client.post(
+        "/feedback", content=b"label=fault", headers={**AUTH, "content-type": "text/plain"}
+    )
     assert r.status_code == 415
+
+
+@pytest.mark.slow
+def test_labels_come_only_with_a_labellers_token_and_record_who_gave_them(client, server):
+    """No credential: 401 (with WWW-Authenticate); another scheme: 401; an unknown token: 403;
+    each refused before the body is looked at, recorded without the token (and counted:
+    test_prometheus_reads_predictions_and_realised_f1), with nothing written. The tests' labeller's token: the label, with its labeller's name."""
+    (answer,) = predict(client, signals(1, seed=81))
+    body = {"prediction_id": answer["prediction_id"], "label": "fault"}
+    wrong = "not-a-token-of-this-server-0123456789"
+    before = len(logged(server[1], "SELECT * FROM rejected"))
+    cases = [
+        ({}, 401, "credential_missing"),
+        ({"Authorization": f"Basic {wrong}"}, 401, "credential_missing"),
+        ({"Authorization": f"Bearer {wrong}"}, 403, "credential_refused"),
+    ]
+    for headers, status, rule in cases:
+        r = client.post("/feedback", json=body, headers=headers)
+        assert r.status_code == status, (headers, r.text)
+        (detail,) = r.json()["detail"]
+        assert (detail["type"], detail["loc"]) == (rule, ["header", "Authorization"]), detail
+        assert (r.headers.get("www-authenticate") == 'Bearer realm="faultwatch"') == (
+            status == 401
+        ), r.headers
+    rejected = logged(server[1], "SELECT * FROM rejected ORDER BY id")[before:]
+    assert [(row["endpoint"], row["status"], row["reason"]) for row in rejected] == [
+        ("/feedback", status, rule) for _, status, rule in cases
+    ]
+    assert not any(wrong in str(dict(row)) for row in rejected)  # the token is never kept
+    assert wrong not in (server[1].parent / "server.log").read_text()  # nor logged
+    assert labels_of(server[1], [answer["prediction_id"]]) == {}
+    r = feedback(client, body)  # the tests' labeller (AUTH)
+    assert r.status_code == 200, r.text
+    (row,) = logged(
+        server[1], "SELECT * FROM labels WHERE prediction_id = ?", body["prediction_id"]
+    )
+    assert (row["label"], row["labeller"]) == ("fault", LABELLER)
 
 
 @pytest.mark.slow
@@ -341,6 +381,11 @@ def test_prometheus_reads_predictions_and_realised_f1(sampled_server, prometheus
             for a, t in zip(answers, truth, strict=True)]})  # fmt: skip
         assert r.status_code == 200, r.text
         assert feedback(c, {"prediction_id": "1" * 32, "label": "x"}).status_code == 422
+        # refusals for want of a credential are counted too (never with the token)
+        body = {"prediction_id": "1" * 32, "label": "fault"}
+        assert c.post("/feedback", json=body).status_code == 401
+        wrong = {"Authorization": "Bearer not-a-token-of-this-server-0123456789"}
+        assert c.post("/feedback", json=body, headers=wrong).status_code == 403
     pred = np.array([a["is_fault"] for a in answers])
     true = np.array(truth)
     tp, fp, fn = (pred & true).sum(), (pred & ~true).sum(), (~pred & true).sum()
@@ -364,10 +409,11 @@ def test_prometheus_reads_predictions_and_realised_f1(sampled_server, prometheus
     n_faults = len(logged(log_path, "SELECT id FROM predictions WHERE is_fault = 1"))
     faults = wait_for(prometheus, "sum(faultwatch_faults_total) or vector(0)", bool)
     assert float(faults[0]["value"][1]) == n_faults
-    rejected = wait_for(
-        prometheus, 'faultwatch_rejected_total{reason="not_a_class"}', lambda res: bool(res)
-    )
-    assert float(rejected[0]["value"][1]) == 1
+    for reason in ("not_a_class", "credential_missing", "credential_refused"):
+        rejected = wait_for(
+            prometheus, f'faultwatch_rejected_total{{reason="{reason}"}}', lambda res: bool(res)
+        )
+        assert float(rejected[0]["value"][1]) == 1, reason
 
 
 # ---------------------------------------------------------------- Grafana
@@ -455,11 +501,61 @@ def test_the_router_sends_feedback_to_the_live_colour_and_never_shadows_it(
             assert api.shadow_stats()["sent"] == shadowed["sent"]  # /feedback not copied
         # green shares the log: it takes a label for what blue answered, and refuses a second
         body = {"prediction_id": answers[1]["prediction_id"], "label": "healthy"}
-        assert httpx.post(f"{green_beside}/feedback", json=body).status_code == 200
-        assert httpx.post(f"{server[0]}/feedback", json=body).status_code == 409
+        assert httpx.post(f"{green_beside}/feedback", json=body, headers=AUTH).status_code == 200
+        assert httpx.post(f"{server[0]}/feedback", json=body, headers=AUTH).status_code == 409
     finally:
         stop_pid(pid)
     ids = [a["prediction_id"] for a in answers]
     assert labels_of(server[1], ids) == {ids[0]: "fault", ids[1]: "healthy"}
     colours = logged(server[1], "SELECT colour, role FROM predictions WHERE role = 'shadow'")
     assert {(r["colour"], r["role"]) for r in colours} >= {("green", "shadow")}
+
+
+# ---------------------------------------------------------------- servers of their own
+# last in the module: a server started on the store of `server` and `sampled_server` takes their
+# Prometheus files (BentoML's multiprocess folder in that store), so their metrics read nothing
+@pytest.mark.slow
+def test_predictions_can_be_protected_and_labels_need_tokens_configured(store, tmp_path):
+    """FAULTWATCH_PREDICT_TOKENS set: /predict and /predict_batch take a token from that file;
+    no FAULTWATCH_LABELLER_TOKENS: /feedback refuses every label (403), saying what to set."""
+    home, _, tag = store
+    clients = tmp_path / "clients"
+    clients.write_text("dashboard:dashboard-token-0123456789\n")
+    env = server_env(home, tag, tmp_path / "p.sqlite", FAULTWATCH_PREDICT_TOKENS=str(clients))
+    env.pop("FAULTWATCH_LABELLER_TOKENS")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    with started(serve_cmd(port), REPO, env, tmp_path / "server.log") as proc:
+        wait_ready(url, proc, tmp_path / "server.log")
+        with httpx.Client(base_url=url, timeout=30) as c:
+            sig = signals(2, seed=82)
+            r = c.post("/predict", json={"signal": sig[0]})
+            assert r.status_code == 401 and r.json()["detail"][0]["type"] == "credential_missing"
+            ok = {"Authorization": "Bearer dashboard-token-0123456789"}
+            r = c.post("/predict_batch", json={"signals": sig}, headers=ok)
+            assert r.status_code == 200, r.text
+            pid = r.json()["predictions"][0]["prediction_id"]
+            r = c.post("/feedback", json={"prediction_id": pid, "label": "fault"}, headers=AUTH)
+            assert r.status_code == 403, r.text
+            (detail,) = r.json()["detail"]
+            assert detail["type"] == "no_credentials_configured", detail
+            assert "FAULTWATCH_LABELLER_TOKENS is not set" in detail["msg"], detail
+
+
+@pytest.mark.slow
+def test_a_bad_tokens_file_stops_the_server_naming_its_line(store, tmp_path):
+    home, _, tag = store
+    tokens = tmp_path / "labellers"
+    secret = "alice-token-0123456789abcdef"
+    tokens.write_text(f"alice:{secret}\nbob:short\n")
+    env = server_env(home, tag, tmp_path / "p.sqlite", FAULTWATCH_LABELLER_TOKENS=str(tokens))
+    port = free_port()
+    log = tmp_path / "server.log"
+    with started(serve_cmd(port), REPO, env, log) as proc:
+        code = wait_exit(proc, log, f"http://127.0.0.1:{port}", timeout_s=60)
+    out = log.read_text()
+    assert code != 0, out[-3000:]
+    assert f"{tokens}:2: the token of 'bob' must be 16 to 256 characters" in out, out[-3000:]
+    assert secret not in out and "Application startup" not in out

@@ -48,7 +48,7 @@ def test_every_faultwatch_variable_the_package_names_is_declared():
             named |= set(re.findall(r"\bFAULTWATCH_[A-Z0-9][A-Z0-9_]*\b", path.read_text()))
     assert named - set(settings.BY_NAME) == set()
     faultwatch_vars = {n for n in settings.BY_NAME if n.startswith("FAULTWATCH_")}
-    assert len(faultwatch_vars) == 33
+    assert len(faultwatch_vars) == 35
     assert faultwatch_vars <= named, "declared but named nowhere in the package"
 
 
@@ -96,7 +96,7 @@ def test_a_bad_value_names_the_variable_the_value_and_the_rule(name, value, rule
 
 def test_the_service_settings_are_the_tables():
     fields = dataclasses.fields(ServeSettings)
-    assert len(fields) == 18
+    assert len(fields) == 20
     for f in fields:
         assert f.default == settings.setting(variable(f.name)).default, f.name
         assert "serve.settings" in settings.setting(variable(f.name)).readers

@@ -21,7 +21,7 @@ from helpers.paths import REPO
 from helpers.ports import free_port
 from helpers.processes import started
 from helpers.ready import wait_ready
-from helpers.serving import serve_cmd, server_env
+from helpers.serving import LABELLER, labellers_file, serve_cmd, server_env
 
 from faultwatch.cli import main
 
@@ -195,8 +195,11 @@ def test_fault_share_resamples_the_class_mix(served, monkeypatch, capsys, share,
 
 def test_labels_are_posted_after_the_delay(served, monkeypatch, capsys):
     url, log, root = served
+    # the server's labellers (helpers.serving): simulate-traffic takes the token of --labeller
+    monkeypatch.setenv("FAULTWATCH_LABELLER_TOKENS", str(labellers_file()))
     code, out, _ = simulate(root, monkeypatch, capsys, url, "--count", "20", "--rate", "100",
-                            "--batch-size", "2", "--label-delay", "0.5", "--json")  # fmt: skip
+                            "--batch-size", "2", "--label-delay", "0.5", "--labeller", LABELLER,
+                            "--json")  # fmt: skip
     summary = json.loads(out[out.index("{") :])
     assert code == 0 and summary["signals_answered"] == 40
     assert summary["labels_posted"] == 40 and summary["labels_failed"] == {}, summary

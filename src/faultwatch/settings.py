@@ -286,18 +286,21 @@ SETTINGS: tuple[Setting, ...] = (
     # spans cost CPU on every request and go nowhere unless an exporter is set up
     Setting("FAULTWATCH_TRACE_PREDICTIONS", "0/1", flag, False, _SERVE,
             "OpenTelemetry spans per prediction"),
-    # every answer is in the prediction log already; the access log costs ~15 % of the request
-    # rate (shared/MEASURED.md)
+    # every answer is in the prediction log already; it costs ~15 % of the rate (MEASURED.md)
     Setting("FAULTWATCH_ACCESS_LOG", "0/1", flag, False, _SERVE, "BentoML's access log"),
     # so that a client which sends its whole body before reading gets the 413
-    Setting("FAULTWATCH_MAX_DRAIN_BYTES", "int", at_least_one, 64 * 1024 * 1024, _SERVE,
-            "an oversized body is read and dropped up to this many bytes, then the connection "
-            "closed"),
+    Setting("FAULTWATCH_MAX_DRAIN_BYTES", "int", at_least_one, 64 * 1024 * 1024, _SERVE, "an "
+            "oversized body is read and dropped up to this many bytes, then the connection closed"),
     # a 1000-sample signal costs ~3 KB compressed: 1 logs everything at ~3 KB per prediction
     Setting("FAULTWATCH_LOG_SIGNALS", "0 to 1", fraction, 0.0, _SERVE,
             "the share of answered signals whose raw values are logged (table signals)"),
     Setting("FAULTWATCH_REALISED_F1_REFRESH", "seconds", positive_seconds, 5.0, _SERVE,
             "seconds between two reads of the labels for faultwatch_realised_f1 at /metrics"),
+    Setting("FAULTWATCH_LABELLER_TOKENS", "path", Path, None, _SERVE, "the labellers' bearer "
+            "tokens for /feedback (NAME:TOKEN lines; unset: /feedback refuses every label)",
+            default_text="the project's .faultwatch/labellers (faultwatch serve, deploy)"),
+    Setting("FAULTWATCH_PREDICT_TOKENS", "path", Path, None, _SERVE, "bearer tokens /predict "
+            "and /predict_batch require (NAME:TOKEN lines)", default_text="unset: open"),
     # --- the service's input limits (faultwatch.serve.schema.ServingLimits)
     Setting("FAULTWATCH_MIN_LENGTH", "int", int, None, _LIMIT,
             "the shortest signal accepted", default_text=f"{_SELF} 16"),

@@ -22,6 +22,24 @@ DRAIN_BYTES = 16 * 1024 * 1024  # the server reads an oversized body this far (d
 JSON = "application/json"
 AXES = ("x", "y", "z")  # a multichannel model's channels (helpers.signals.AXES; no pandas here)
 SPIKE = [0.0] * 20 + [1000.0] + [0.0] * 19  # valid input, but save_spike_failing_model fails on it
+# the labeller the test servers know (FAULTWATCH_LABELLER_TOKENS: labellers_file())
+LABELLER, LABELLER_TOKEN = "tester", "tester-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {LABELLER_TOKEN}"}
+
+
+def labellers_file() -> Path:
+    """The test servers' labellers' tokens: one labeller, LABELLER (written once, atomically:
+    the workers share it)."""
+    import os
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / "faultwatch-test-labellers"
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"# the tests' labeller\n{LABELLER}:{LABELLER_TOKEN}\n")
+        os.replace(tmp, path)
+    return path
 
 
 def save_tiny_model(model_dir: Path, positive_label: str = "fault") -> Path:
@@ -83,7 +101,7 @@ def server_env(home: Path, tag: str, log_path: Path, **extra: str) -> dict[str, 
         FAULTWATCH_MAX_BATCH=str(MAX_BATCH),
         FAULTWATCH_TORCH_THREADS="1",
         BENTOML_DO_NOT_TRACK="true",
-        **extra,
+        **{"FAULTWATCH_LABELLER_TOKENS": str(labellers_file()), **extra},
     )
 
 

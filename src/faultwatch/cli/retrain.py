@@ -26,6 +26,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         raise FaultwatchError("retrain: give a FILE of labelled signals or --from-log, one of them")
     if args.file is not None and (args.since is not None or args.until is not None):
         raise FaultwatchError("retrain: --since and --until select a window of --from-log")
+    if args.file is not None and args.labeller:
+        raise FaultwatchError("retrain: --labeller selects the labels of --from-log")
     steps = args.steps
     if steps == "":
         steps = None  # params deploy.canary_steps
@@ -42,6 +44,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         interval=args.interval,
         dry_run=args.dry_run,
         group=args.group,
+        labellers=tuple(args.labeller or ()),
     )
 
 
@@ -83,6 +86,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="retrain this model group alone (params.yaml `groups`): its rows of the log, its "
         "stages, its gate; the fleet bento with every other group's model unchanged",
+    )
+    rt_.add_argument(
+        "--labeller",
+        action="append",
+        metavar="NAME",
+        help="--from-log: only the labels these labellers gave (their tokens' names; repeat "
+        "for several; default: every labeller's)",
     )
     rt_.add_argument("--dry-run", action="store_true", help="validate the batch, change nothing")
     rt_.set_defaults(func=cmd_retrain)

@@ -31,6 +31,22 @@ def _bound(count: int | None, duration_s: float | None) -> str:
     )
 
 
+def labeller_token(root: Path, name: str) -> str:
+    """`name`'s token in the labellers' file the project's servers read; FaultwatchError
+    saying how to make one when there is none."""
+    from faultwatch.serve.credentials import read
+    from faultwatch.serve.launch import labeller_tokens
+
+    path = labeller_tokens(root)
+    tokens = read(path) if path.exists() else {}
+    if name not in tokens:
+        raise FaultwatchError(
+            f"--labeller {name}: no token for {name!r} in {path}; "
+            f"`faultwatch labellers add {name}` writes one (labels need a labeller's token)"
+        )
+    return tokens[name]
+
+
 def cmd_simulate_traffic(args: argparse.Namespace) -> int:
     # imported here: numpy, and pandas to read the signals, take a while to import
     from faultwatch import traffic
@@ -55,6 +71,7 @@ def cmd_simulate_traffic(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         batch_size=args.batch_size,
         label_delay_s=args.label_delay,
+        token=None if args.label_delay is None else labeller_token(root, args.labeller),
         seed=args.seed,
     )
     print(
@@ -65,7 +82,7 @@ def cmd_simulate_traffic(args: argparse.Namespace) -> int:
         f"{plan.concurrency}, at most {_bound(plan.count, plan.duration_s)}; drift: "
         f"{drift.describe()}"
         + (
-            f"; labels to /feedback after {plan.label_delay_s:g} s"
+            f"; labels to /feedback after {plan.label_delay_s:g} s as {args.labeller}"
             if args.label_delay is not None
             else ""
         ),
@@ -187,6 +204,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=_number(at_least_0, lambda v: v >= 0),
         metavar="SECONDS",
         help="post each signal's true label to /feedback this long after its answer",
+    )
+    tr.add_argument(
+        "--labeller",
+        default="simulate-traffic",
+        metavar="NAME",
+        help="with --label-delay: the labeller whose token /feedback gets, from the project's "
+        ".faultwatch/labellers or FAULTWATCH_LABELLER_TOKENS (default simulate-traffic; "
+        "`faultwatch labellers add NAME` writes one)",
     )
     tr.add_argument("--seed", type=int, default=0, help="noise and resampling seed (default 0)")
     tr.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -31,6 +31,8 @@ from faultwatch.paths import project_root
 from faultwatch.serve.predlog import is_postgres_url, show_target
 
 CONTAINER_LOG_DIR = "/home/bentoml/predictions"
+# the labellers' tokens inside a container: a copy of the project's, mounted read-only
+CONTAINER_LABELLERS = "/run/secrets/faultwatch-labellers"
 
 
 def image_for(version: str, model_tag: str, root: Path | None = None) -> tuple[str, str]:
@@ -94,6 +96,7 @@ def run(
     prediction_log: Path | str,
     log: Path,
     env: dict[str, str],
+    labellers: Path | None = None,
 ) -> None:
     """Start the container `name` of `image`, its port 3000 on host:port, logging to
     `prediction_log`: a file's folder is mounted; a PostgreSQL URL is passed on (and refused
@@ -110,6 +113,9 @@ def run(
         # Docker has no :U; the folder must be writable by the image's user (uid 1034)
         argv += ["-v", f"{folder}:{CONTAINER_LOG_DIR}" + (":U" if eng == "podman" else "")]
         target = f"{CONTAINER_LOG_DIR}/{Path(prediction_log).name}"
+    if labellers is not None:  # who may label, read-only (a copy the image's user owns)
+        argv += ["-v", f"{labellers}:{CONTAINER_LABELLERS}:ro" + (",U" if eng == "podman" else "")]
+        argv += ["-e", f"FAULTWATCH_LABELLER_TOKENS={CONTAINER_LABELLERS}"]
     for k, v in env.items():
         argv += ["-e", f"{k}={v}"]
     # `-e NAME` alone takes the value from the engine's environment: a URL's password stays

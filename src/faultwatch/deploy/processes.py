@@ -28,6 +28,7 @@ from faultwatch.deploy.analysis import DeployParams
 from faultwatch.deploy.errors import DeployError, RouterError
 from faultwatch.deploy.state import Colour, Replica, server_name, state_dir
 from faultwatch.paths import bentoml_home
+from faultwatch.serve.launch import labeller_tokens
 
 SERVER_MARKER = "faultwatch"  # in the command line of every process deploy starts
 ROUTER_MARKER = "haproxy"
@@ -350,6 +351,20 @@ def start_colour(
     return c
 
 
+def _labellers_copy(root: Path, tag: str) -> Path | None:
+    """A copy of the project's labellers' tokens for one container (its user comes to own the
+    copy, never the project's file), in the deployment's folder; None when there is none.
+    A labeller added later reaches the containers started after it."""
+    source = labeller_tokens(root)
+    if not source.is_file():
+        return None
+    copy = state_dir(root) / f"{tag}.labellers"
+    fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(source.read_bytes())
+    return copy
+
+
 def _start_container(
     root: Path,
     colour: str,
@@ -367,9 +382,8 @@ def _start_container(
     log.unlink(missing_ok=True)  # the container's log file is its own, one per container
     progress(f"  starting {colour}: {image} ({model_tag}) as container {name} on {p.host}:{port}")
     t0 = time.monotonic()
-    containers.run(
-        eng, image, name, p.host, port, log_target, log, {TAG_ENV: tag, "FAULTWATCH_COLOUR": colour}
-    )
+    env = {TAG_ENV: tag, "FAULTWATCH_COLOUR": colour}
+    containers.run(eng, image, name, p.host, port, log_target, log, env, _labellers_copy(root, tag))
     pid = containers.host_pid(eng, name)
     c = Colour(
         version,

@@ -107,12 +107,17 @@ def retrain(
     dry_run: bool = False,
     out: Callable[[str], None] = print,
     group: str | None = None,
+    labellers: tuple[str, ...] = (),
 ) -> int:
     """The loop (module docstring); returns the exit status. `group`: that model group's
-    (its folder's params, data and registry artifact; its stages alone; the fleet bento)."""
+    (its folder's params, data and registry artifact; its stages alone; the fleet bento).
+    `labellers`: --from-log keeps only the labels they gave (none given: every label)."""
     loop = Loop(root, out)
     out(f"retrain: log {loop.log.relative_to(root)}")
-    run = Run(loop, source, from_log, start, end, steps, interval, dry_run, group=group)
+    run = Run(
+        loop, source, from_log, start, end, steps, interval, dry_run, group=group,
+        labellers=labellers,
+    )  # fmt: skip
     return run_steps(run, STEPS)
 
 

@@ -101,18 +101,27 @@ def of_group(
 
 
 def batch_from_log(
-    target: str, start: float | None, end: float | None, dest: Path, group: str | None = None
+    target: str,
+    start: float | None,
+    end: float | None,
+    dest: Path,
+    group: str | None = None,
+    labellers: Sequence[str] = (),
 ) -> int:
     """The labelled production signals of [start, end) from the prediction log, as a Parquet
     batch in `dest` (id = prediction_id, label = the delayed true label; per channel for a
-    multichannel model), only those `group` answered when given; returns the count."""
+    multichannel model), only those `group` answered when given, and only the labels
+    `labellers` gave when any are named; returns the count."""
     df = predlog.read_signals(target, start, end, labelled_only=True)
     if group is not None and not df.empty:
         df = of_group(df, target, start, end, group)
+    if labellers and not df.empty:
+        df = df[df["labeller"].isin(list(labellers))].reset_index(drop=True)
     if df.empty:
         whose = f" of group {group}" if group is not None else ""
+        by = f" labelled by {', '.join(labellers)}" if labellers else ""
         raise RetrainError(
-            f"--from-log {target}: no labelled signals{whose} in the window (signals are "
+            f"--from-log {target}: no labelled signals{whose}{by} in the window (signals are "
             "sampled at FAULTWATCH_LOG_SIGNALS, labels come through POST /feedback)"
         )
     batch = pd.DataFrame(

@@ -174,6 +174,7 @@ class Run:
     switched: bool = False  # the canary put all the traffic on the new version
     group: str | None = None  # `--group`: that model group's retrain (its rows of the log)
     fleet_bento: str = ""  # a group's retrain: the fleet bento packaged with its new version
+    labellers: tuple[str, ...] = ()  # --from-log: only their labels (empty: everyone's)
 
     @property
     def root(self) -> Path:

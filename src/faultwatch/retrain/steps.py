@@ -51,7 +51,7 @@ def step_validate(run: Run) -> Outcome:
     try:
         if run.from_log is not None:
             run.source = run.root / LOG_DIR / f"{loop.stamp}-log.parquet"
-            batch_from_log(run.from_log, run.start, run.end, run.source, run.group)
+            batch_from_log(run.from_log, run.start, run.end, run.source, run.group, run.labellers)
         assert run.source is not None
         if not run.source.is_file():
             raise RetrainError(f"{run.source}: no such file")

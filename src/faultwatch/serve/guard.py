@@ -11,7 +11,8 @@ a whole), and is recorded in the prediction log's `rejected` table before it is 
 monitoring can count malformed requests. A 5xx the service gives (model_failure, overloaded,
 shutting_down) is recorded there too, unchanged; prediction_log_unavailable cannot be.
 Every refusal, prediction_log_unavailable included, is also passed to `on_reject` (the service
-counts them in faultwatch_rejected_total{reason}). The guarded paths include /feedback.
+counts them in faultwatch_rejected_total{reason}). The guarded paths include /feedback; those
+given `credentials` take a bearer token (faultwatch.serve.credentials), before the body is read.
 
 One refusal, one log line: every 4xx is logged at WARNING as one line naming the status, the
 rule, the field and the request id (the service logs its own 5xx), and BentoML's traceback of
@@ -42,6 +43,7 @@ from typing import Any
 
 import anyio.to_thread
 
+from faultwatch.serve.credentials import CHALLENGE, Credentials, authenticate
 from faultwatch.serve.identity import (
     CHOSEN,
     CURRENT,
@@ -145,8 +147,10 @@ class RequestGuard:
         max_drain_bytes: int = DRAIN_BYTES,
         log_factory: Callable[[], PredictionLog] | None = None,
         on_reject: Callable[[str], None] | None = None,
+        credentials: dict[str, Credentials | None] | None = None,
     ):
         self.app = app
+        self.credentials = dict(credentials or {})  # path -> its tokens (None: none configured)
         self.paths = frozenset(paths)
         self.max_body_bytes = max_body_bytes
         self.max_drain_bytes = max(max_drain_bytes, max_body_bytes)
@@ -190,6 +194,8 @@ class RequestGuard:
     ) -> None:
         path = scope["path"]
         early = self._refusal_before_body(scope, headers, bad)
+        if early is None and path in self.credentials:  # the token's name: the request's who
+            early = authenticate(self.credentials[path], path, headers)
         if early is not None:
             return await self._refuse_unread(receive, send, path, headers, *early)
         body = await self._read_body(receive, send, path)
@@ -318,7 +324,7 @@ class RequestGuard:
             if drained is None:
                 return None
             size, complete = drained
-        extra = [(b"allow", b"POST")] if status == 405 else []
+        extra = {405: [(b"allow", b"POST")], 401: [CHALLENGE]}.get(status, [])
         await self._answer_refusal(send, path, status, reason, loc, msg, size, complete, extra)
 
     async def _answer_refusal(

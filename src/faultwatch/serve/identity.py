@@ -47,6 +47,7 @@ class RequestIdentity:
     request_id: str
     role: str = DEFAULT_ROLE
     model: str | None = None  # X-Faultwatch-Model: the group a fleet bento should answer with
+    who: str | None = None  # the name of the caller's bearer token (faultwatch.serve.credentials)
 
 
 def new_id() -> str:

@@ -32,6 +32,7 @@ from typing import Any
 from faultwatch import registry, settings
 from faultwatch.errors import FaultwatchError
 from faultwatch.paths import bentoml_home
+from faultwatch.serve.credentials import PROJECT_FILE
 from faultwatch.serve.predlog import resolve_target, show_target
 from faultwatch.serve.schema import ServingLimits
 from faultwatch.serve.settings import ServeSettings
@@ -161,10 +162,19 @@ def plan(root: Path, version: str | None = None) -> ServePlan:
         "BENTOML_HOME": str(home),
         "FAULTWATCH_MODEL_TAG": str(entry.tag),
         "FAULTWATCH_PREDICTION_LOG": str(log),
+        # who may label: the project's labellers unless the variable names another file
+        "FAULTWATCH_LABELLER_TOKENS": str(labeller_tokens(root)),
     }
     return ServePlan(
         bento_tag or SERVICE, str(entry.tag), what, home, log, dataclasses.asdict(limits), env
     )
+
+
+def labeller_tokens(root: Path) -> Path:
+    """The labellers' tokens file a server of this project reads (faultwatch.serve.credentials):
+    FAULTWATCH_LABELLER_TOKENS, else the project's .faultwatch/labellers; absolute."""
+    given = settings.get("FAULTWATCH_LABELLER_TOKENS")  # relative: to where it was typed
+    return (Path(given) if given else root / PROJECT_FILE).resolve()
 
 
 def check_port_free(host: str, port: int) -> None:

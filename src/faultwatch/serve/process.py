@@ -18,6 +18,7 @@ import bentoml
 import numpy as np
 
 from faultwatch.serve.channels import ChannelSpec, UnivariateSpec
+from faultwatch.serve.credentials import Credentials
 from faultwatch.serve.embedding import check_embeddable, proba_and_embedding
 from faultwatch.serve.fleet import (
     DEFAULT_MAX_LOADED,
@@ -36,6 +37,10 @@ from faultwatch.serve.store import StoreError, load_entry, read_threshold
 
 # the state of the process, resolved once at import: the settings, and the served model(s)
 SETTINGS = ServeSettings.from_env()
+# who may label, and who may ask (unset: /feedback refuses, /predict is open); a bad tokens
+# file stops the start here, naming its line
+LABELLERS = None if SETTINGS.labeller_tokens is None else Credentials.load(SETTINGS.labeller_tokens)
+CLIENTS = None if SETTINGS.predict_tokens is None else Credentials.load(SETTINGS.predict_tokens)
 _ARGS = bentoml.use_arguments()
 FLEET = resolve_models(SETTINGS.models, _ARGS)  # None: one model, as before issue 23
 if FLEET is None:

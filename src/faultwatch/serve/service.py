@@ -91,8 +91,10 @@ from faultwatch.serve.predlog import (
 from faultwatch.serve.probes import ModelsPage, ReadyBody
 from faultwatch.serve.process import (
     CACHE,
+    CLIENTS,
     FLEET,
     GROUPS,
+    LABELLERS,
     LIMITS,
     LOG_TARGET,
     REALISED,
@@ -196,9 +198,9 @@ class FaultDetector(Answering):
         if refused is not None:
             return refused
         try:
-            accepted = await anyio.to_thread.run_sync(
-                self.log.add_labels, items, source, None if SERVED is not None else group_classes
-            )
+            fleet = None if SERVED is not None else group_classes  # who: the token's name
+            add = self.log.add_labels
+            accepted = await anyio.to_thread.run_sync(add, items, source, fleet, current().who)
         except FeedbackError as e:
             loc = [e.loc[-1]] if single and e.loc else list(e.loc)
             return error_response(e.status, e.reason, loc, e.msg)
@@ -382,6 +384,8 @@ FaultDetector.add_asgi_middleware(
     max_drain_bytes=SETTINGS.max_drain_bytes,
     log_factory=open_process_log,
     on_reject=_count_rejection,
+    credentials={"/feedback": LABELLERS}
+    | dict.fromkeys(PREDICTION_ROUTES * bool(CLIENTS), CLIENTS),
 )
 FaultDetector.add_asgi_middleware(RefreshOnScrape, refresh=REALISED.refresh_quietly)
 FaultDetector.add_asgi_middleware(

@@ -1,7 +1,7 @@
 """The service's settings: the `FAULTWATCH_*` variables the server reads, as one object.
 
 Each variable is declared once in `faultwatch.settings` (type, default, rule); this object
-gathers the service's 18 of them, resolved once when the service is imported, and checks the
+gathers the service's 20 of them, resolved once when the service is imported, and checks the
 one rule that spans two (a batch no larger than the queue). `faultwatch serve --show-config`
 prints the same object, so what a server will do can be read before it starts. The input
 limits (`FAULTWATCH_MIN_LENGTH` ...) depend on the served model's metadata too: see
@@ -66,6 +66,9 @@ class ServeSettings:
     max_drain_bytes: int = _default("max_drain_bytes")
     log_signals: float = _default("log_signals")
     realised_f1_refresh_s: float = _default("realised_f1_refresh_s")
+    # bearer tokens (faultwatch.serve.credentials); None: /feedback refuses, /predict is open
+    labeller_tokens: Path | None = _default("labeller_tokens")
+    predict_tokens: Path | None = _default("predict_tokens")
     # a fleet bento (faultwatch.serve.fleet); None: the bento's arguments say
     models: dict[str, str] | None = _default("models")
     max_loaded_models: int | None = _default("max_loaded_models")

@@ -34,6 +34,7 @@ class Plan:
     concurrency: int = 4
     batch_size: int = 1  # signals per /predict_batch request
     label_delay_s: float | None = None  # None: no labels posted
+    token: str | None = None  # the labeller's bearer token for /feedback
     timeout_s: float = 30.0
     seed: int = 0
 
@@ -92,16 +93,17 @@ class _Connection:
         self.base = parts.path.rstrip("/")
         self.conn: http.client.HTTPConnection | None = None
 
-    def post(self, path: str, body: dict) -> tuple[int, bytes]:
-        """(status, body); status 0 with the error's text when no HTTP answer came."""
+    def post(self, path: str, body: dict, token: str | None = None) -> tuple[int, bytes]:
+        """(status, body); status 0 with the error's text when no HTTP answer came. `token`:
+        sent as `Authorization: Bearer TOKEN`."""
         if self.conn is None:
             self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
         try:
             self.conn.request(
-                "POST",
-                self.base + path,
-                body=json.dumps(body).encode(),
-                headers={"Content-Type": "application/json"},
+                "POST", self.base + path, body=json.dumps(body).encode(), headers=headers
             )
             r = self.conn.getresponse()
             data = r.read()
@@ -157,7 +159,7 @@ class _Labeller:
                 while self.due and self.due[0][0] <= now and len(batch) < FEEDBACK_BATCH:
                     _, _, pid, label = heapq.heappop(self.due)
                     batch.append({"prediction_id": pid, "label": label})
-            status, data = conn.post("/feedback", {"labels": batch})
+            status, data = conn.post("/feedback", {"labels": batch}, self.plan.token)
             with self.lock:
                 if status == 200:
                     try:

@@ -283,13 +283,15 @@ class PredictionLog(ABC):
         items: Sequence[tuple[str, str]],
         source: str | None = None,
         classes_of: Callable[[str | None], Sequence[str]] | None = None,
+        labeller: str | None = None,
     ) -> int:
         """Store the delayed ground truth of `items` ((prediction_id, label) pairs), all or
         nothing: every item is checked first (see `label_problems`), inside the write
         transaction, and the first bad one raises FeedbackError with nothing written.
         Returns the number of labels stored. The label's class is the service's to check:
         `classes_of(group)` gives the classes of the group that answered a prediction (a
-        fleet; see `class_problems`), else the service checked them before."""
+        fleet; see `class_problems`), else the service checked them before. `labeller`: who
+        gave them (the name of the request's bearer token), kept beside each label."""
         items = [(str(pid), str(label)) for pid, label in items]
         if not items:
             return 0
@@ -310,7 +312,16 @@ class PredictionLog(ABC):
                     first.args = (first.msg,)
                 raise first
             labels = [
-                row("labels", {"prediction_id": pid, "label": lab, "time": now, "source": source})
+                row(
+                    "labels",
+                    {
+                        "prediction_id": pid,
+                        "label": lab,
+                        "time": now,
+                        "source": source,
+                        "labeller": labeller,
+                    },
+                )
                 for pid, lab in items
             ]
             cursor.executemany(INSERT_LABEL, labels)

@@ -232,15 +232,15 @@ def read_signals(
 ) -> pd.DataFrame:
     """The sampled raw signals in [start, end) of `roles`, oldest first: prediction_id, time,
     values (float64 arrays: (samples,), or (channels, samples) for a multichannel model),
-    true_label (missing: not labelled yet), model_version. `labelled_only`: only those with
-    a label (what retraining can use)."""
+    true_label (missing: not labelled yet), model_version, labeller (who gave the label).
+    `labelled_only`: only those with a label (what retraining can use)."""
     import pandas as pd
 
     where, params = _where("s.time", start, end, roles)
     join = "JOIN" if labelled_only else "LEFT JOIN"
     sql = (
         "SELECT s.prediction_id, s.time, s.data, s.channels, l.label AS true_label,"
-        " p.model_version"
+        " p.model_version, l.labeller"
         " FROM signals s JOIN predictions p ON p.prediction_id = s.prediction_id"
         f" {join} labels l ON l.prediction_id = s.prediction_id{where} ORDER BY s.time, p.id"
     )

@@ -101,6 +101,7 @@ LABELS = (  # delayed ground truth, POST /feedback: one per prediction
     Column("label", "TEXT NOT NULL"),
     Column("time", "REAL NOT NULL"),
     Column("source", "TEXT"),
+    Column("labeller", "TEXT", "the name of the bearer token that gave the label", True),
 )
 TABLES: dict[str, tuple[Column, ...]] = {
     "predictions": PREDICTIONS,
