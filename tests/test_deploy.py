@@ -483,6 +483,25 @@ def test_a_good_green_advances_through_every_step(deployed):
     )
 
 
+def test_each_colour_reports_its_own_metrics(deployed):
+    """Blue and green share the project's BentoML store, where BentoML keeps the Prometheus files
+    of a server's processes by default, and empties them at every server's start: each server
+    has a folder of its own, so blue's /metrics counts what blue answered (every row of blue in
+    the prediction log, over green's restarts) and nothing of green's."""
+    root, _, _ = deployed
+    s = status(root)
+    with sqlite3.connect(root / "reports/serving/predictions.sqlite") as conn:
+        logged = dict(conn.execute("SELECT colour, count(*) FROM predictions GROUP BY colour"))
+    blue = s["colours"]["blue"]
+    text = urllib.request.urlopen(f"http://127.0.0.1:{blue['port']}/metrics", timeout=30).read()
+    counted = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.decode().splitlines()
+        if line.startswith("faultwatch_predictions_total{")
+    )
+    assert logged["green"] > 0 and counted == logged["blue"] > 0, (counted, logged)
+
+
 # ---------------------------------------------------------------------- failures
 def test_killing_the_live_server_under_load_sends_the_rest_to_the_other_colour(deployed):
     root, url, versions = deployed

@@ -195,7 +195,11 @@ def exec_server(root: Path, p: ServePlan, host: str, port: int) -> None:
     """Replace this process with `bentoml serve` (signals then reach the server directly).
     A port already taken stops it here with a message, not with the server's traceback."""
     check_port_free(host, port)
-    argv = [sys.executable, "-m", "bentoml", "serve", p.target, "--host", host, "--port", str(port)]
+    # a Prometheus folder of its own (faultwatch.serve.bentoml_main): servers on one store
+    # (blue, green, replicas) would otherwise take each other's metrics
+    metrics = p.bentoml_home / "prometheus_faultwatch" / f"{host}-{port}"
+    argv = [sys.executable, "-m", "faultwatch.serve.bentoml_main", str(metrics)]
+    argv += ["serve", p.target, "--host", host, "--port", str(port)]
     env = {**os.environ, **p.env}
     print(f"serving {p.what}", flush=True)
     print(f"  on http://{host}:{port}, prediction log {show_target(p.prediction_log)}", flush=True)
