@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
+from helpers.canary_log import answers, two_colours
 
 from faultwatch.deploy.analysis import DeployParams, analyse
-from faultwatch.serve.predlog import InputSummary, LoggedPrediction, open_log
 
 PARAMS = DeployParams(
     min_requests=20, max_error_rate=0.05, max_fault_rate_delta=0.2, max_p99_ratio=1.5,
@@ -17,29 +16,10 @@ PARAMS = DeployParams(
 )  # fmt: skip
 
 
-def answers(log, n: int, latency_ms: float, fault_share: float = 0.3, first: int = 0) -> None:
-    """`n` live answers of the colour `log` writes as, each taking `latency_ms`."""
-    summary = InputSummary.of(np.arange(10.0))
-    faults = round(n * fault_share)
-    log.append(
-        [
-            LoggedPrediction(
-                "predict", "v", summary, 0.9 if i < faults else 0.1,
-                "fault" if i < faults else "healthy", i < faults, 0.5, latency_ms, 1,
-                prediction_id=f"{log.colour}{first + i:05d}".ljust(32, "0"),
-            )
-            for i in range(n)
-        ]
-    )  # fmt: skip
-
-
 @pytest.fixture
 def log(tmp_path):
-    path = tmp_path / "p.sqlite"
-    blue, green = open_log(path, colour="blue"), open_log(path, colour="green")
-    yield path, blue, green
-    blue.close()
-    green.close()
+    with two_colours(tmp_path) as opened:
+        yield opened
 
 
 def test_fewer_answers_than_min_requests_are_inconclusive_however_good_they_look(log):

@@ -5,48 +5,29 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
+from helpers.canary_log import answers, two_colours
 
 from faultwatch.deploy.analysis import DeployParams
 from faultwatch.deploy.fleet_analysis import analyse_fleet, needed_requests
-from faultwatch.serve.predlog import InputSummary, LoggedPrediction, open_log
 
 PARAMS = DeployParams(min_requests=20, max_error_rate=0.05, max_fault_rate_delta=0.2)
 
 
-def answers(log, model: str, n: int, fault_share: float, latency_ms: float = 5.0) -> None:
-    summary = InputSummary.of(np.arange(10.0))
-    faults = round(n * fault_share)
-    log.append(
-        [
-            LoggedPrediction(
-                "predict", f"{model}-v", summary, 0.9 if i < faults else 0.1,
-                "fault" if i < faults else "healthy", i < faults, 0.5, latency_ms, 1,
-                prediction_id=f"{log.colour}{model}{i:04d}".ljust(32, "0"), model=model,
-            )
-            for i in range(n)
-        ]
-    )  # fmt: skip
-
-
 @pytest.fixture
 def log(tmp_path):
-    path = tmp_path / "p.sqlite"
-    blue, green = open_log(path, colour="blue"), open_log(path, colour="green")
-    yield path, blue, green
-    blue.close()
-    green.close()
+    with two_colours(tmp_path) as opened:
+        yield opened
 
 
 def test_the_group_that_regresses_fails_and_is_named_the_others_pass_or_need_nothing(log):
     path, blue, green = log
     since = time.time() - 1
     for g in ("pump", "fan", "valve"):
-        answers(blue, g, 120, 0.3)
-    answers(green, "pump", 120, 0.3)  # changed, as trained: passes with enough answers
-    answers(green, "fan", 120, 0.95)  # changed, flags nearly everything: the regression
-    answers(green, "valve", 30, 0.3)  # unchanged model: no evidence needed
+        answers(blue, 120, 0.3, model=g)
+    answers(green, 120, 0.3, model="pump")  # changed, as trained: passes with enough answers
+    answers(green, 120, 0.95, model="fan")  # changed, flags nearly everything: the regression
+    answers(green, 30, 0.3, model="valve")  # unchanged model: no evidence needed
     result = analyse_fleet(
         path, "green", "blue", since, PARAMS, {"pump": 0.3, "fan": 0.3}, ["valve"]
     )
@@ -62,8 +43,8 @@ def test_the_group_that_regresses_fails_and_is_named_the_others_pass_or_need_not
 def test_a_changed_group_with_too_little_traffic_is_inconclusive_and_says_what_it_needs(log):
     path, blue, green = log
     since = time.time() - 10
-    answers(blue, "pump", 200, 0.3)
-    answers(green, "pump", 25, 0.3)  # in bounds, but 25 answers in 10 s
+    answers(blue, 200, 0.3, model="pump")
+    answers(green, 25, 0.3, model="pump")  # in bounds, but 25 answers in 10 s
     result = analyse_fleet(path, "green", "blue", since, PARAMS, {"pump": 0.3}, [])
     (pump,) = result.groups
     assert (result.verdict, pump.verdict) == ("inconclusive", "inconclusive")
