@@ -385,7 +385,7 @@ FaultDetector.add_asgi_middleware(
     log_factory=open_process_log,
     on_reject=_count_rejection,
     credentials={"/feedback": LABELLERS}
-    | dict.fromkeys(PREDICTION_ROUTES * bool(CLIENTS), CLIENTS),
+    | dict.fromkeys(PREDICTION_ROUTES if CLIENTS is not None else (), CLIENTS),
 )
 FaultDetector.add_asgi_middleware(RefreshOnScrape, refresh=REALISED.refresh_quietly)
 FaultDetector.add_asgi_middleware(
