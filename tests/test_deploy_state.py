@@ -48,3 +48,27 @@ def test_the_state_file_is_replaced_whole_never_rewritten_in_place(tmp_path):
     assert path.read_bytes() != first and st.load(tmp_path).history[-1]["action"] == "switch"
     assert [p.name for p in path.parent.iterdir()] == ["state.json"]  # no temporary left
     assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+def test_a_colour_never_gets_the_port_promised_to_the_router(monkeypatch):
+    """`deploy up --port P` starts blue before the router binds P: the kernel may offer P to
+    blue (CI met it), and the router then fails to bind. The kernel's picks are scripted here."""
+    from faultwatch.deploy import processes
+
+    picks = iter([5001, 5001, 5002, 5001, 5003])
+
+    class Socket:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def bind(self, address):
+            self.port = next(picks)
+
+        def getsockname(self):
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(processes.socket, "socket", Socket)
+    assert processes.free_ports(2, avoid=[5001]) == [5002, 5003]

@@ -191,6 +191,7 @@ def _start_blue(
             log_target,
             watch.progress,
             st.replicas,
+            st.port,
         )
         blue.models = _models(r)
         blue.smoke = smoke(blue, r, p)
@@ -271,6 +272,7 @@ def stage(root: Path, version: str, watch: Watch = QUIET) -> StageResult:
             log_target,
             watch.progress,
             st.replicas,
+            st.port,
         )
         c.models = _models(r)
         c.smoke = smoke(c, r, p)

@@ -3,11 +3,9 @@ it is ready, stopped whole; found on the host by the tag in its environment; its
 
 Each process a colour starts (the `faultwatch serve` supervisor and BentoML's workers, or a
 container's) carries FAULTWATCH_DEPLOY_TAG=<colour>-<random> and FAULTWATCH_DEPLOY_PROJECT=<the
-project root> in its environment: `deploy down` finds them through /proc even when the state
-file lost them, and a colour is stopped by its tag, not by its process group (BentoML's workers
-run in sessions of their own and outlive a killed supervisor). A colour of N replicas
-(`deploy up --replicas N`) is N such servers on N ports under one tag; each also carries
-FAULTWATCH_DEPLOY_REPLICA=<its number, from 1>, which tells one replica's processes apart.
+project root>: `deploy down` finds them through /proc even when the state lost them, and stops a
+colour by its tag, not its process group (BentoML's workers outlive a killed supervisor). N
+replicas (`--replicas N`) are N servers under one tag, told apart by FAULTWATCH_DEPLOY_REPLICA.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 from faultwatch.deploy import containers
@@ -38,20 +36,21 @@ REPLICA_ENV = "FAULTWATCH_DEPLOY_REPLICA"  # which replica of its colour, from 1
 RUNTIMES = ("process", "container")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on now (the kernel's pick)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def free_port(host: str = "127.0.0.1", avoid: Collection[int] = ()) -> int:
+    """A port nothing listens on now (the kernel's pick), none of `avoid` (promised, unbound)."""
+    while True:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in avoid:
+            return port
 
 
-def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """`n` different ports nothing listens on now."""
+def free_ports(n: int, host: str = "127.0.0.1", avoid: Collection[int] = ()) -> list[int]:
+    """`n` different ports nothing listens on now, none of `avoid`."""
     ports: list[int] = []
-    while len(ports) < n:
-        port = free_port(host)
-        if port not in ports:
-            ports.append(port)
+    for _ in range(n):
+        ports.append(free_port(host, [*avoid, *ports]))
     return ports
 
 
@@ -301,18 +300,19 @@ def start_colour(
     log_target: Path | str,
     progress: Callable[[str], None],
     replicas: int = 1,
+    router_port: int = 0,
 ) -> Colour:
-    """Start `colour` serving registry `version` as `replicas` servers on free ports, logging
-    predictions to `log_target`, and wait until every one is ready; `progress` hears the steps."""
+    """Start `colour` serving registry `version` as `replicas` servers on free ports (not the
+    router's, maybe unbound yet), logging predictions to `log_target`, wait until all are ready."""
     d = state_dir(root)
     d.mkdir(parents=True, exist_ok=True)
     tag = f"{colour}-{uuid.uuid4().hex[:12]}"
     if runtime == "container":
         if replicas != 1:
             raise DeployError(f"--replicas {replicas}: containers run one per colour")
-        log = d / f"{colour}.log"
+        log, port = d / f"{colour}.log", free_port(p.host, [router_port])
         return _start_container(
-            root, colour, version, model_tag, p, free_port(p.host), log, tag, log_target, progress
+            root, colour, version, model_tag, p, port, log, tag, log_target, progress
         )
     env = {
         **os.environ,
@@ -328,7 +328,7 @@ def start_colour(
     servers: list[Replica] = []
     c = Colour(version, model_tag, 0, 0, "", time.time(), tag=tag, replicas=servers)
     try:
-        for i, port in enumerate(free_ports(replicas, p.host), 1):
+        for i, port in enumerate(free_ports(replicas, p.host, [router_port]), 1):
             name = server_name(colour, i)
             log = d / f"{name}.log"
             progress(f"  starting {name}: {version} ({model_tag}) on {p.host}:{port} (log {log})")
