@@ -73,6 +73,7 @@ COMMANDS = [
     "simulate-traffic",
     "retrain",
     "monitor",
+    "review",
     "report",
     "config",
 ]

@@ -42,8 +42,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 KERNEL, KERNEL_DISPLAY = "faultwatch", "faultwatch (.venv)"
 NOTEBOOKS = sorted(p.stem for p in (REPO / "notebooks").glob("*.ipynb"))
 # the figures each notebook draws with its defaults on the tiny project (at least)
-FIGURES = {"01_eda": 3, "02_augment": 1, "03_train": 1, "04_evaluate": 2, "05_monitor": 4}
-SLOW = ["03_train", "05_monitor", "04_evaluate", "01_eda", "02_augment"]  # the order to start in
+FIGURES = {
+    "01_eda": 3,
+    "02_augment": 1,
+    "03_train": 1,
+    "04_evaluate": 2,
+    "05_monitor": 4,
+    "06_review": 2,
+}
+# the order to start in; 06_review starts with 05_monitor's second run, once there is a log
+SLOW = ["03_train", "05_monitor", "04_evaluate", "01_eda", "02_augment", "06_review"]
+ON_THE_LOG = ("05_monitor", "06_review")  # run on the prediction log the test writes
 NO_LOG_FIGURES = 2  # 05_monitor with no prediction log: the fault rate and drift axes, empty
 READY_S, RUN_S = 60, 300  # bounded waits, well inside the test's timeout so `finally` runs
 VIEWPORT = {"width": 1280, "height": 900}
@@ -310,18 +319,20 @@ class Batch:
 def executed(lab, browser) -> Batch:
     """Every notebook run in JupyterLab, all at the same time (a window each, the kernels in
     parallel). 05_monitor twice: on the fresh project (no prediction log yet: what a new user
-    meets), then, while training still runs, again on the predictions the test logs."""
+    meets), then, while training still runs, again on the predictions the test logs, beside
+    06_review on the same predictions."""
     specs = lab.api("kernelspecs")["kernelspecs"]
     assert KERNEL in specs, f"JupyterLab has no {KERNEL} kernel (make setup installs it): {specs}"
     before = pipeline_outputs(lab.root)
     log = lab.root / PREDICTION_LOG
     assert not log.exists()
     # the longest first: training sets the pace
-    pages = {name: start_run_all(browser, lab, name) for name in sorted(NOTEBOOKS, key=SLOW.index)}
+    first = [n for n in sorted(NOTEBOOKS, key=SLOW.index) if n != "06_review"]
+    pages = {name: start_run_all(browser, lab, name) for name in first}
     deadline = time.monotonic() + RUN_S
     runs = {NO_LOG: finish(pages.pop("05_monitor"), lab, "05_monitor", NO_LOG, deadline)}
     write_prediction_log(log)
-    pages["05_monitor"] = start_run_all(browser, lab, "05_monitor")
+    pages.update((name, start_run_all(browser, lab, name)) for name in ON_THE_LOG)
     runs.update((name, finish(page, lab, name, name, deadline)) for name, page in pages.items())
     after = pipeline_outputs(lab.root)
     changed = [
@@ -353,7 +364,7 @@ def test_every_notebook_is_covered():
     assert set(FIGURES) == set(SLOW) == set(NOTEBOOKS)
 
 
-@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n != "05_monitor"])
+@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n not in ON_THE_LOG])
 def test_the_notebook_runs_in_jupyterlab_with_its_defaults(executed, name):
     assert_ran_cleanly(executed.runs[name], FIGURES[name])
 
@@ -425,3 +436,21 @@ def test_the_monitor_notebook_reports_on_the_prediction_log(executed, lab):
     reports = lab.root / "reports/adhoc/05_monitor/reports/monitor"
     assert sorted(p.name for p in reports.glob("drift_*.html"))  # Evidently's
     assert not (lab.root / "reports/monitor").exists()  # the pipeline's monitor output: untouched
+
+
+def test_the_review_notebook_shows_what_waits_for_a_label(executed, lab):
+    """06_review with its defaults on the logged predictions: the queue (every one waits), the
+    nearest training examples in the model's embedding, the labelling template, and no label
+    sent until a person fills in `answers`."""
+    done = executed.runs["06_review"]
+    assert_ran_cleanly(done, FIGURES["06_review"])
+    assert f"{lab.root / PREDICTION_LOG}: " in done.text
+    assert "300 predictions, 0 labelled, 300 waiting for a label" in done.text
+    assert ": nearest by the model's embedding (" in done.text
+    assert (
+        "labels go to http://localhost:3000/feedback as (set labeller, or token_file)" in done.text
+    )
+    assert re.search(
+        r'"[0-9a-f]{32}": None,  # (fault|healthy) p=0\.\d{3}', done.text
+    )  # to fill in
+    assert "no label yet: fill in answers, run again" in done.text

@@ -36,7 +36,8 @@ def cell_values(nb: nbformat.NotebookNode) -> dict[str, Any]:
 
 
 def test_every_stage_notebook_is_found():
-    assert [stage_name(p) for p in NOTEBOOKS] == ["eda", "augment", "train", "evaluate", "monitor"]
+    stages = ["eda", "augment", "train", "evaluate", "monitor", "review"]
+    assert [stage_name(p) for p in NOTEBOOKS] == stages
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -79,6 +80,7 @@ BAD_OVERRIDES = {
     "train": ("lr_schedule", "linear", "Input should be 'constant' or 'cosine'"),
     "evaluate": ("baseline_model", "svm", "Input should be 'random_forest'"),
     "monitor": ("stattest", "ks", "unknown stattest 'ks'"),
+    "review": ("url", "localhost:3000", "expected http://HOST:PORT"),
 }
 
 

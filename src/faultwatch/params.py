@@ -37,6 +37,7 @@ SECTIONS: dict[str, type[Section] | str] = {
     "train": "faultwatch.model.params:TrainParams",
     "deploy": "faultwatch.deploy.analysis:DeployParams",
     "monitor": "faultwatch.monitor.params:MonitorParams",
+    "review": "faultwatch.monitor.review:ReviewParams",
     "quality": "faultwatch.signal_quality:QualityParams",
     "serve": "faultwatch.package:ServeParams",
 }

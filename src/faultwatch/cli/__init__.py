@@ -22,6 +22,7 @@ from faultwatch.cli import (
     registry,
     report,
     retrain,
+    review,
     serve,
     traffic,
 )
@@ -58,6 +59,7 @@ COMMAND_GROUPS = (
     traffic,
     retrain,
     monitor,
+    review,
     report,
     config,
 )
