@@ -425,3 +425,28 @@ def test_a_dropped_connection_fails_one_write_then_reconnects(postgres_url):
     log.append([entry("after")])
     assert list(read_predictions(log).prediction_id) == ["before", "after"]
     log.close()
+
+
+def test_a_predict_sent_again_with_its_request_id_keeps_one_row(target):
+    """The router retries a /predict whose server died after logging it but before answering:
+    the answer that reached the client is the one row of its request id. /predict_batch rows (a
+    request's signals may be committed in several batches) and shadow rows are kept."""
+    log = open_log(target)
+    try:
+        first = entry(endpoint="predict", request_id="r1", signal=np.arange(4.0))
+        log.append([first, entry(endpoint="predict", request_id="r2")])
+        log.append([entry(endpoint="predict", request_id="r1", role="shadow")])
+        again = entry(endpoint="predict", request_id="r1")
+        log.append([again])
+        log.append([entry(request_id="b1"), entry(request_id="b1")])  # predict_batch
+        log.append([entry(request_id="b1")])
+    finally:
+        log.close()
+    rows = execute(target, "SELECT request_id, role, prediction_id FROM predictions")
+    live_r1 = [r[2] for r in rows if r[:2] == ("r1", "live")]
+    assert live_r1 == [again.prediction_id], rows
+    assert sorted(r[0] for r in rows if r[1] == "shadow") == ["r1"]
+    assert sum(r[0] == "b1" for r in rows) == 3 and sum(r[0] == "r2" for r in rows) == 1
+    assert execute(
+        target, "SELECT count(*) FROM signals WHERE prediction_id = ?", (first.prediction_id,)
+    ) == [(0,)]

@@ -12,8 +12,7 @@ programming error (KeyError). `faultwatch config` prints the whole table with ea
 effect and where it came from; the README's table of variables is checked against `SETTINGS`
 by tests/test_settings.py.
 
-This module sits in the lowest layer: it imports the standard library and faultwatch.errors
-only.
+It sits in the lowest layer: it imports the standard library and faultwatch.errors only.
 """
 
 from __future__ import annotations
@@ -207,8 +206,7 @@ _SERVE = ("serve.settings",)
 _LIMIT = ("serve.schema",)
 _SELF = "the model's input_schema, else"
 
-# One row per variable: name, type, parser, default, who reads it, what it does. A table reads
-# best as a table: the formatter would give every argument its own line.
+# One row per variable: name, type, parser, default, reader, what it does (a table: no formatter)
 # fmt: off
 SETTINGS: tuple[Setting, ...] = (
     # --- where things are
@@ -242,6 +240,8 @@ SETTINGS: tuple[Setting, ...] = (
             "set by deploy for its processes: which replica of its colour (from 1)"),
     Setting("FAULTWATCH_DEPLOY_PROJECT", "path", Path, None, ("deploy.processes",),
             "set by deploy for its processes: the project root that started them"),
+    Setting("FAULTWATCH_FAILPOINT", "str", text, "", ("deploy.failpoints",),
+            "tests only: NAME[:N] kills a deploy command at its N-th point NAME (SIGKILL)"),
     Setting("FAULTWATCH_SHADOW_MAX_INFLIGHT", "int", at_least_one, 32,
             ("deploy.router (shadow.lua)",),
             "shadow copies waiting at once in the router; more are dropped",

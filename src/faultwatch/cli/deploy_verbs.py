@@ -58,6 +58,8 @@ def _registry(root: Path, made: tuple[RegistryRecord, ...]) -> None:
 def up(args: argparse.Namespace, root: Path | None = None) -> int:
     root = root or project_root()
     r = ops.up(root, args.version, args.port, args.runtime, WATCH, args.replicas)
+    if r.router_restarted:
+        say(f"the router was down: started again at {r.url} with the state's weights")
     if r.already:
         say(f"already up: {r.colour} serves {r.version} at {r.url}")
         _registry(root, r.registry)
@@ -222,6 +224,26 @@ def _status_said(s: StatusResult) -> None:
         f"router {s.router_url} ({'up' if s.router_up else 'DOWN'}, pid {s.router_pid}); live: "
         f"{s.live} (colours as {'processes' if s.runtime == 'process' else 'containers'})"
     )
+    if not s.router_up:
+        say(
+            "the router is DOWN: nothing answers at its address; `faultwatch deploy up` starts "
+            "it again with the state's weights (the colours keep running)"
+        )
+    else:
+        live = s.colours.get(s.live)
+        if live is not None and s.live not in s.answering:
+            others = " and ".join(s.answering)
+            say(
+                f"{s.live} (live) is down; "
+                + (f"{others} answers" if others else "nothing answers")
+                + " (`faultwatch deploy rollback` gives the traffic to the other colour)"
+            )
+    if s.router_differences:
+        say(
+            "the router and the state DISAGREE: "
+            + "; ".join(s.router_differences)
+            + " (the next deploy command sets the router to the state)"
+        )
     say(f"prediction log: {s.prediction_log}")
     for name, c in s.colours.items():
         smoke = "passed" if (c.smoke or {}).get("passed") else "FAILED" if c.smoke else "-"

@@ -59,7 +59,7 @@ def canary(
     the result's outcome "aborted" (the colour back to 0 %, recorded), not an error."""
     p = params(root)
     with deployment(root, "canary", watch.waiting) as d:
-        a = require_up(root, d.state)
+        a = require_up(root, d.state, watch.progress)
         c = ready_standby(d.state, "canary")
         require_approved(root, c.version, "take a canary's share of the traffic")
         if steps is None:
@@ -200,7 +200,7 @@ def shadow(root: Path, on: bool, watch: Watch = QUIET) -> ShadowResult:
     p = params(root)
     with deployment(root, "shadow", watch.waiting) as d:
         st = d.state
-        a = require_up(root, st)
+        a = require_up(root, st, watch.progress)
         cfg = router_config(root, st, p)
         if not on:
             shadow_off(a, st, cfg.map_path)

@@ -15,25 +15,21 @@ answers on the golden set recorded at registration, within `deploy.smoke_toleran
 started, smoke-tested and stopped together.
 
 Every operation that changes the deployment runs in `deployment(root, verb)` (the lock, the
-state loaded, saved on success: faultwatch.deploy.state); the registry follows the traffic
-(faultwatch.deploy.live), and the records it made are in the result.
+state loaded, saved on success: faultwatch.deploy.state), first setting the router to the state
+where a killed command left them apart (faultwatch.deploy.reconcile); the registry follows the
+traffic (faultwatch.deploy.live), and the records it made are in the result.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from faultwatch.deploy import containers
 from faultwatch.deploy import router as rt
 from faultwatch.deploy.analysis import DeployParams
-from faultwatch.deploy.config import (
-    params,
-    prediction_log,
-    router_api,
-    router_config,
-    shown_log,
-)
+from faultwatch.deploy.config import params, prediction_log, router_api, router_config, shown_log
 from faultwatch.deploy.errors import (
     AlreadyUp,
     DeployError,
@@ -49,13 +45,11 @@ from faultwatch.deploy.processes import (
     alive,
     every_replica_alive,
     pid_alive,
-    project_tags,
-    routers_of,
     start_colour,
     stop_colour,
     stop_pid,
-    stop_tagged,
 )
+from faultwatch.deploy.reconcile import restart_router, stop_orphans
 from faultwatch.deploy.results import (
     QUIET,
     DownResult,
@@ -110,8 +104,16 @@ def up(
         st = d.state
         r = resolve(root, version)
         require_approved(root, r.version, "go live (deploy up)")
-        if st.live and pid_alive(st.router_pid, ROUTER_MARKER) and alive(st.colours.get(st.live)):
-            return _already_up(root, st, r, runtime, replicas, router_config(root, st, p).log_path)
+        cfg = router_config(root, st, p)
+        if st.live and alive(st.colours.get(st.live)):
+            if pid_alive(st.router_pid, ROUTER_MARKER):
+                return _already_up(root, st, r, runtime, replicas, cfg.log_path)
+            st.router_pid = restart_router(st, cfg)  # the router died; the colours run on
+            st.record("up", router="restarted", pid=st.router_pid)
+            d.save()
+            return replace(
+                _already_up(root, st, r, runtime, replicas, cfg.log_path), router_restarted=True
+            )
         _stop_all(st)  # leftovers of a router or servers that died
         st = d.state = State(
             host=p.host,
@@ -232,7 +234,7 @@ def stage(root: Path, version: str, watch: Watch = QUIET) -> StageResult:
     log_target = prediction_log(root)
     with deployment(root, "stage", watch.waiting) as d:
         st = d.state
-        a = require_up(root, st)
+        a = require_up(root, st, watch.progress)
         colour, live = st.standby, st.live
         assert colour is not None and live is not None
         r = resolve(root, version)
@@ -304,7 +306,7 @@ def switch(root: Path, watch: Watch = QUIET) -> SwitchResult:
     p = params(root)
     with deployment(root, "switch", watch.waiting) as d:
         st = d.state
-        a = require_up(root, st)
+        a = require_up(root, st, watch.progress)
         c = ready_standby(st, "switch")
         require_approved(root, c.version, "take the traffic (deploy switch)")
         old, new = st.live, st.standby
@@ -325,7 +327,7 @@ def rollback(root: Path, watch: Watch = QUIET) -> RollbackResult:
     registry records the version turned away."""
     with deployment(root, "rollback", watch.waiting) as d:
         st = d.state
-        a = require_up(root, st)
+        a = require_up(root, st, watch.progress)
         live, standby = st.live, st.standby
         assert live and standby
         if st.weights.get(standby, 0) > 0:
@@ -364,21 +366,6 @@ def _stop_all(st: State) -> None:
     stop_pid(st.router_pid, ROUTER_MARKER)
     for c in st.colours.values():
         stop_colour(c)
-
-
-def stop_orphans(root: Path) -> list[str]:
-    """Servers of this project that the state does not list any more (a command killed half
-    way, a state file replaced), found by the project they carry in their environment, and
-    routers running this project's config; stopped. Returns what was stopped, in words."""
-    stopped = []
-    for tag in project_tags(root.resolve()):
-        n = stop_tagged(tag)
-        if n:
-            stopped.append(f"server {tag} ({n} processes)")
-    for pid in routers_of(router_config(root, State(), params(root)).cfg_path):
-        if stop_pid(pid, ROUTER_MARKER):
-            stopped.append(f"router pid {pid}")
-    return stopped
 
 
 def down(root: Path, watch: Watch = QUIET) -> DownResult:

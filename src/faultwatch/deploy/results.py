@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -110,6 +110,7 @@ class UpResult:
     already: bool = False
     smoke: SmokeFigures | None = None
     registry: tuple[RegistryRecord, ...] = ()
+    router_restarted: bool = False  # it was down: started again, the colours left running
 
 
 @dataclass(frozen=True)
@@ -280,11 +281,14 @@ class StatusResult:
     registry: dict[str, Any]  # faultwatch.deploy.live.Serving.to_dict()
     shadow_copies: dict[str, int] | None = None  # None: the router was not read
     shadow_agreement: dict[str, Any] | None = None  # None: nothing staged beside a live colour
+    answering: list[str] = field(default_factory=list)  # colours taking requests now (router's)
+    router_differences: list[str] = field(default_factory=list)  # router against the state
 
     def to_dict(self) -> dict[str, Any]:
         """The document `deploy status --json` prints (its keys in this order)."""
         router: dict[str, Any] = {"url": self.router_url, "pid": self.router_pid}
         router["up"] = self.router_up
+        router["differences"] = self.router_differences
         if self.router_error is not None:
             router["error"] = self.router_error
         out: dict[str, Any] = {
@@ -292,6 +296,7 @@ class StatusResult:
             "runtime": self.runtime,
             "prediction_log": self.prediction_log,
             "live": self.live,
+            "answering": self.answering,
             "weights": self.weights,
             "colours": {name: c.to_dict() for name, c in self.colours.items()},
             "shadow": self.shadow,

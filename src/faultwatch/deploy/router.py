@@ -12,8 +12,10 @@ The backend `live` holds four servers: `blue` and `green` share the traffic by w
 the percentages of `faultwatch deploy`), and `blue_b` / `green_b` are the same processes as
 backup servers, which take the traffic only when no weighted server is up: when the live
 server dies, the other colour answers (if it passed its smoke test; otherwise its backup stays
-in maintenance). Health checks on /readyz mark a dead server down; a request refused at connect
-or answered with nothing is retried on another server (`retry-on`).
+in maintenance). Health checks on /readyz mark a dead server down, and so does one refused
+connection (`observe layer4`); a backup tracks its weighted server's health (`track`), so a dead
+colour's backup is down with it. A request refused at connect or answered with nothing is
+retried on another server (`retry-on`, `redispatch`): a colour killed under load loses no request.
 
 Replicas (`deploy up --replicas N`): each colour is N servers, `blue`, `blue_2` ... `blue_N`
 (backups `blue_b`, `blue_2_b` ...; with N = 1 the configuration is the four servers above, and
@@ -47,6 +49,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from faultwatch.deploy import failpoints
 from faultwatch.deploy.errors import RouterError as RouterError  # where callers have found it
 
 # pid_alive, project_tags, tagged_pids: the process helpers callers (tests among them) have
@@ -64,6 +67,7 @@ Ports = dict[str, int | list[int] | None]  # per colour: its replicas' ports (No
 COLOURS = ("blue", "green")
 BACKEND = "live"
 MAP_KEY = "shadow"
+MAP_FILE = "router.map"  # in the state folder: the shadow's target
 SHADOW_OFF = "off"
 
 
@@ -127,7 +131,7 @@ class RouterConfig:
 
     @property
     def map_path(self) -> Path:
-        return self.state_dir / "router.map"
+        return self.state_dir / MAP_FILE
 
     @property
     def pid_path(self) -> Path:
@@ -151,7 +155,7 @@ class RouterConfig:
                 addr = f"127.0.0.1:{port or 9}"
                 off = "" if port else " disabled"
                 servers.append(f"    server {name} {addr} weight 0 check{off}")
-                backups.append(f"    server {name}_b {addr} backup check disabled")
+                backups.append(f"    server {name}_b {addr} backup track {name} disabled")
         if self.replicas > 1:  # every replica of the other colour takes the rest, not the first
             servers.insert(0, "    option allbackups")
         servers += backups
@@ -171,7 +175,9 @@ defaults
     timeout connect 2s
     timeout client 60s
     timeout server 60s
-    timeout http-request 30s
+    # a client has 10 s to send a whole request, headers and the body the router buffers: a
+    # slow client (slowloris) holds a connection that long, not 30 s (bench/soak.py)
+    timeout http-request 10s
     timeout http-keep-alive 60s
     timeout queue 10s
     # a request refused at connect, or whose server closed without answering, goes to
@@ -198,6 +204,8 @@ backend {BACKEND}
     option httpchk GET /readyz
     http-check expect status 200
     default-server inter {inter}ms fastinter {max(inter // 2, 100)}ms downinter {inter}ms rise 2 fall 2
+    # a server that refuses a connection is down at once: the retry goes to another one
+    default-server observe layer4 error-limit 1 on-error mark-down
 {chr(10).join(servers)}
 """
 
@@ -235,6 +243,8 @@ class RuntimeAPI:
             or "error" in lowered[:40]
         ):
             raise RouterError(f"router refused {command!r}: {out.strip()}")
+        if command.startswith("set "):
+            failpoints.reach("router")
         return out
 
     def alive(self) -> bool:
@@ -271,9 +281,8 @@ class RuntimeAPI:
     def enable_backup(self, colour: str, on: bool) -> None:
         for name in self.names(colour):
             server = f"{BACKEND}/{name}_b"
-            if on:
+            if on:  # its health is its weighted server's (`track`)
                 self(f"set server {server} state ready")
-                self(f"set server {server} health up")
             else:
                 self(f"set server {server} state maint")
 

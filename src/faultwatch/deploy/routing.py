@@ -4,13 +4,15 @@ and the moves (weights, the switch, the shadow), on the router and in the state 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from faultwatch.deploy import router as rt
 from faultwatch.deploy.config import router_api
 from faultwatch.deploy.errors import NothingDeployed, StandbyNotReady
 from faultwatch.deploy.processes import ROUTER_MARKER, alive, pid_alive, set_low_priority
-from faultwatch.deploy.state import Colour, State
+from faultwatch.deploy.reconcile import reconcile
+from faultwatch.deploy.state import Colour, State, state_dir
 
 
 def at_router(st: State) -> str:
@@ -18,11 +20,16 @@ def at_router(st: State) -> str:
     return f"the router at {st.url}"
 
 
-def require_up(root: Path, st: State) -> rt.RuntimeAPI:
-    """The router's API; NothingDeployed when no router and live colour are recorded running."""
+def require_up(root: Path, st: State, say: Callable[[str], None] | None = None) -> rt.RuntimeAPI:
+    """The router's API; NothingDeployed when no router and live colour are recorded running.
+    With `say` (a command that changes the deployment, holding its lock): the router set to the
+    state first where the two disagree, said (faultwatch.deploy.reconcile)."""
     if st.live is None or not pid_alive(st.router_pid, ROUTER_MARKER):
         raise NothingDeployed("nothing is deployed here: `faultwatch deploy up` first")
-    return router_api(root, st.replicas)
+    a = router_api(root, st.replicas)
+    if say is not None:
+        reconcile(st, a, state_dir(root) / rt.MAP_FILE, say)
+    return a
 
 
 def ready_standby(st: State, what: str) -> Colour:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from faultwatch import settings
+from faultwatch.deploy import failpoints
 from faultwatch.deploy.errors import BadStateFile, LockBusy
 from faultwatch.deploy.errors import DeployError as DeployError  # where callers have found it
 from faultwatch.paths import write_text_atomic
@@ -200,6 +201,7 @@ class Deployment:
     def save(self) -> None:
         save(self.root, self.state)
         self._saved = self.state.to_dict()
+        failpoints.reach("saved")
 
     def changed(self) -> bool:
         return self.state.to_dict() != self._saved

@@ -11,8 +11,9 @@ from faultwatch.deploy.analysis import shadow_agreement
 from faultwatch.deploy.config import prediction_log, router_api
 from faultwatch.deploy.live import serving
 from faultwatch.deploy.processes import ROUTER_MARKER, alive, pid_alive, replica_alive
+from faultwatch.deploy.reconcile import differences
 from faultwatch.deploy.results import ColourStatus, ReplicaStatus, StatusResult
-from faultwatch.deploy.state import State, load, server_name
+from faultwatch.deploy.state import State, load, server_name, state_dir
 from faultwatch.serve.predlog import PredictionLogError, show_target
 
 
@@ -26,12 +27,14 @@ def status(root: Path) -> StatusResult:
     servers: dict[str, str] = {}
     copies: dict[str, int] | None = None
     error: str | None = None
+    apart: list[str] = []
     if router_up:
         a = router_api(root, st.replicas)
         try:
             counters = a.counters()
             servers = a.server_status()
             copies = a.shadow_stats()
+            apart = differences(st, a, state_dir(root) / rt.MAP_FILE)
         except rt.RouterError as e:
             error = str(e)
     colours = {
@@ -76,7 +79,21 @@ def status(root: Path) -> StatusResult:
         registry=registry,
         shadow_copies=copies,
         shadow_agreement=_agreement(st, log),
+        answering=answering(st, servers) if router_up and error is None else [],
+        router_differences=apart,
     )
+
+
+def answering(st: State, servers: dict[str, str]) -> list[str]:
+    """The colours the router sends requests to now: those with weight and a server up; when
+    none, the colours whose backups are up (the live colour died: the other answers)."""
+
+    def up(name: str) -> bool:
+        return servers.get(name, "").startswith("UP")
+
+    names = {c: rt.server_names(c, st.replicas) for c in rt.COLOURS}
+    weighted = [c for c in rt.COLOURS if st.weights.get(c, 0) > 0 and any(map(up, names[c]))]
+    return weighted or [c for c in rt.COLOURS if any(up(f"{n}_b") for n in names[c])]
 
 
 def _agreement(st: State, log: Path | str) -> dict | None:

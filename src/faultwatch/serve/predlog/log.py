@@ -34,6 +34,14 @@ INSERT_PREDICTION = insert_sql("predictions")
 INSERT_SIGNAL = insert_sql("signals")
 INSERT_LABEL = insert_sql("labels")
 INSERT_REJECTED = insert_sql("rejected")
+# a /predict request sent again with its X-Request-ID (the router retries one whose server died
+# before answering): its earlier live row, written but never answered, is replaced
+_RETRIED = "request_id = ? AND role = 'live' AND endpoint = 'predict'"
+DELETE_RETRIED = (
+    f"DELETE FROM signals WHERE prediction_id IN (SELECT prediction_id FROM predictions WHERE "
+    f"{_RETRIED})",
+    f"DELETE FROM predictions WHERE {_RETRIED}",
+)
 
 
 def row(table: str, values: dict[str, Any]) -> tuple:
@@ -242,8 +250,15 @@ class PredictionLog(ABC):
         signals = [signal_row(e, now) for e in entries if e.signal is not None]
         if not rows:
             return
+        retried = [
+            (e.request_id,)
+            for e in entries
+            if e.request_id and e.endpoint == "predict" and e.role == "live"
+        ]
 
         def work(cursor: Any) -> None:
+            for delete in DELETE_RETRIED if retried else ():
+                cursor.executemany(delete, retried)
             cursor.executemany(INSERT_PREDICTION, rows)
             if signals:
                 cursor.executemany(INSERT_SIGNAL, signals)

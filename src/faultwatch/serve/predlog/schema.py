@@ -132,6 +132,7 @@ INDEXES = """
 CREATE INDEX IF NOT EXISTS predictions_time ON predictions (time);
 CREATE UNIQUE INDEX IF NOT EXISTS predictions_prediction_id ON predictions (prediction_id);
 CREATE INDEX IF NOT EXISTS predictions_colour_time ON predictions (colour, time);
+CREATE INDEX IF NOT EXISTS predictions_request_id ON predictions (request_id);
 CREATE INDEX IF NOT EXISTS predictions_model_time ON predictions (model, time);
 CREATE INDEX IF NOT EXISTS rejected_time ON rejected (time);
 CREATE INDEX IF NOT EXISTS signals_time ON signals (time)
