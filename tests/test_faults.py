@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.cli import fw
+from helpers.cli import fw, project_env, run
 from helpers.gate_project import bodies, kill_leftover_deployment
+from helpers.paths import VENV_BIN
 from helpers.ports import free_port
 from helpers.projects import copy_tree
 
@@ -140,6 +141,50 @@ def test_a_deploy_command_killed_at_any_step_is_set_right_by_the_next(faulted):
     assert load.answers and not load.failed(), outcome(load)
     s = status(root)
     assert s["live"] == "blue" and s["weights"] == {"blue": 100, "green": 0}, s
+
+
+# ---------------------------------------------------------------------- the retrain loop killed
+ROLLOUT = """
+import sys
+from pathlib import Path
+from faultwatch.retrain import ROLLOUT_STEPS, run_steps
+from faultwatch.retrain.loop import Loop, Run
+run = Run(Loop(Path.cwd(), print), None, steps=[50, 100], interval=2, version=sys.argv[1])
+sys.exit(run_steps(run, ROLLOUT_STEPS))
+"""
+
+
+def rollout(root: Path, version: str, **env: str):
+    """The retrain loop's rollout steps (stage, canary, switch) in a process of their own, as
+    `faultwatch retrain` runs them after its gate (tests/test_retrain.py runs the whole loop)."""
+    return run([str(VENV_BIN / "python"), "-c", ROLLOUT, version], root, check=False,
+               **project_env(root), **env)  # fmt: skip
+
+
+def test_the_retrains_rollout_killed_at_its_steps_never_leaves_a_half_switch(faulted):
+    """`faultwatch retrain`'s rollout killed before its canary, inside it (after the first
+    step's router change) and before its switch: each time the traffic is on the state's
+    colours, and running it again finishes with the new version live; no request fails."""
+    root, url, versions = faulted
+    load = Load(url, bodies(), concurrency=8, total=None).start()
+    try:
+        for point in ("step_canary", "router:2", "step_switch"):
+            r = rollout(root, "v0.0.2", FAULTWATCH_FAILPOINT=point)
+            assert r.returncode == -signal.SIGKILL, r.stdout + r.stderr
+            s = status(root)
+            assert s["live"] == "blue" or s["weights"] == {"blue": 0, "green": 100}, s
+            again = rollout(root, "v0.0.2")
+            assert again.returncode == 0, again.stdout + again.stderr
+            s = status(root)
+            assert s["live"] == "green" and s["weights"] == {"blue": 0, "green": 100}, s
+            assert s["router"]["differences"] == [], s
+            fw(root, "deploy", "rollback")
+    finally:
+        load.stop()
+        load.join(60)
+    print(f"retrain rollout killed 3 times: {outcome(load)}")
+    assert load.answers and not load.failed(), outcome(load)
+    assert status(root)["live"] == "blue"
 
 
 # ---------------------------------------------------------------------- the router killed

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import time
 
 import nbformat
 import pytest
 import yaml
-from helpers.cli import run
+from helpers.cli import run, store_env, tool_env
 from helpers.paths import REPO, VENV_BIN
 
 # module fixtures train models or run the pipeline: more than the default per-test timeout
@@ -52,6 +56,44 @@ def test_repro_twice_second_is_a_noop_and_metrics_show(project):
     assert bad.returncode != 0
     assert "data/raw/tiny.tsv: row 1: rule 'values_finite'" in bad.stderr + bad.stdout
     assert {p: p.read_bytes() for p in before} == before
+
+
+@pytest.mark.slow
+def test_a_repro_killed_inside_train_keeps_what_came_before_and_the_next_one_finishes(project):
+    """SIGKILL to `dvc repro` and its stage's processes (a crash, an OOM kill) while train
+    runs: prepare's and augment's outputs stay recorded and intact, and the next `dvc repro`
+    runs train alone and succeeds (no stale lock or half-written output in its way)."""
+    only(project, "prepare", "augment", "train")
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "dvc"), "repro"],
+        cwd=project,
+        env=tool_env(**store_env(project)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: the stage's processes die with it
+    )
+    said = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            said.append(line)
+            if line.startswith("Running stage 'train'"):
+                break
+        time.sleep(4)  # inside the stage: the notebook's kernel at work
+        assert proc.poll() is None, "".join(said)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    assert stage_runs("".join(said)) == ["prepare", "augment", "train"], "".join(said)
+    kept = run(["dvc", "status", "prepare", "augment"], project, **store_env(project))
+    assert "Data and pipelines are up to date" in kept.stdout, kept.stdout
+    again = run(["dvc", "repro"], project, **store_env(project))
+    assert stage_runs(again.stdout) == ["train"], again.stdout
+    done = run(["dvc", "status"], project, **store_env(project))
+    assert "Data and pipelines are up to date" in done.stdout, done.stdout
 
 
 def test_precommit_strips_a_notebook_with_outputs(tmp_path):

@@ -2,7 +2,8 @@
 SIGKILL, as a crash would, the N-th time (default: the first) it reaches the point NAME.
 
 The deploy commands' points: `router`, after each command that changes the router (a weight, an
-address, a server's state, the shadow), and `saved`, after the state file is written. A test
+address, a server's state, the shadow), and `saved`, after the state file is written; the
+retrain loop's: each step's function name (`step_stage`, `step_canary` ...), before it runs. A test
 kills `deploy switch` at `router:1`, `router:2` ... `saved:1` in turn and checks that the next
 command finds the router and the state apart, says so, and sets the router to the state
 (faultwatch.deploy.reconcile). Unset (always, outside the tests), a point costs a dict lookup.

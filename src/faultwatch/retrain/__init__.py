@@ -50,6 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from faultwatch import settings
+from faultwatch.deploy import failpoints
 from faultwatch.deploy.errors import DeployError
 from faultwatch.retrain.loop import EXIT_REFUSED, LOG_DIR, Loop, Outcome, RetrainError, Run
 from faultwatch.retrain.rollout import (
@@ -125,6 +126,7 @@ def run_steps(run: Run, steps: tuple[Callable[[Run], Outcome], ...]) -> int:
     """`steps` in order until one returns an exit status (a refusal: EXIT_REFUSED); a deploy
     step that cannot do its part ends the loop with exit status 1."""
     for step in steps:
+        failpoints.reach(step.__name__)  # tests: FAULTWATCH_FAILPOINT=step_canary kills here
         try:
             code = step(run)
         except DeployError as e:
