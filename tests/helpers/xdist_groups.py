@@ -47,6 +47,7 @@ LONGEST_FIRST = [
     "test_fleet",  # about 490 s in fcc at 24a2c11: started sixth, it was the run's tail
     "tiny_pipeline",
     "deploy",
+    "test_faults",
     "test_retrain",
     "test_multichannel_e2e",
     "test_serve",
