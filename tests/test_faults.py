@@ -127,17 +127,26 @@ def test_a_deploy_command_killed_at_any_step_is_set_right_by_the_next(faulted):
             if done:
                 break
         steps = ("canary", "--steps", "50,100", "--interval", "2")
-        for k in (1, 2, 3):  # the first step's raise and lower, the second's raise
+        for k in (2,):  # inside the first step: both colours weighed, nothing saved
             assert killed_at(root, f"router:{k}", *steps)
             kills.append(f"canary --steps at router:{k}")
             apart += bool(then_set_right(root, *steps))
             assert status(root)["live"] == "green"
             fw(root, "deploy", "rollback")
+        # killed once the state is saved, before the registry follows the traffic: every view
+        # names the disagreement, and `deploy up` of what serves records it
+        assert killed_at(root, "saved:1", "switch")
+        kills.append("switch at saved:1")
+        s = status(root)
+        assert s["live"] == "green" and s["registry"]["problem"], s
+        fw(root, "deploy", "up", s["colours"]["green"]["version"])
+        assert status(root)["registry"]["problem"] is None
+        fw(root, "deploy", "rollback")
     finally:
         load.stop()
         load.join(60)
     print(f"deploy CLI killed {len(kills)} times ({', '.join(kills)}); {outcome(load)}")
-    assert len(kills) >= 7 and apart >= 5, kills
+    assert len(kills) >= 6 and apart >= 5, kills
     assert load.answers and not load.failed(), outcome(load)
     s = status(root)
     assert s["live"] == "blue" and s["weights"] == {"blue": 100, "green": 0}, s
@@ -162,13 +171,13 @@ def rollout(root: Path, version: str, **env: str):
 
 
 def test_the_retrains_rollout_killed_at_its_steps_never_leaves_a_half_switch(faulted):
-    """`faultwatch retrain`'s rollout killed before its canary, inside it (after the first
-    step's router change) and before its switch: each time the traffic is on the state's
+    """`faultwatch retrain`'s rollout killed inside its canary (after the first step's router
+    changes) and before its switch: each time the traffic is on the state's
     colours, and running it again finishes with the new version live; no request fails."""
     root, url, versions = faulted
     load = Load(url, bodies(), concurrency=8, total=None).start()
     try:
-        for point in ("step_canary", "router:2", "step_switch"):
+        for point in ("router:2", "step_switch"):
             r = rollout(root, "v0.0.2", FAULTWATCH_FAILPOINT=point)
             assert r.returncode == -signal.SIGKILL, r.stdout + r.stderr
             s = status(root)
@@ -182,7 +191,7 @@ def test_the_retrains_rollout_killed_at_its_steps_never_leaves_a_half_switch(fau
     finally:
         load.stop()
         load.join(60)
-    print(f"retrain rollout killed 3 times: {outcome(load)}")
+    print(f"retrain rollout killed twice: {outcome(load)}")
     assert load.answers and not load.failed(), outcome(load)
     assert status(root)["live"] == "blue"
 
@@ -204,6 +213,7 @@ def test_the_router_killed_is_said_and_one_command_brings_it_back_as_it_was(faul
         assert s["router"]["up"] is False and s["answering"] == [], s
         said = fw(root, "deploy", "status").stdout
         assert "the router is DOWN" in said and "`faultwatch deploy up`" in said, said
+        asked_at = time.time()
         r = fw(root, "deploy", "up")
         back_at = time.time()
         assert "the router was down: started again" in r.stdout, r.stdout
@@ -220,8 +230,8 @@ def test_the_router_killed_is_said_and_one_command_brings_it_back_as_it_was(faul
     during = [a for a in load.answers if down_at <= a.sent <= back_at]
     late = [a for a in load.answers if a.sent > back_at]
     print(
-        f"router killed: {outcome(load)}; {len(during)} sent while it was down, back in "
-        f"{back_at - down_at:.1f} s"
+        f"router killed: {outcome(load)}; {len(during)} sent while it was down; `deploy up` "
+        f"took {back_at - asked_at:.1f} s, {back_at - down_at:.1f} s after the kill"
     )
     assert late and all(a.status == 200 for a in late), outcome(load)
 
@@ -242,7 +252,11 @@ def test_the_live_colour_killed_mid_batch_loses_no_request_and_status_says_so(fa
             os.kill(pid, signal.SIGKILL)
     finally:
         load.join(120)
-    print(f"live colour killed under load: {outcome(load)}")
+    near = [a for a in load.answers if killed_at - 0.5 <= a.sent <= killed_at + 2]
+    print(
+        f"live colour killed under load: {outcome(load)}; {len(near)} sent from 0.5 s before "
+        f"the kill to 2 s after, the slowest answered in {max(a.ms for a in near):.0f} ms"
+    )
     assert len(load.answers) == 1200
     assert not load.failed(), outcome(load)
     after = [a for a in load.answers if a.sent > killed_at + 0.5]

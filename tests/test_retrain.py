@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -258,6 +259,11 @@ def test_good_labels_are_retrained_promoted_staged_canaried_and_switched(loop, t
     load = Load(url, bodies(root), concurrency=2, total=None, rate=10).start()
     t0 = time.monotonic()
     try:
+        # killed (SIGKILL) once its batch is in the data, before dvc repro: the run again
+        # finishes, with the batch added once
+        r = fw(root, "retrain", str(batch), check=False, FAULTWATCH_FAILPOINT="step_repro")
+        assert r.returncode == -signal.SIGKILL, r.stdout + r.stderr
+        assert len(list((root / "data/raw/production").rglob("*week3.tsv"))) == 1
         r = fw(root, "retrain", str(batch), check=False)
     finally:
         load.stop()

@@ -10,12 +10,16 @@ from faultwatch.report_page.gather import DataChange, MetricRow
 from faultwatch.report_page.markup import badge, e, fmt, link
 from faultwatch.report_page.plots import Drawn
 
+# notebooks a person runs, in no stage and on no schedule: never "not run yet"
+BY_HAND = {"06_review": "a person labels with it in JupyterLab (`faultwatch review`)"}
+
 
 def notebooks_section(notebooks: list[tuple[str, bool]]) -> str:
     items = [
         f"<li>{link(f'notebooks/{stem}.html', stem)}</li>"
         if present
-        else f'<li>{escape(stem)} <span class="muted">(not run yet)</span></li>'
+        else f'<li>{escape(stem)} <span class="muted">'
+        f"({escape(BY_HAND.get(stem, 'not run yet'))})</span></li>"
         for stem, present in notebooks
     ]
     return (

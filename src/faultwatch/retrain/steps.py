@@ -3,6 +3,7 @@ faultwatch.retrain numbers them); each returns None to go on, or the exit status
 
 from __future__ import annotations
 
+import filecmp
 import json
 import shutil
 import time
@@ -90,15 +91,30 @@ def step_data(run: Run) -> Outcome:
     folder.mkdir(parents=True, exist_ok=True)
     stem = source.stem if run.from_log is None else "log"
     dest = folder / f"{loop.stamp}-{stem}{source.suffix.lower()}"
-    shutil.copy2(source, dest)
-    run.rel = dest.relative_to(run.root)
+    # a run killed after this step left the batch here, uncommitted: a run again takes it as
+    # it is, never a second copy (the same signals twice in the training split)
+    there = already_there(folder, source)
+    if there is None:
+        shutil.copy2(source, dest)
+    run.rel = (there or dest).relative_to(run.root)
     try:
         run_logged(loop, [tool("dvc"), "add", str(run.rel)], "dvc add")
     except RetrainError as e:
         dest.unlink(missing_ok=True)
         loop.report("data", "FAILED", t0, str(e))
         return 1
+    if there is not None:
+        loop.report("data", "ok", t0, f"{run.rel}: this batch is there already, not added twice")
+        return None
     loop.report("data", "ok", t0, f"{run.rel} added (dvc add): a new version of the data")
+    return None
+
+
+def already_there(folder: Path, source: Path) -> Path | None:
+    """A file of `folder` with the bytes of `source` (an earlier run's copy), if any."""
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and f.suffix == source.suffix.lower() and filecmp.cmp(f, source, False):
+            return f
     return None
 
 
