@@ -13,7 +13,6 @@ import fcntl
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import threading
 import time
@@ -503,28 +502,6 @@ def test_each_colour_reports_its_own_metrics(deployed):
 
 
 # ---------------------------------------------------------------------- failures
-def test_killing_the_live_server_under_load_sends_the_rest_to_the_other_colour(deployed):
-    root, url, versions = deployed
-    s = status(root)
-    assert s["live"] == "green"
-    load = Load(url, bodies(), concurrency=CONCURRENCY, total=2000).start()
-    try:
-        _wait_for(load, 500)
-        killed_at = time.time()
-        # the whole server, supervisor and workers, at once: a crash
-        for pid in rt.tagged_pids(s["colours"]["green"]["tag"]):
-            os.kill(pid, signal.SIGKILL)
-    finally:
-        load.join(300)
-    failed = load.failed()
-    print(f"killed green under load: {len(failed)} of {len(load.answers)} requests failed")
-    assert len(load.answers) == 2000
-    assert len(failed) <= CONCURRENCY  # at most the requests in flight at the kill
-    after = [a for a in load.answers if a.sent > killed_at + 0.5]
-    assert after and {a.model_version for a in after} == {versions["v0.0.1"]}
-    assert status(root)["colours"]["green"]["running"] is False
-
-
 def test_a_second_command_while_one_runs_waits_then_refuses_and_corrupts_nothing(deployed):
     root, _, _ = deployed
     state = root / ".faultwatch/deploy/state.json"
@@ -566,7 +543,7 @@ def test_down_stops_everything_and_is_idempotent(deployed):
     root, url, _ = deployed
     s = status(root)
     tags = [c["tag"] for c in s["colours"].values()]
-    assert rt.tagged_pids(s["colours"]["blue"]["tag"])  # blue runs (green was killed above)
+    assert rt.tagged_pids(s["colours"]["blue"]["tag"])  # blue runs
     down = fw(root, "deploy", "down").stdout.splitlines()[-1]
     assert down == (
         "done: the router and both colours stopped; the prediction log stays in "
