@@ -67,7 +67,7 @@ run: setup
 # Two workers (pytest-xdist): the suite waits on servers and subprocesses more than it
 # computes. Modules that share a fixture or podman's image store share a worker
 # (tests/helpers/xdist_groups.py: XDIST_GROUPS, its scheduler). `make test TEST_WORKERS=0`: one process.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 2
 test: setup system
 	$(BIN)/python -m pytest -q --durations=25 -n $(TEST_WORKERS)
 
