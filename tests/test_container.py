@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers.cli import fw, run
-from helpers.gate_project import split_frame
+from helpers.gate_project import LOAD_RATE, split_frame
 from helpers.paths import REPO
 from helpers.ports import free_port
 from helpers.projects import copy_tree
@@ -209,7 +209,7 @@ def test_deploy_with_containers_switches_and_rolls_back_without_a_failed_request
     assert f"{names['green']} localhost/{IMAGE}:v0.0.2" in running, running
     bodies = [json.dumps({"signal": list(map(float, v))}).encode() for v in split_frame()["values"]]
     blue, green = versions["v0.0.1"], versions["v0.0.2"]
-    load = Load(url, bodies, concurrency=16, total=None, duration_s=240).start()
+    load = Load(url, bodies, concurrency=16, total=None, duration_s=240, rate=LOAD_RATE).start()
     marks = {}
     try:
         for cmd in (["shadow", "on"], ["canary", "30"], ["switch"], ["rollback"]):

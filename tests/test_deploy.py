@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 from helpers.cli import fw, project_env, run
-from helpers.gate_project import bodies, kill_leftover_deployment, make_project
+from helpers.gate_project import LOAD_RATE, bodies, kill_leftover_deployment, make_project
 from helpers.paths import VENV_BIN
 from helpers.ports import free_port
 from helpers.projects import copy_tree
@@ -173,7 +173,9 @@ def _wait_for(load: Load, n: int, timeout_s: float = 120) -> None:
 def test_no_request_fails_across_a_canary_change_a_switch_and_a_rollback(deployed):
     root, url, versions = deployed
     blue, green = versions["v0.0.1"], versions["v0.0.2"]
-    load = Load(url, bodies(), concurrency=CONCURRENCY, total=None, duration_s=240).start()
+    load = Load(
+        url, bodies(), concurrency=CONCURRENCY, total=None, duration_s=240, rate=LOAD_RATE
+    ).start()
     marks = {}
     try:
         # each command once 500 answers came since the last one finished (a busy machine
@@ -388,7 +390,7 @@ def test_a_green_failing_the_analysis_is_aborted_to_zero(deployed):
     # as if the gate had passed it: a version approved offline that misbehaves online
     registry.assign("v0.0.3", registry.APPROVED, "approved by hand (test)", root)
     fw(root, "deploy", "stage", "v0.0.3")  # flags every signal: fault rate 1.0
-    load = Load(url, bodies(), concurrency=8, total=None, duration_s=60).start()
+    load = Load(url, bodies(), concurrency=8, total=None, duration_s=60, rate=LOAD_RATE).start()
     try:
         r = fw(root, "deploy", "canary", "--steps", "10,50,100", "--interval", "4", check=False)
         aborted = time.time()
@@ -430,7 +432,7 @@ def test_the_retrain_loops_rollout_stops_with_exit_3_when_the_canary_refuses(dep
     from faultwatch import registry
 
     registry.assign("v0.0.3", registry.APPROVED, "approved by hand (test)", root)
-    load = Load(url, bodies(), concurrency=8, total=None, duration_s=90).start()
+    load = Load(url, bodies(), concurrency=8, total=None, duration_s=90, rate=LOAD_RATE).start()
     try:
         r = run([str(VENV_BIN / "python"), "-c", ROLLOUT, "v0.0.3"], root, check=False,
                 **project_env(root))  # fmt: skip
@@ -449,7 +451,7 @@ def test_the_retrain_loops_rollout_stops_with_exit_3_when_the_canary_refuses(dep
 def test_a_good_green_advances_through_every_step(deployed):
     root, url, versions = deployed
     fw(root, "deploy", "stage", "v0.0.2")
-    load = Load(url, bodies(), concurrency=8, total=None, duration_s=90).start()
+    load = Load(url, bodies(), concurrency=8, total=None, duration_s=90, rate=LOAD_RATE).start()
     try:
         r = fw(root, "deploy", "canary", "--steps", "10,50,100", "--interval", "4", check=False)
     finally:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers.cli import fw, git_commit, project_env, run
-from helpers.gate_project import bodies, kill_leftover_deployment, put_model
+from helpers.gate_project import LOAD_RATE, bodies, kill_leftover_deployment, put_model
 from helpers.ports import free_port
 from helpers.projects import copy_tree
 
@@ -125,7 +125,9 @@ def test_a_canary_where_one_group_regresses_is_aborted_naming_it(fleet):
     root, url, _, second = fleet
     stage = fw(root, "deploy", "stage", second)
     assert "smoke test passed" in stage.stdout, stage.stdout  # every group's golden set
-    load = Load(url, group_bodies(), concurrency=8, total=None, duration_s=60).start()
+    load = Load(
+        url, group_bodies(), concurrency=8, total=None, duration_s=60, rate=LOAD_RATE
+    ).start()
     try:
         r = fw(root, "deploy", "canary", "--steps", "50,100", "--interval", "4", check=False)
     finally:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from helpers.cli import fw
-from helpers.gate_project import bodies, kill_leftover_deployment
+from helpers.gate_project import LOAD_RATE, bodies, kill_leftover_deployment
 from helpers.ports import free_port
 from helpers.postgres import PASSWORD
 from helpers.projects import copy_tree
@@ -208,7 +208,7 @@ def sqlite_default(root: Path) -> Path:
 def test_a_canary_of_two_colours_is_logged_and_analysed_in_postgres(pg_deployed):
     root, url, versions, db = pg_deployed
     pg(root, db, "deploy", "stage", "v0.0.2")
-    load = Load(url, bodies(), concurrency=8, total=None, duration_s=90).start()
+    load = Load(url, bodies(), concurrency=8, total=None, duration_s=90, rate=LOAD_RATE).start()
     try:
         r = pg(root, db, "deploy", "canary", "--steps", "50", "--interval", "4", check=False)
     finally:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from helpers.cli import fw
-from helpers.gate_project import bodies, kill_leftover_deployment
+from helpers.gate_project import LOAD_RATE, bodies, kill_leftover_deployment
 from helpers.ports import free_port
 from helpers.projects import copy_tree
 
@@ -165,7 +165,7 @@ def _wait_for(load: Load, n: int, timeout_s: float = 60) -> None:
 def test_switch_then_a_killed_replica_then_rollback_lose_no_request(deployed):
     root, url, versions = deployed
     blue, green = versions["v0.0.1"], versions["v0.0.2"]
-    load = Load(url, bodies(), concurrency=CONCURRENCY, total=None).start()
+    load = Load(url, bodies(), concurrency=CONCURRENCY, total=None, rate=LOAD_RATE).start()
     marks: dict[str, float] = {}
     try:
         _wait_for(load, 200)

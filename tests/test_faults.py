@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from helpers.cli import fw, project_env, run
-from helpers.gate_project import bodies, kill_leftover_deployment
+from helpers.gate_project import LOAD_RATE, bodies, kill_leftover_deployment
 from helpers.paths import VENV_BIN
 from helpers.ports import free_port
 from helpers.projects import copy_tree
@@ -110,7 +110,7 @@ def test_a_deploy_command_killed_at_any_step_is_set_right_by_the_next(faulted):
     changes (before the state is saved), under keep-alive load: the next command finds the
     router and the state apart, says so and sets the router to the state; no request fails."""
     root, url, _ = faulted
-    load = Load(url, bodies(), concurrency=8, total=None).start()
+    load = Load(url, bodies(), concurrency=8, total=None, rate=LOAD_RATE).start()
     kills, apart = [], 0
     try:
         for k in range(1, 10):
@@ -177,7 +177,7 @@ def test_the_retrains_rollout_killed_at_its_steps_never_leaves_a_half_switch(fau
     changes) and before its switch: each time the traffic is on the state's
     colours, and running it again finishes with the new version live; no request fails."""
     root, url, versions = faulted
-    load = Load(url, bodies(), concurrency=8, total=None).start()
+    load = Load(url, bodies(), concurrency=8, total=None, rate=LOAD_RATE).start()
     try:
         for point in ("router:2", "step_switch"):
             r = rollout(root, "v0.0.2", FAULTWATCH_FAILPOINT=point)

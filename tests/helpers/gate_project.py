@@ -210,6 +210,14 @@ def deploy_project(root: Path) -> dict[str, str]:
     return versions
 
 
+# The pace of the keep-alive load the deployment tests keep running while they switch, canary,
+# kill and roll back (requests/s in all, spread over the clients). Enough for every window they
+# judge (a 10 % canary step of 4 s sees about 60 answers, deploy.min_requests being 20), far
+# below what the service answers: the suite is CPU-bound on two cores, and a load as fast as
+# answered took a core for each such test without testing more. Throughput is bench/'s.
+LOAD_RATE = 150.0
+
+
 def bodies() -> list[bytes]:
     """/predict bodies of the test split's signals."""
     return [json.dumps({"signal": list(map(float, v))}).encode() for v in split_frame()["values"]]
