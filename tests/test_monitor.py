@@ -356,29 +356,94 @@ def test_the_notebook_runs_through_the_runner_and_writes_monitor_json(tmp_path):
     assert not list((root / ".faultwatch/staging").iterdir())  # staged outputs moved into place
 
 
-def test_the_scores_are_those_of_evidentlys_drift_report(reference):
-    """column_drift calls the stattest Evidently's DataDriftPreset calls; the report (built
-    only for its HTML page) shows the same numbers."""
+def evidently_scores(current: pd.DataFrame, reference: pd.DataFrame, method: str) -> dict:
+    """The per-column drift scores of Evidently's own DataDriftPreset report."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
+    cols = list(current.columns)
+    definition = DataDefinition(numerical_columns=cols)
+    snapshot = Report([DataDriftPreset(columns=cols, method=method, threshold=0.2)]).run(
+        Dataset.from_pandas(current.astype("float64"), data_definition=definition),
+        Dataset.from_pandas(reference.astype("float64"), data_definition=definition),
+    )
+    return {
+        m["config"]["column"]: m["value"]
+        for m in snapshot.dict()["metrics"]
+        if m["config"]["type"].endswith("ValueDrift")
+    }
+
+
+@pytest.mark.parametrize("method", ["psi", "wasserstein"])
+def test_the_scores_are_those_of_evidentlys_drift_report(reference, method):
+    """column_drift computes, without Evidently, the scores Evidently's DataDriftPreset
+    reports: on the monitor's features, and on columns that take each branch of its tests (few
+    distinct values, binned by value; a bin empty on one side; a tiny spread)."""
     from faultwatch.monitor.drift import column_drift
     from faultwatch.monitor.reference import DRIFT_COLUMNS
 
     cols = list(DRIFT_COLUMNS)
     current = window(1000, seed=3, noise=0.05)
-    ours = column_drift(current, reference.frame, cols, "psi", 0.2)["score"]
-    definition = DataDefinition(numerical_columns=cols)
-    snapshot = Report([DataDriftPreset(columns=cols, method="psi", threshold=0.2)]).run(
-        Dataset.from_pandas(current[cols], data_definition=definition),
-        Dataset.from_pandas(reference.frame[cols], data_definition=definition),
+    ours = column_drift(current, reference.frame, cols, method, 0.2)["score"]
+    assert ours.to_dict() == pytest.approx(
+        evidently_scores(current[cols], reference.frame[cols], method), rel=1e-9, abs=1e-12
     )
-    theirs = {
-        m["config"]["column"]: m["value"]
-        for m in snapshot.dict()["metrics"]
-        if m["config"]["type"].endswith("ValueDrift")
-    }
-    assert ours.to_dict() == pytest.approx(theirs, abs=1e-12)
+    rng = np.random.default_rng(5)
+    ref = pd.DataFrame(
+        {
+            "few": rng.integers(0, 5, 700),  # 5 values: a bin per value
+            "few_new": rng.integers(0, 3, 700),  # current has values the reference lacks
+            "skewed": rng.lognormal(0, 2, 700),  # sturges bins, most of them empty on a side
+            "narrow": 1.0 + rng.normal(0, 1e-5, 700),  # the spread below 0.001
+        }
+    )
+    cur = pd.DataFrame(
+        {
+            "few": rng.integers(1, 5, 300),
+            "few_new": rng.integers(1, 6, 300),
+            "skewed": rng.lognormal(1, 1, 300),
+            "narrow": 1.0 + rng.normal(2e-5, 1e-5, 300),
+        }
+    )
+    ours = column_drift(cur, ref, list(ref.columns), method, 0.2)["score"]
+    assert ours.to_dict() == pytest.approx(evidently_scores(cur, ref, method), rel=1e-9, abs=1e-12)
+
+
+def test_the_monitor_imports_evidently_only_for_its_pages(reference, tmp_path):
+    """Evidently (seconds of import) is needed for its HTML pages alone: a monitor run without
+    them never imports it; with them, the pages are Evidently's."""
+    import subprocess
+    import sys
+
+    frame = window(400, seed=1)
+    frame.to_parquet(tmp_path / "window.parquet")
+    reference.frame.to_parquet(tmp_path / "reference.parquet")
+    code = """
+import sys
+import pandas as pd
+from pathlib import Path
+from faultwatch.monitor.params import MonitorParams
+from faultwatch.monitor.report import Reference, monitor_report
+frame = pd.read_parquet(sys.argv[1])
+ref = Reference(pd.read_parquet(sys.argv[2]))
+pages = Path(sys.argv[3]) if len(sys.argv) > 3 else None
+out = monitor_report(frame, None, ref, MonitorParams(), (None, frame["time"].max()), None, pages)
+print(sorted(out["versions"]["v1"]["input_drift"]["columns"]), "evidently" in sys.modules)
+"""
+    args = [
+        sys.executable,
+        "-c",
+        code,
+        str(tmp_path / "window.parquet"),
+        str(tmp_path / "reference.parquet"),
+    ]
+    without = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    assert without.strip().endswith("False"), without
+    pages = tmp_path / "pages"
+    with_pages = subprocess.run(args + [str(pages)], capture_output=True, text=True, check=True)
+    assert with_pages.stdout.strip().endswith("True"), with_pages.stdout
+    assert without.split("]")[0] == with_pages.stdout.split("]")[0]
+    assert sorted(p.name for p in pages.iterdir()) == ["drift_v1.html", "drift_v1_healthy.html"]
 
 
 def test_the_monitor_is_no_dvc_stage(tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -398,13 +399,15 @@ def test_drifted_simulated_traffic_makes_the_monitor_ask_for_a_retrain(loop):
     since = time.time()
     r = fw(root, "simulate-traffic", url, "--count", "400", "--rate", "200", "--offset", "2")
     assert "answered 400" in r.stdout or '"answered": 400' in r.stdout, r.stdout
+    pages = root / "reports/monitor"
+    shutil.rmtree(pages, ignore_errors=True)
     r = fw(root, "monitor", "--since", str(since), "--no-html")
     assert "retrain_needed: true" in r.stdout, r.stdout
     assert r.stdout.splitlines()[-1] == (
-        "done: monitoring report, retrain needed in reports/metrics/monitor.json (Evidently's "
-        "reports in reports/monitor); next: faultwatch retrain --from-log (the labelled "
-        "production signals)"
+        "done: monitoring report, retrain needed in reports/metrics/monitor.json; next: "
+        "faultwatch retrain --from-log (the labelled production signals)"
     )
+    assert not list(pages.glob("*.html"))  # --no-html: nor Evidently's pages
     assert "[monitor] cell 1/" in r.stderr  # the notebook's cells as progress
     report = json.loads((root / "reports/metrics/monitor.json").read_text())
     assert report["retrain_needed"] is True

@@ -52,6 +52,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
     root = project_root()
     overrides = _window_overrides(args)
+    if args.no_html:  # no pages at all: nor Evidently's (and its seconds of import)
+        overrides["drift_pages"] = False
     raw = load_params(root / "params.yaml")
     # the options are checked as params are, so a bad one fails before any cell runs
     params = section(
@@ -101,14 +103,21 @@ def _monitor_one(
         )
     for n in scraps.get("notes") or []:  # not reasons: what did not apply (a classical model)
         print(f"  {n['model_version']}: {n['note']}")
-    out_dir = section("monitor", load_params(folder / "params.yaml")).out_dir
+    mon = section(
+        "monitor",
+        {"monitor": {**(load_params(folder / "params.yaml").get("monitor") or {}), **overrides}},
+    )
     report = run.metrics if args.no_html else run.html
+    pages = (
+        f" (Evidently's reports in {display_path(folder / mon.out_dir, root)})"
+        if mon.drift_pages
+        else ""
+    )
     retrain = "faultwatch retrain --from-log (the labelled production signals)"
     progress.done(
         f"monitoring report{f' of {group}' if group else ''}, retrain "
         f"{'needed' if needed else 'not needed'}",
-        f"{display_path(report, root)} (Evidently's reports in "
-        f"{display_path(folder / out_dir, root)})",
+        f"{display_path(report, root)}{pages}",
         retrain if needed else f"jupyter lab {display_path(run.notebook, root)}",
     )
     return needed
@@ -131,7 +140,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     mon.add_argument(
         "--log", metavar="TARGET", help="the prediction log: a path or postgresql://..."
     )
-    mon.add_argument("--no-html", action="store_true", help="skip the notebook's HTML copy")
+    mon.add_argument(
+        "--no-html",
+        action="store_true",
+        help="no HTML: neither the notebook's copy nor Evidently's drift pages (the same scores)",
+    )
     which = mon.add_mutually_exclusive_group()
     which.add_argument(
         "--group",

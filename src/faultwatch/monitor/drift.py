@@ -1,6 +1,7 @@
 """Drift scores: Evidently's per-column tests on the logged features, and a domain classifier
-on the embeddings. The only module that imports Evidently (5-10 s of import on this machine,
-paid once per process, only when drift is computed).
+on the embeddings. The scores are computed by faultwatch.monitor.stattests (NumPy, the same
+numbers as Evidently's); Evidently itself (4-8 s of import on this machine) is imported only
+here, by save_drift_report, when its HTML page is asked for.
 
 Per column, `wasserstein` is Evidently's Wasserstein distance normalised by the reference's
 standard deviation (a mean shift of d standard deviations scores about d), `psi` the population
@@ -17,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from faultwatch.monitor.stattests import drift_score
+
 DRIFT_COLUMNS_OUT = ("score", "threshold", "drifted", "n_current", "n_reference", "note")
 
 
@@ -30,17 +33,14 @@ def column_drift(
 ) -> pd.DataFrame:
     """One row per column: Evidently's drift score of `current` against `reference`.
 
-    The scores come from Evidently's registered stattest (the function its DataDriftPreset
-    calls per numerical column); the Report itself, whose plots cost about a second per
-    column set, is built only when `html` asks for its page, with the same method and threshold.
+    The scores are those Evidently's DataDriftPreset computes per numerical column (computed
+    by faultwatch.monitor.stattests, without importing Evidently); Evidently's Report itself,
+    its import and its plots, is built only when `html` asks for its page, with the same
+    method and threshold.
     Rows with a missing value in a column are left out of that column's test only. A column
     constant in the reference (the normalised Wasserstein distance divides by its spread) or
     with fewer than 2 values on a side is not tested: score NaN, `note` says why.
     """
-    from evidently.legacy.calculations.stattests.registry import get_registered_stattest
-    from evidently.legacy.core import ColumnType
-
-    test = get_registered_stattest(stattest, ColumnType.Numerical)
     rows = {}
     tested = []
     for c in columns:
@@ -52,9 +52,7 @@ def column_drift(
         elif float(ref.std()) == 0.0:
             note = "constant in the reference"
         else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # numpy's divide warnings on empty bins
-                score = float(test(ref, cur, ColumnType.Numerical, threshold).drift_score)
+            score = drift_score(stattest, ref.to_numpy(), cur.to_numpy())
             tested.append(c)
         rows[c] = {
             "score": score,

@@ -15,12 +15,12 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from faultwatch.errors import ParamsError
+from faultwatch.monitor.stattests import STATTESTS
 from faultwatch.params import Section
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # The drift tests the monitor accepts. Not KS: at thousands of rows per window its p-value
 # flags differences far too small to matter (6 false alarms in 20 undrifted windows, MEASURED.md)
-STATTESTS = ("wasserstein", "psi")
 
 
 def parse_duration(value: str | float | int) -> float:
@@ -79,6 +79,7 @@ class MonitorParams(Section):
     register_file: str = "reports/register.json"
     prepare_metrics: str = "reports/metrics/prepare.json"  # the test split's fault ratio
     out_dir: str = "reports/monitor"
+    drift_pages: bool = True  # Evidently's HTML pages in out_dir (its import: seconds)
     stattest: str = "psi"
     drift_threshold: float = Field(0.2, gt=0)
     min_rows: int = Field(200, ge=10)
