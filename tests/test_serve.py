@@ -374,6 +374,28 @@ def test_server_predictions_equal_the_in_process_model(client, store):
         assert (b["threshold"], b["model_version"]) == (THRESHOLD, version)
 
 
+def test_an_npy_body_gives_the_models_answer_and_a_bad_one_its_rule(client, store):
+    """A univariate model's binary form: (samples,) to /predict, (signals, samples) to
+    /predict_batch; a second axis to /predict is a 422 naming the shape expected."""
+    from faultwatch.model.io import load_model
+    from faultwatch.serve.binary import npy_body
+
+    npy = {"content-type": "application/x-npy"}
+    signals = [v for v in make_signals()["values"] if len(v) == len(make_signals()["values"][0])]
+    expected = load_model(store[1]).predict_proba(signals[:4])
+    one = [client.post("/predict", content=npy_body(v), headers=npy) for v in signals[:4]]
+    assert all(r.status_code == 200 for r in one), one[0].text
+    r = client.post("/predict_batch", content=npy_body(np.stack(signals[:4])), headers=npy)
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose([r.json()["probability"] for r in one], expected, atol=1e-6)
+    np.testing.assert_allclose(
+        [p["probability"] for p in r.json()["predictions"]], expected, atol=1e-6
+    )
+    r = client.post("/predict", content=npy_body(np.stack(signals[:2])), headers=npy)
+    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "shape", r.text
+    assert "expected one signal (samples,)" in r.json()["error"]
+
+
 @pytest.mark.slow
 def test_concurrent_batches_get_their_own_answers(client, store, server):
     """Adaptive batching merges concurrent requests: each must still get its own results."""

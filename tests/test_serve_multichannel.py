@@ -221,6 +221,62 @@ def test_bad_values_name_the_channel(mc_client, mc_server, test_signals):
     assert count(mc_server[1]) == before
 
 
+NPY = {"content-type": "application/x-npy"}
+
+
+@pytest.mark.slow
+def test_an_npy_body_is_answered_as_its_json_form_and_refused_by_its_rules(
+    mc_client, mc_server, test_signals
+):
+    """Binary signals (faultwatch.serve.binary): a (channels, samples) array to /predict and a
+    (signals, channels, samples) one to /predict_batch, float32 as a sensor sends it, give the
+    JSON form's answers and rows; a wrong count of channels, a NaN, an int dtype, a truncated
+    body are refused with the JSON form's statuses, rules and key paths, logged as rejected."""
+    from faultwatch.serve.binary import npy_body
+
+    log = mc_server[1]
+    # one array holds a batch: signals of one length (the shortest of these four)
+    length = min(v.shape[1] for v in test_signals[:4])
+    signals = [v[:, :length].astype("float32") for v in test_signals[:4]]
+    as_json = [mc_client.post("/predict", json={"signal": v.tolist()}).json() for v in signals]
+    before, rejected = count(log), count(log, "rejected")
+    one = [mc_client.post("/predict", content=npy_body(v), headers=NPY) for v in signals]
+    batch = mc_client.post("/predict_batch", content=npy_body(np.stack(signals)), headers=NPY)
+    for r in [*one, batch]:
+        assert r.status_code == 200, r.text
+    same = ("probability", "label", "is_fault", "quality")
+    for j, r, b in zip(as_json, one, batch.json()["predictions"], strict=True):
+        assert {k: r.json()[k] for k in same} == {k: j[k] for k in same} == {k: b[k] for k in same}
+    assert count(log) == before + 2 * len(signals)  # a row for each answer, as for JSON
+
+    v = signals[0].copy()
+    v[2, 17] = np.nan
+    cases = {
+        "two channels": ("/predict", npy_body(v[:2]), 422, "channel_count", ["signal"]),
+        "a NaN": ("/predict", npy_body(v), 400, "finite_number", ["signal", 2, 17]),
+        "a batch's NaN": (
+            "/predict_batch",
+            npy_body(np.stack([signals[1], v])),
+            400,
+            "finite_number",
+            ["signals", 1, 2, 17],
+        ),
+        "ints": ("/predict", npy_body(signals[1].astype("int16")), 400, "dtype", ["body"]),
+        "cut short": ("/predict", npy_body(signals[1])[:-4], 400, "npy_size", ["body"]),
+        "one axis": ("/predict", npy_body(signals[1][0]), 422, "shape", ["body"]),
+    }
+    for name, (path, body, status, rule, loc) in cases.items():
+        r = mc_client.post(path, content=body, headers=NPY)
+        assert r.status_code == status, (name, r.text)
+        detail = r.json()["detail"][0]
+        assert (detail["type"], detail["loc"]) == (rule, loc), (name, r.text)
+    assert count(log) == before + 2 * len(signals)  # no prediction of a refused request
+    assert count(log, "rejected") == rejected + len(cases)
+    # /feedback stays JSON: an .npy body there is the 415 of any other type
+    r = mc_client.post("/feedback", content=npy_body(signals[0]), headers=NPY)
+    assert r.status_code == 415, r.text
+
+
 @pytest.mark.slow
 def test_quality_is_checked_per_channel(mc_client, test_signals):
     v = test_signals[0].copy()

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from helpers.cli import run, tool_env
 from helpers.gate_project import put_model, split_frame
@@ -144,6 +145,27 @@ def test_offset_and_scale_move_the_logged_inputs_by_what_was_asked(served, monke
     rows = logged_since(log, before)
     assert code == 0 and len(rows) == n
     assert np.allclose(sorted(r[2] for r in rows), sorted(3 * v.std() for v in values), atol=1e-6)
+
+
+def test_body_npy_sends_binary_requests_the_service_logs_alike(served, monkeypatch, capsys):
+    """`--body npy`: every request an .npy array of its signals, the same rows logged as for
+    JSON; a file whose signals have several lengths cannot be sent several to a request."""
+    url, log, root = served
+    values = [np.asarray(v, dtype=float) for v in split_frame()["values"]]
+    before = last_id(log)
+    code, out, err = simulate(root, monkeypatch, capsys, url, "--body", "npy", "--rate", "200",
+                              "--json")  # fmt: skip
+    assert "{" in out, (code, out, err)
+    summary = json.loads(out[out.index("{") :])
+    assert code == 0 and summary["failed"] == {} and summary["signals_answered"] == 52
+    rows = logged_since(log, before)
+    assert len(rows) == 52
+    assert np.allclose(sorted(r[1] for r in rows), sorted(v.mean() for v in values), atol=1e-9)
+    ragged = root / "ragged.parquet"
+    pd.DataFrame({"values": [values[0][:40], values[1]], "y": [0, 1]}).to_parquet(ragged)
+    code, out, err = simulate(root, monkeypatch, capsys, url, "--body", "npy", "--batch-size",
+                              "2", "--signals", str(ragged))  # fmt: skip
+    assert code == 1 and "--body npy sends a request's signals as one array" in err, err
 
 
 def test_progress_is_reported_while_the_traffic_runs(served):

@@ -73,6 +73,7 @@ def cmd_simulate_traffic(args: argparse.Namespace) -> int:
         label_delay_s=args.label_delay,
         token=None if args.label_delay is None else labeller_token(root, args.labeller),
         seed=args.seed,
+        body=args.body,
     )
     print(
         f"simulate-traffic: {len(signals.values)} signals"
@@ -197,6 +198,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=_number("a whole number from 1 to 64", lambda v: 1 <= v <= 64, int),
         default=1,
         help="signals per /predict_batch request (default 1)",
+    )
+    tr.add_argument(
+        "--body",
+        choices=("json", "npy"),
+        default="json",
+        help="each request as JSON (default) or as one .npy array (Content-Type "
+        "application/x-npy; a request's signals of one length)",
     )
     _drift_options(tr, positive, at_least_0)
     tr.add_argument(

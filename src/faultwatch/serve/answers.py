@@ -3,6 +3,7 @@ gives for it (`Scored`), a model failure that stays with its request, and the 5x
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any, NamedTuple
 
@@ -16,6 +17,7 @@ from faultwatch.serve.identity import RequestIdentity
 from faultwatch.serve.predlog import PredictionLogError
 
 logger = logging.getLogger("faultwatch.serve.service")  # the service's log lines, as before
+REQUESTS = itertools.count()  # the number a request's signals share (Item.request)
 
 
 class Item(NamedTuple):

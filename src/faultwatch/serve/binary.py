@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import io
 import math
+from typing import Any, ClassVar
 
 import numpy as np
 
 from faultwatch.serve.channels import ChannelError, check_samples
+from faultwatch.serve.guard import NPY_TYPE
 from faultwatch.serve.schema import ServingLimits
 
-NPY_TYPE = "application/x-npy"
 FLOAT_KINDS = {4: "float32", 8: "float64"}
 
 
@@ -105,3 +106,40 @@ def npy_body(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
     return buf.getvalue()
+
+
+class BinarySignals:
+    """ASGI middleware inside the guard (which has checked the method, the credentials and the
+    size, and read the body): a prediction request whose body is `.npy` is answered by the
+    worker's service (`answer_binary`, bound when the service starts), as its JSON form would
+    be; every other request goes on to BentoML."""
+
+    service: ClassVar[Any] = None  # this worker's FaultDetector, once it has started
+
+    def __init__(self, app: Any, paths: tuple[str, ...] = ()) -> None:
+        self.app, self.paths = app, frozenset(paths)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths or not _is_npy(scope):
+            return await self.app(scope, receive, send)
+        body = bytearray()
+        while True:  # the guard replays the body it read in one message
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        if BinarySignals.service is None:
+            from faultwatch.serve.answers import error_response
+
+            response = error_response(503, "starting", [], "the service is starting")
+        else:
+            batch = scope["path"].endswith("_batch")
+            response = await BinarySignals.service.answer_binary(bytes(body), batch)
+        await response(scope, receive, send)
+
+
+def _is_npy(scope: Any) -> bool:
+    for key, value in scope["headers"]:
+        if key.lower() == b"content-type":
+            return value.split(b";")[0].strip().lower() == NPY_TYPE.encode()
+    return False

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from faultwatch.features import monitor_features
 from faultwatch.serve.answers import (
+    REQUESTS,
     Item,
     ModelFailure,
     Scored,
@@ -29,9 +30,16 @@ from faultwatch.serve.answers import (
     refusal,
 )
 from faultwatch.serve.batching import BatchCancelled, MicroBatcher, Overloaded, run_isolated
-from faultwatch.serve.channels import ChannelSpec, UnivariateSpec
+from faultwatch.serve.binary import read_npy, signals_of
+from faultwatch.serve.channels import ChannelError, ChannelSpec, UnivariateSpec
 from faultwatch.serve.embedding import proba_and_embedding
-from faultwatch.serve.fleet import Described, ModelCache, ModelUnavailable, chosen_group
+from faultwatch.serve.fleet import (
+    Described,
+    ModelCache,
+    ModelUnavailable,
+    UnknownModel,
+    chosen_group,
+)
 from faultwatch.serve.identity import chose, current, new_id
 from faultwatch.serve.metrics import ServiceMetrics
 from faultwatch.serve.predlog import (
@@ -41,7 +49,7 @@ from faultwatch.serve.predlog import (
     PredictionLogError,
 )
 from faultwatch.serve.process import FLEET, GROUPS, SETTINGS, SPECS
-from faultwatch.serve.schema import Prediction
+from faultwatch.serve.schema import BatchPrediction, Prediction
 from faultwatch.signal_quality import OK, UNSCORED, quality_of
 
 
@@ -203,6 +211,33 @@ class Answering:
         except (ModelFailure, Overloaded, PredictionLogError, BatchCancelled) as e:
             return refusal(e)
 
+    async def answer_binary(self, body: bytes, batch: bool) -> Response:
+        """A /predict (`batch` False) or /predict_batch request whose body is `.npy`
+        (faultwatch.serve.binary): read, checked by the JSON body's rules, and answered as its
+        JSON form is, through the same batcher and log. The group: X-Faultwatch-Model."""
+        try:
+            group = self._group(None)
+            spec = self._spec(group)
+            channels = spec.names if isinstance(spec, ChannelSpec) else None
+            signals = signals_of(read_npy(body), batch, channels, spec.limits)
+        except UnknownModel as e:
+            return error_response(e.status, e.reason, ["model"], e.msg)
+        except ModelUnavailable as e:
+            return error_response(503, "model_unavailable", ["model"], str(e))
+        except ChannelError as e:
+            return error_response(e.status, e.reason, e.loc, e.msg)
+        received, who, request = time.perf_counter(), current(), next(REQUESTS)
+        endpoint = "predict_batch" if batch else "predict"
+        items = [
+            Item(v, received, endpoint, request, i if batch else None, who)
+            for i, v in enumerate(signals)
+        ]
+        out = await self._submit(items, group)
+        if isinstance(out, Response):
+            return out
+        answer = BatchPrediction(predictions=out) if batch else out[0]
+        return Response(answer.model_dump_json(), media_type="application/json")
+
     def _answer_now(self, items: list[Item]) -> list[Prediction]:
         """`_answer` for BentoML's own batching, which cannot answer one request apart."""
         answers = self._answer(items)
@@ -216,3 +251,17 @@ class Answering:
         if spec is None:
             raise ModelUnavailable(group, GROUPS[group].error or "not described")
         return spec
+
+
+def item_of(values: np.ndarray) -> Item:
+    """The one signal of a /predict request, validated now."""
+    return Item(values, time.perf_counter(), "predict", next(REQUESTS), None, current())
+
+
+def items_of(values: list[np.ndarray], stamped: list) -> list[Item]:
+    """The signals of one /predict_batch request (`stamped`: its validated items)."""
+    request = next(REQUESTS)
+    return [
+        Item(v, s._received, "predict_batch", request, i, s._identity)
+        for i, (v, s) in enumerate(zip(values, stamped, strict=True))
+    ]

@@ -1,18 +1,16 @@
 """An ASGI middleware in front of the prediction endpoints: method, content type, request size,
 readable errors, and the rejected-requests table.
 
-BentoML answers a body that fails pydantic validation with a 400 and the errors' locations and
-rules, but it parses any content type as JSON and reads a body of any size into memory. This
-middleware answers 405 to a method other than POST, 415 to a non-JSON content type and 413 to
-a body over the limit (kept in memory no further than the limit). Every 4xx of the guarded
-paths has one shape, {"error": "<field>: <message> (<rule>)", "detail": [{"type", "loc",
-"msg"}, ...]}, whose `error` names the first field and rule (a `loc` of ["body"] is the body as
-a whole), and is recorded in the prediction log's `rejected` table before it is sent, so
-monitoring can count malformed requests. A 5xx the service gives (model_failure, overloaded,
-shutting_down) is recorded there too, unchanged; prediction_log_unavailable cannot be.
-Every refusal, prediction_log_unavailable included, is also passed to `on_reject` (the service
-counts them in faultwatch_rejected_total{reason}). The guarded paths include /feedback; those
-given `credentials` take a bearer token (faultwatch.serve.credentials), before the body is read.
+BentoML answers a body that fails pydantic validation with a 400 naming the errors, but parses
+any content type as JSON and reads a body of any size. This middleware answers 405 to a method
+other than POST, 415 to a content type other than JSON (or `.npy` on `binary_paths`:
+faultwatch.serve.binary) and 413 to a body over the limit. Every 4xx of the guarded paths has
+one shape, {"error": "<field>: <message> (<rule>)", "detail": [{"type", "loc", "msg"}, ...]}
+(a `loc` of ["body"] is the body as a whole), and is recorded in the prediction log's
+`rejected` table before it is sent. A 5xx the service gives (model_failure, overloaded,
+shutting_down) is recorded there too, unchanged; prediction_log_unavailable cannot be. Every
+refusal is also passed to `on_reject` (faultwatch_rejected_total{reason}). The guarded paths
+include /feedback; those given `credentials` take a bearer token before the body is read.
 
 One refusal, one log line: every 4xx is logged at WARNING as one line naming the status, the
 rule, the field and the request id (the service logs its own 5xx), and BentoML's traceback of
@@ -67,6 +65,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON_TYPES = ("application/json",)
+NPY_TYPE = "application/x-npy"  # faultwatch.serve.binary's (which imports this module)
 DRAIN_BYTES = 64 * 1024 * 1024
 MAX_DETAILS = 50  # a signal of 100 000 strings would otherwise give a 10 MB error body
 # a 5xx with this reason is not recorded: the log is what failed (it would wait its timeout again)
@@ -124,8 +123,7 @@ def readable_error(status: int, body: bytes) -> bytes:
 def reason_of(body: bytes) -> tuple[str, str]:
     """(rules, message) of an error answer in the shape of `readable_error`, for the log."""
     try:
-        data = json.loads(body)
-        detail = data["detail"]
+        detail = json.loads(body)["detail"]
         first = detail[0]
         loc = ".".join(str(p) for p in first.get("loc", []))
         types = sorted({str(d.get("type")) for d in detail if isinstance(d, dict)})
@@ -148,8 +146,9 @@ class RequestGuard:
         log_factory: Callable[[], PredictionLog] | None = None,
         on_reject: Callable[[str], None] | None = None,
         credentials: dict[str, Credentials | None] | None = None,
+        binary_paths: tuple[str, ...] = (),
     ):
-        self.app = app
+        self.app, self.binary_paths = app, frozenset(binary_paths)
         self.credentials = dict(credentials or {})  # path -> its tokens (None: none configured)
         self.paths = frozenset(paths)
         self.max_body_bytes = max_body_bytes
@@ -214,8 +213,9 @@ class RequestGuard:
             msg = f"{scope['method']} is not allowed on {path}: use POST"
             return 405, "method_not_allowed", ["method"], msg
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype not in JSON_TYPES:
-            msg = f"Content-Type must be application/json, got {ctype or 'none'}"
+        if ctype not in JSON_TYPES and not (ctype == NPY_TYPE and path in self.binary_paths):
+            npy = f" (or {NPY_TYPE})" if path in self.binary_paths else ""
+            msg = f"Content-Type must be application/json{npy}, got {ctype or 'none'}"
             return 415, "unsupported_media_type", ["body"], msg
         declared = _int(headers.get("content-length"))
         if declared is not None and declared > self.max_body_bytes:

@@ -41,13 +41,14 @@ for every signal (is_fault 0, label "unscored" when it was not answered) and the
 
 Batching. By default both endpoints put their signals in one continuous micro-batcher
 (faultwatch.serve.batching): a signal that arrives while the model is idle is computed at
-once, signals that arrive while it is busy share the next model call. BentoML's own adaptive
-batching (`@bentoml.api(batchable=True)`, FAULTWATCH_BATCHING=bentoml, for predict_batch only)
-was measured against it (bench/serve.py): it batches as well under load, but after a burst its
-learned wait keeps single requests waiting (p50 at concurrency 1: ~7 ms before the first
-burst of 32 concurrent clients, 38-53 ms in every round after it), its bare-list answer costs
-a JSON-schema build per response in BentoML 1.4.39, and with a tight `max_latency_ms` it
-answers bursts with 503 (shared/MEASURED.md).
+once, signals that arrive while it is busy share the next model call. BentoML's adaptive
+batching (FAULTWATCH_BATCHING=bentoml, predict_batch only) was measured against it
+(bench/serve.py): after a burst its learned wait keeps single requests waiting (p50 at
+concurrency 1: ~7 ms before a burst of 32 clients, 38-53 ms after), and with a tight
+`max_latency_ms` it answers bursts with 503 (shared/MEASURED.md).
+
+Binary bodies (issue 26): an `.npy` body (Content-Type application/x-npy) is read and checked
+by faultwatch.serve.binary, inside the guard, and answered as its JSON form (`answer_binary`).
 
 Channels (issue 21). A multichannel model (model.json names its channels) takes a signal
 channels first or by name (faultwatch.serve.channels, which names the channel in every refusal:
@@ -61,10 +62,8 @@ loads each group on demand (faultwatch.serve.process, faultwatch.serve.fleet; GE
 
 from __future__ import annotations
 
-import itertools
 import logging
 import random
-import time
 from typing import Annotated
 
 import anyio.to_thread
@@ -73,9 +72,16 @@ import numpy as np
 from pydantic import Field
 from starlette.responses import Response
 
-from faultwatch.serve.answers import Item, ModelFailure, error_response, feedback_refusal, refusal
+from faultwatch.serve.answers import (
+    Item,
+    ModelFailure,
+    error_response,
+    feedback_refusal,
+    refusal,
+)
 from faultwatch.serve.batching import MicroBatcher
-from faultwatch.serve.calls import Answering
+from faultwatch.serve.binary import BinarySignals
+from faultwatch.serve.calls import Answering, item_of, items_of
 from faultwatch.serve.channels import ChannelError, multichannel_types
 from faultwatch.serve.fleet import ModelUnavailable, UnknownModel
 from faultwatch.serve.guard import RequestGuard
@@ -140,7 +146,6 @@ ModelName = Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9._-]{1,100}$"
 
 PREDICTION_ROUTES = ("/predict", "/predict_batch")
 ROUTES = (*PREDICTION_ROUTES, "/feedback")
-_requests = itertools.count()
 
 
 def open_process_log() -> PredictionLog:
@@ -171,6 +176,7 @@ class FaultDetector(Answering):
         self._sampler = random.Random()
         self.metrics = service_metrics()
         self._batchers: dict[str, MicroBatcher[Item, Prediction]] = {}
+        BinarySignals.service = self  # .npy bodies (faultwatch.serve.binary) come in here
         quiet_client_errors()  # a 4xx is one line (the guard's), not BentoML's traceback
 
     # the single model's attributes, as tests and benchmarks have read them
@@ -232,7 +238,7 @@ class FaultDetector(Answering):
                 return error_response(503, "model_unavailable", ["model"], str(e))
             except ChannelError as e:
                 return error_response(e.status, e.reason, e.loc, e.msg)
-            out = await self._submit([_item(values)], group)
+            out = await self._submit([item_of(values)], group)
             return out if isinstance(out, Response) else out[0]
 
         @bentoml.api
@@ -251,7 +257,7 @@ class FaultDetector(Answering):
                 return error_response(503, "model_unavailable", ["model"], str(e))
             except ChannelError as e:
                 return error_response(e.status, e.reason, e.loc, e.msg)
-            out = await self._submit(_items(values, signals), group)
+            out = await self._submit(items_of(values, signals), group)
             return out if isinstance(out, Response) else BatchPrediction(predictions=out)
 
     elif CHANNELS is not None:
@@ -272,7 +278,7 @@ class FaultDetector(Answering):
                 return error_response(e.status, e.reason, ["model"], e.msg)
             except ChannelError as e:
                 return error_response(e.status, e.reason, e.loc, e.msg)
-            out = await self._submit([_item(values)])
+            out = await self._submit([item_of(values)])
             return out if isinstance(out, Response) else out[0]
 
         @bentoml.api
@@ -289,7 +295,7 @@ class FaultDetector(Answering):
                 return error_response(e.status, e.reason, ["model"], e.msg)
             except ChannelError as e:
                 return error_response(e.status, e.reason, e.loc, e.msg)
-            out = await self._submit(_items(values, signals))
+            out = await self._submit(items_of(values, signals))
             return out if isinstance(out, Response) else BatchPrediction(predictions=out)
 
     elif SETTINGS.batching == "queue":
@@ -305,7 +311,7 @@ class FaultDetector(Answering):
                 self._group(model)
             except UnknownModel as e:
                 return error_response(e.status, e.reason, ["model"], e.msg)
-            out = await self._submit([_item(np.asarray(signal))])
+            out = await self._submit([item_of(np.asarray(signal))])
             return out if isinstance(out, Response) else out[0]
 
         @bentoml.api
@@ -319,7 +325,7 @@ class FaultDetector(Answering):
                 self._group(model)
             except UnknownModel as e:
                 return error_response(e.status, e.reason, ["model"], e.msg)
-            out = await self._submit(_items([np.asarray(s.root) for s in signals], signals))
+            out = await self._submit(items_of([np.asarray(s.root) for s in signals], signals))
             return out if isinstance(out, Response) else BatchPrediction(predictions=out)
 
     else:
@@ -328,7 +334,7 @@ class FaultDetector(Answering):
         def predict(self, signal: SignalValues) -> Prediction:  # type: ignore[valid-type]
             """Fault probability of one signal (any length within the limits)."""
             try:
-                return self._answer_now([_item(np.asarray(signal))])[0]
+                return self._answer_now([item_of(np.asarray(signal))])[0]
             except (ModelFailure, PredictionLogError) as e:
                 return refusal(e)
 
@@ -341,7 +347,7 @@ class FaultDetector(Answering):
             """Fault probabilities of many signals; BentoML batches concurrent requests.
 
             The answer is a bare list (batchable=True splits the output list by request)."""
-            return self._answer_now(_items([np.asarray(s.root) for s in signals], signals))
+            return self._answer_now(items_of([np.asarray(s.root) for s in signals], signals))
 
 
 # the models the bento carries: BentoML collects the class's BentoModel attributes
@@ -359,20 +365,6 @@ FaultDetector = bentoml.service(
 )(FaultDetector)
 
 
-def _item(values: np.ndarray) -> Item:
-    """The one signal of a /predict request, validated now."""
-    return Item(values, time.perf_counter(), "predict", next(_requests), None, current())
-
-
-def _items(values: list[np.ndarray], stamped: list) -> list[Item]:
-    """The signals of one /predict_batch request (`stamped`: its validated items)."""
-    request = next(_requests)
-    return [
-        Item(v, s._received, "predict_batch", request, i, s._identity)
-        for i, (v, s) in enumerate(zip(values, stamped, strict=True))
-    ]
-
-
 def _count_rejection(reason: str) -> None:
     service_metrics().rejected.labels(reason=reason).inc()
 
@@ -384,9 +376,11 @@ FaultDetector.add_asgi_middleware(
     max_drain_bytes=SETTINGS.max_drain_bytes,
     log_factory=open_process_log,
     on_reject=_count_rejection,
+    binary_paths=PREDICTION_ROUTES,
     credentials={"/feedback": LABELLERS}
     | dict.fromkeys(PREDICTION_ROUTES if CLIENTS is not None else (), CLIENTS),
 )
+FaultDetector.add_asgi_middleware(BinarySignals, paths=PREDICTION_ROUTES)  # inside the guard
 FaultDetector.add_asgi_middleware(RefreshOnScrape, refresh=REALISED.refresh_quietly)
 FaultDetector.add_asgi_middleware(
     ReadyBody,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import heapq
 import http.client
+import io
 import itertools
 import json
 import math
@@ -37,6 +38,7 @@ class Plan:
     token: str | None = None  # the labeller's bearer token for /feedback
     timeout_s: float = 30.0
     seed: int = 0
+    body: str = "json"  # or "npy": each request's signals as one .npy array (one length)
 
 
 @dataclass
@@ -84,6 +86,16 @@ class Summary:
         return out
 
 
+NPY_TYPE = "application/x-npy"
+
+
+def npy_bytes(signals: list) -> bytes:
+    """One /predict_batch request's signals as an `.npy` array (signals, [channels,] samples)."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(signals, dtype="float64"), allow_pickle=False)
+    return buf.getvalue()
+
+
 class _Connection:
     """One keep-alive HTTP/1.1 connection, reopened after an error or a `Connection: close`."""
 
@@ -93,18 +105,18 @@ class _Connection:
         self.base = parts.path.rstrip("/")
         self.conn: http.client.HTTPConnection | None = None
 
-    def post(self, path: str, body: dict, token: str | None = None) -> tuple[int, bytes]:
-        """(status, body); status 0 with the error's text when no HTTP answer came. `token`:
-        sent as `Authorization: Bearer TOKEN`."""
+    def post(self, path: str, body: dict | bytes, token: str | None = None) -> tuple[int, bytes]:
+        """(status, body); status 0 with the error's text when no HTTP answer came. `body`: a
+        JSON object, or the bytes of an `.npy` array. `token`: sent as `Authorization: Bearer`."""
         if self.conn is None:
             self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
-        headers = {"Content-Type": "application/json"}
+        npy = isinstance(body, bytes)
+        headers = {"Content-Type": NPY_TYPE if npy else "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         try:
-            self.conn.request(
-                "POST", self.base + path, body=json.dumps(body).encode(), headers=headers
-            )
+            data = body if npy else json.dumps(body).encode()
+            self.conn.request("POST", self.base + path, body=data, headers=headers)
             r = self.conn.getresponse()
             data = r.read()
             if (r.getheader("Connection") or "").lower() == "close":
@@ -193,6 +205,13 @@ def _load(plan: Plan, signals: Signals, drift: Drift) -> _Load:
         order = resample_share(signals.y, drift.fault_share, rng)
     if plan.label_delay_s is not None and signals.labels is None:
         raise TrafficError("--label-delay needs the true classes: a `y` or `label` column")
+    if plan.body == "npy" and plan.batch_size > 1:
+        lengths = {np.shape(v)[-1] for v in signals.values}
+        if len(lengths) > 1:
+            raise TrafficError(
+                f"--body npy sends a request's signals as one array: they need one length "
+                f"(these have {len(lengths)}); --batch-size 1 sends each alone"
+            )
     # the drifted signals, computed once (the noise is seeded): request i sends a window of them
     sent_values = [
         drift_signal(signals.values[i], drift, rng, signals.channels).tolist() for i in order
@@ -232,7 +251,9 @@ class _Sender:
                 break
             time.sleep(max(0.0, due - time.monotonic()))
             idx = [(i * plan.batch_size + k) % len(values) for k in range(plan.batch_size)]
-            status, data = conn.post("/predict_batch", {"signals": [values[j] for j in idx]})
+            chosen = [values[j] for j in idx]
+            body = npy_bytes(chosen) if plan.body == "npy" else {"signals": chosen}
+            status, data = conn.post("/predict_batch", body)
             self._record(status, data, idx)
         conn.close()
 
