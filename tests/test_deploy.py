@@ -170,6 +170,12 @@ def _wait_for(load: Load, n: int, timeout_s: float = 120) -> None:
         time.sleep(0.02)
 
 
+def _warm(load: Load) -> None:
+    """Eight seconds of the paced load: the canary's start measures the live traffic of the
+    last 10 s, and a load just begun would look too thin for its first step."""
+    _wait_for(load, int(LOAD_RATE * 8))
+
+
 def test_no_request_fails_across_a_canary_change_a_switch_and_a_rollback(deployed):
     root, url, versions = deployed
     blue, green = versions["v0.0.1"], versions["v0.0.2"]
@@ -392,6 +398,7 @@ def test_a_green_failing_the_analysis_is_aborted_to_zero(deployed):
     fw(root, "deploy", "stage", "v0.0.3")  # flags every signal: fault rate 1.0
     load = Load(url, bodies(), concurrency=8, total=None, duration_s=60, rate=LOAD_RATE).start()
     try:
+        _warm(load)
         r = fw(root, "deploy", "canary", "--steps", "10,50,100", "--interval", "4", check=False)
         aborted = time.time()
         time.sleep(1)  # a second of traffic after the abort: blue answers all of it
@@ -453,6 +460,7 @@ def test_a_good_green_advances_through_every_step(deployed):
     fw(root, "deploy", "stage", "v0.0.2")
     load = Load(url, bodies(), concurrency=8, total=None, duration_s=90, rate=LOAD_RATE).start()
     try:
+        _warm(load)
         r = fw(root, "deploy", "canary", "--steps", "10,50,100", "--interval", "4", check=False)
     finally:
         load.stop()
