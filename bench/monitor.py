@@ -112,13 +112,12 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - t0
 
 
-def read_from_sqlite(frame: pd.DataFrame, emb: np.ndarray, folder: Path) -> float | None:
-    """Seconds to read the window back from a SQLite log (None without the log's read side)."""
+def write_sqlite_log(frame: pd.DataFrame, emb: np.ndarray, path: Path, labels: bool = False):
+    """`production`'s rows written through faultwatch.serve.predlog, as the service writes
+    them (features and embedding per row); with `labels`, the labelled rows' true labels."""
     from faultwatch.serve import predlog
 
-    if not hasattr(predlog, "read_predictions"):
-        return None
-    log = predlog.open_log(str(folder / "log.sqlite"))
+    log = predlog.open_log(str(path))
     log.append(
         predlog.LoggedPrediction(
             endpoint="predict_batch",
@@ -136,7 +135,19 @@ def read_from_sqlite(frame: pd.DataFrame, emb: np.ndarray, folder: Path) -> floa
         )
         for i, r in enumerate(frame.itertuples())
     )
+    if labels:
+        done = frame[frame["true_label"].notna()]
+        log.add_labels(list(zip(done["prediction_id"], done["true_label"], strict=True)), "bench")
     log.close()
+
+
+def read_from_sqlite(frame: pd.DataFrame, emb: np.ndarray, folder: Path) -> float | None:
+    """Seconds to read the window back from a SQLite log (None without the log's read side)."""
+    from faultwatch.serve import predlog
+
+    if not hasattr(predlog, "read_predictions"):
+        return None
+    write_sqlite_log(frame, emb, folder / "log.sqlite")
     _, seconds = timed(predlog.read_predictions, str(folder / "log.sqlite"))
     return seconds
 

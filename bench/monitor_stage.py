@@ -53,13 +53,11 @@ snapshot.save_html(sys.argv[3])
 def build_project(dest: Path, rows: int) -> None:
     """The project the monitor runs in: its training split, model, registration and log."""
     import torch
-    from monitor import plaid_split, production
+    from monitor import plaid_split, production, write_sqlite_log
 
-    from faultwatch.features import FEATURES
     from faultwatch.model.io import load_model, save_model
     from faultwatch.model.network import FaultCNN
     from faultwatch.monitor.reference import reference_frame
-    from faultwatch.serve import predlog
 
     (dest / "notebooks").mkdir(parents=True)
     shutil.copy(ROOT / "notebooks/05_monitor.ipynb", dest / "notebooks")
@@ -76,27 +74,7 @@ def build_project(dest: Path, rows: int) -> None:
         json.dumps({"model_tag": "fault_cnn:v1", "weights_sha256": desc["weights_sha256"]})
     )
     frame, emb = production(pool, rows, load_model(dest / "models/fault_cnn"))
-    log = predlog.open_log(str(dest / "predictions.sqlite"))
-    log.append(
-        predlog.LoggedPrediction(
-            endpoint="predict_batch",
-            model_version="v1",
-            summary=predlog.InputSummary(r.n, r.mean, r.std, r.min, r.max, 0),
-            probability=r.probability,
-            label=r.label,
-            is_fault=bool(r.is_fault),
-            threshold=0.5,
-            latency_ms=r.latency_ms,
-            batch_size=1,
-            prediction_id=r.prediction_id,
-            features=[getattr(r, f) for f in FEATURES],
-            embedding=emb[i],
-        )
-        for i, r in enumerate(frame.itertuples())
-    )
-    labelled = frame[frame["true_label"].notna()]
-    log.add_labels(list(zip(labelled["prediction_id"], labelled["true_label"], strict=True)), "b")
-    log.close()
+    write_sqlite_log(frame, emb, dest / "predictions.sqlite", labels=True)
     monitor = {"log": "predictions.sqlite", "last": "2h", "label_delay": "1m"}
     (dest / "params.yaml").write_text(json.dumps({"monitor": monitor}))
 
